@@ -1,0 +1,245 @@
+"""The `exporter` command line."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import click
+
+from .errors import ConfigError, ExporterError
+
+# Modules whose click command groups join `exporter`, as (module, attribute) pairs.
+COMMAND_MODULES: list[tuple[str, str]] = []
+
+
+def context():
+    from .context import get_context
+
+    return get_context()
+
+
+class ExporterGroup(click.Group):
+    """Turns expected errors into a one-line message and a non-zero exit, not a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            raise click.ClickException(f"configuration error: {exc}") from None
+        except ExporterError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=ExporterGroup)
+@click.version_option(package_name="exporter")
+def main() -> None:
+    """Exporter: registry exports, resource archives and the jobs that make them."""
+    from .config import load_settings
+    from .logs import configure_logging
+
+    configure_logging(load_settings().log_level)
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply migrations up to REVISION."""
+    from . import migrate
+
+    url = context().settings.database_url
+    migrate.upgrade(url, revision)
+    click.echo(f"database at revision {migrate.current(url)}")
+
+
+@main.command("config")
+@click.option("--markdown", is_flag=True, help="Print the README's settings table.")
+def config_cmd(markdown: bool) -> None:
+    """Check the settings and print them (secrets hidden)."""
+    from .config import PREFIX, SETTINGS, settings_markdown
+
+    if markdown:
+        click.echo(settings_markdown())
+        return
+    settings = context().settings
+    for s in SETTINGS:
+        value = getattr(settings, s.name.lower())
+        click.echo(f"{PREFIX}{s.name}={'***' if s.name == 'SECRET_KEY' else value}")
+
+
+@main.group()
+def jobs() -> None:
+    """Inspect and manage jobs."""
+
+
+@jobs.command("list")
+@click.option("--status", type=click.Choice(["pending", "running", "succeeded", "failed", "cancelled", "expired"]))
+@click.option("--kind")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--json", "as_json", is_flag=True)
+def jobs_list(status, kind, limit, as_json) -> None:
+    """List the newest jobs."""
+    from . import jobs as job_api
+
+    rows = job_api.list_jobs(context(), status=status, kind=kind, limit=limit)
+    if as_json:
+        click.echo(json.dumps([j.to_dict() for j in rows], indent=2))
+        return
+    if not rows:
+        click.echo("no jobs")
+    for j in rows:
+        click.echo(f"{j.id}  {j.kind:<16} {j.status:<10} {j.percentage:>3}%  {j.created_at:%Y-%m-%d %H:%M:%S}  {j.error or ''}")
+
+
+@jobs.command("show")
+@click.argument("job_id")
+def jobs_show(job_id: str) -> None:
+    """Print one job as JSON."""
+    from . import jobs as job_api
+
+    click.echo(json.dumps(job_api.get(context(), job_id).to_dict(), indent=2))
+
+
+@jobs.command("cancel")
+@click.argument("job_id")
+def jobs_cancel(job_id: str) -> None:
+    """Cancel a pending or running job."""
+    from . import jobs as job_api
+
+    click.echo(f"{job_id}: {job_api.cancel(context(), job_id).status}")
+
+
+@jobs.command("submit")
+@click.argument("kind")
+@click.option("--params", default="{}", help="JSON object of parameters.")
+@click.option("--wait/--no-wait", default=False, help="Run it in this process instead of enqueueing.")
+def jobs_submit(kind: str, params: str, wait: bool) -> None:
+    """Submit a job of KIND (e.g. synthetic)."""
+    from . import jobs as job_api
+    from . import runner
+
+    try:
+        parsed = json.loads(params)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--params") from None
+    if not isinstance(parsed, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--params")
+    ctx = context()
+    if not wait:
+        _install_dispatcher()
+    job = job_api.submit(ctx, kind, parsed, requested_by="cli", enqueue=not wait)
+    if wait:
+        runner.run_job(ctx, job.id)
+    job = job_api.get(ctx, job.id)
+    click.echo(json.dumps(job.to_dict(), indent=2))
+    if job.status == "failed":
+        sys.exit(1)
+
+
+def _install_dispatcher() -> None:
+    from workers.app import install_dispatcher
+
+    install_dispatcher()
+
+
+def _celery_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "workers.app:celery_app", *args]
+
+
+QUEUES = "engine,exports,archive,webhooks"
+
+
+@main.command()
+@click.option("--concurrency", "-c", default=2, show_default=True, type=click.IntRange(1, 64))
+@click.option("--queues", "-Q", default=QUEUES, show_default=True)
+@click.option("--pool", default="prefork", show_default=True, type=click.Choice(["prefork", "solo", "threads"]))
+def worker(concurrency: int, queues: str, pool: str) -> None:
+    """Run a Celery worker (replaces this process)."""
+    context()  # validate settings before exec
+    argv = _celery_argv("worker", "-l", "INFO", "-c", str(concurrency), "-Q", queues, "-P", pool, "-E")
+    os.execv(argv[0], argv)
+
+
+@main.command()
+def beat() -> None:
+    """Run celery beat, the scheduler of periodic jobs (replaces this process)."""
+    ctx = context()
+    argv = _celery_argv("beat", "-l", "INFO", "-s", str(ctx.settings.var_dir / "celerybeat-schedule"))
+    os.execv(argv[0], argv)
+
+
+@main.command()
+@click.option("--host")
+@click.option("--port", type=int)
+def web(host: str | None, port: int | None) -> None:
+    """Run the web app on the built-in threaded server (use gunicorn at scale)."""
+    from web import create_app
+
+    settings = context().settings
+    create_app().run(host=host or settings.web_host, port=port or settings.web_port, threaded=True, use_reloader=False)
+
+
+@main.command()
+@click.option("--concurrency", "-c", default=2, show_default=True, type=click.IntRange(1, 64))
+@click.option("--no-migrate", is_flag=True, help="Do not apply migrations first.")
+def up(concurrency: int, no_migrate: bool) -> None:
+    """Run web, worker and beat together (the embedded mode); Ctrl-C stops them all."""
+    from . import migrate
+
+    ctx = context()
+    if not no_migrate:
+        migrate.upgrade(ctx.settings.database_url)
+    exe = [sys.executable, "-m", "exporter.cli"]
+    children = {
+        "web": exe + ["web"],
+        "worker": exe + ["worker", "-c", str(concurrency)],
+        "beat": exe + ["beat"],
+    }
+    procs = {name: subprocess.Popen(argv) for name, argv in children.items()}
+    click.echo(f"exporter up: web on {ctx.settings.public_url}, worker (x{concurrency}), beat; Ctrl-C stops")
+    stopping = False
+
+    def stop(signum, _frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    exit_code = 0
+    while not stopping:
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                click.echo(f"exporter up: {name} exited with {proc.returncode}; stopping the others", err=True)
+                exit_code = 1
+                stopping = True
+                break
+        time.sleep(0.2)
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    for proc in procs.values():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    click.echo("exporter up: stopped")
+    sys.exit(exit_code)
+
+
+for _module, _attr in COMMAND_MODULES:
+    main.add_command(getattr(importlib.import_module(_module), _attr))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+"""Settings from EXPORTER_* environment variables, validated once at start-up.
+
+Every setting has a default that needs no server (the embedded mode). A value Exporter
+cannot use stops start-up with a ConfigError naming the setting; nothing falls back
+silently. `SETTINGS` is the one list of settings: the README's table is generated from it
+(`exporter config --markdown`) and a test checks that the README matches.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from .errors import ConfigError
+
+PREFIX = "EXPORTER_"
+
+BROKER_SCHEMES = {"filesystem", "redis", "rediss", "amqp", "amqps", "pyamqp", "memory"}
+DATABASE_BACKENDS = {"sqlite", "postgresql"}
+STORAGE_SCHEMES = {"file", "s3"}
+
+
+def as_str(name: str, raw: str) -> str:
+    return raw
+
+
+def as_int(name: str, raw: str, minimum: int = 0) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{PREFIX}{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def as_positive_int(name: str, raw: str) -> int:
+    return as_int(name, raw, 1)
+
+
+def as_seconds(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{name} must be a number of seconds, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{PREFIX}{name} must be greater than 0, got {value}")
+    return value
+
+
+def as_bool(name: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"{PREFIX}{name} must be true or false, got {raw!r}")
+
+
+def as_networks(name: str, raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """A comma-separated list of CIDR networks (an allowlist)."""
+    nets = []
+    for item in filter(None, (p.strip() for p in raw.split(","))):
+        try:
+            nets.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"{PREFIX}{name} has an invalid network {item!r} (expected CIDR like 127.0.0.1/32)"
+            ) from None
+    return tuple(nets)
+
+
+def as_path(name: str, raw: str) -> Path:
+    return Path(raw).expanduser().resolve()
+
+
+def as_database_url(name: str, raw: str) -> str:
+    try:
+        parsed = make_url(raw)
+    except ArgumentError:
+        raise ConfigError(
+            f"{PREFIX}{name} is not a database URL: {raw!r} "
+            "(expected sqlite:///path or postgresql+psycopg://user@host/db)"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend not in DATABASE_BACKENDS:
+        raise ConfigError(
+            f"{PREFIX}{name} uses {backend!r}; supported: {', '.join(sorted(DATABASE_BACKENDS))}"
+        )
+    if backend == "postgresql" and parsed.drivername == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return raw
+
+
+def as_broker_url(name: str, raw: str) -> str:
+    scheme = urlsplit(raw).scheme
+    if scheme not in BROKER_SCHEMES:
+        raise ConfigError(
+            f"{PREFIX}{name} has unknown scheme {scheme!r}: {raw!r} "
+            f"(expected one of {', '.join(sorted(BROKER_SCHEMES))})"
+        )
+    return raw
+
+
+def as_storage_url(name: str, raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in STORAGE_SCHEMES:
+        raise ConfigError(
+            f"{PREFIX}{name} has unknown scheme {parts.scheme!r}: {raw!r} "
+            "(expected file:///path or s3://bucket[/prefix])"
+        )
+    if parts.scheme == "s3" and not parts.netloc:
+        raise ConfigError(f"{PREFIX}{name} must name a bucket: s3://bucket[/prefix], got {raw!r}")
+    if parts.scheme == "file" and not parts.path:
+        raise ConfigError(f"{PREFIX}{name} must name a folder: file:///path, got {raw!r}")
+    return raw
+
+
+def as_http_url(name: str, raw: str) -> str:
+    if urlsplit(raw).scheme not in {"http", "https"}:
+        raise ConfigError(f"{PREFIX}{name} must be an http(s) URL, got {raw!r}")
+    return raw.rstrip("/")
+
+
+def as_log_level(name: str, raw: str) -> str:
+    level = raw.upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ConfigError(f"{PREFIX}{name} must be DEBUG, INFO, WARNING or ERROR, got {raw!r}")
+    return level
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str
+    help: str
+    parse: Callable[[str, str], Any] = as_str
+
+
+SETTINGS: list[Setting] = [
+    Setting("VAR_DIR", "./var", "Folder for embedded-mode state: SQLite file, local storage, broker messages, beat schedule, secret key.", as_path),
+    Setting("DATABASE_URL", "sqlite:///{VAR_DIR}/exporter.db", "SQLAlchemy URL: `sqlite:///path` or `postgresql+psycopg://user@host/db`.", as_database_url),
+    Setting("BROKER_URL", "filesystem://", "Celery broker: `filesystem://` (no server; messages under VAR_DIR/broker, processed ones kept), `redis://host:6379/0` or `amqp://guest:guest@host//`.", as_broker_url),
+    Setting("STORAGE_URL", "file://{VAR_DIR}/storage", "Where artifacts go: `file:///path` or `s3://bucket[/prefix]`.", as_storage_url),
+    Setting("S3_ENDPOINT_URL", "", "S3-compatible endpoint (MinIO, moto, ...); empty means AWS. Credentials come from the usual AWS_* variables."),
+    Setting("S3_REGION", "us-east-1", "Region for the S3 client."),
+    Setting("SECRET_KEY", "", "Signs local download URLs and webhooks; empty means generate one once and keep it in VAR_DIR/secret_key."),
+    Setting("PUBLIC_URL", "http://127.0.0.1:8000", "Base URL users reach the web app on; local download links are built from it.", as_http_url),
+    Setting("WEB_HOST", "127.0.0.1", "Address `exporter up` serves the web app on."),
+    Setting("WEB_PORT", "8000", "Port `exporter up` serves the web app on.", as_positive_int),
+    Setting("DOWNLOAD_URL_TTL", "3600", "Seconds a download link stays valid.", as_positive_int),
+    Setting("HEARTBEAT_SECONDS", "10", "How often a running job writes its heartbeat.", as_seconds),
+    Setting("STALE_AFTER_SECONDS", "120", "A running job whose heartbeat is older than this is taken for dead and re-enqueued.", as_seconds),
+    Setting("PENDING_TIMEOUT_SECONDS", "600", "A pending job nobody claimed for this long is taken for a lost message and re-enqueued.", as_seconds),
+    Setting("MAX_ATTEMPTS", "3", "Times a job may be claimed by a worker before the reaper fails it.", as_positive_int),
+    Setting("REAPER_INTERVAL", "60", "Seconds between reaper runs (celery beat).", as_seconds),
+    Setting("CLEANUP_INTERVAL", "3600", "Seconds between expired-artifact cleanups (celery beat).", as_seconds),
+    Setting("TASK_SOFT_TIME_LIMIT", "21600", "Soft time limit of one task in seconds (the job is failed and cleans up).", as_positive_int),
+    Setting("TASK_TIME_LIMIT", "22200", "Hard time limit of one task in seconds (the worker process is killed); must exceed the soft limit.", as_positive_int),
+    Setting("JOB_EXPIRY_SECONDS", "604800", "How long a finished job's artifacts are kept, unless its kind sets its own.", as_positive_int),
+    Setting("LOG_LEVEL", "INFO", "Logging level: DEBUG, INFO, WARNING or ERROR.", as_log_level),
+]
+
+
+class Settings:
+    """Parsed settings; read them as attributes in lower case (`settings.database_url`)."""
+
+    def __init__(self, values: dict[str, Any]):
+        self._values = values
+
+    def __getattr__(self, attr: str) -> Any:
+        try:
+            return self._values[attr.upper()]
+        except KeyError:
+            raise AttributeError(f"no setting {PREFIX}{attr.upper()}") from None
+
+    def replace(self, **changes: Any) -> Settings:
+        values = dict(self._values)
+        values.update({k.upper(): v for k, v in changes.items()})
+        return Settings(values)
+
+    @property
+    def broker_folder(self) -> Path:
+        return self.var_dir / "broker"
+
+    @property
+    def is_embedded_broker(self) -> bool:
+        return self.broker_url.startswith("filesystem://")
+
+
+def _secret_key(raw: str, var_dir: Path) -> str:
+    if raw:
+        if len(raw) < 16:
+            raise ConfigError(f"{PREFIX}SECRET_KEY must be at least 16 characters")
+        return raw
+    path = var_dir / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    try:
+        var_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{PREFIX}SECRET_KEY is empty and {path} cannot be created: {exc}") from None
+    key = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raise ConfigError naming the first bad one."""
+    env = os.environ if env is None else env
+    var_dir = as_path("VAR_DIR", env.get(PREFIX + "VAR_DIR") or "./var")
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = env.get(PREFIX + setting.name)
+        if raw is None or (raw == "" and setting.default):
+            raw = setting.default
+        raw = raw.replace("{VAR_DIR}", str(var_dir))
+        values[setting.name] = setting.parse(setting.name, raw)
+    values["SECRET_KEY"] = _secret_key(values["SECRET_KEY"], var_dir)
+    if values["TASK_TIME_LIMIT"] <= values["TASK_SOFT_TIME_LIMIT"]:
+        raise ConfigError(
+            f"{PREFIX}TASK_TIME_LIMIT ({values['TASK_TIME_LIMIT']}) must be greater than "
+            f"{PREFIX}TASK_SOFT_TIME_LIMIT ({values['TASK_SOFT_TIME_LIMIT']})"
+        )
+    return Settings(values)
+
+
+def settings_markdown() -> str:
+    """The README's settings table."""
+    rows = ["| setting | default | meaning |", "| --- | --- | --- |"]
+    for s in SETTINGS:
+        default = f"`{s.default}`" if s.default else "(empty)"
+        rows.append(f"| `{PREFIX}{s.name}` | {default} | {s.help} |")
+    return "\n".join(rows)

@@ -1,0 +1,283 @@
+"""The job lifecycle. The jobs table is the source of truth; brokers only carry job ids.
+
+pending -> running (claim: compare-and-set) -> succeeded | failed; pending/running ->
+cancelled; succeeded -> expired (artifacts deleted by cleanup). A running job that stops
+heart-beating, or a pending job nobody claims, is re-enqueued by the reaper a bounded
+number of times, then failed with a reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, selectinload
+
+from .context import Context
+from .db import utcnow
+from .errors import JobLost, NotFound
+from .kinds import get_kind
+from .models import ACTIVE_STATUSES, Artifact, Job, TaskStatus
+
+log = logging.getLogger(__name__)
+
+
+def canonical_json(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def dedupe_key(kind: str, params: dict[str, Any]) -> str:
+    """Hash of kind + canonical params: equal requests, whatever their key order, match."""
+    return hashlib.sha256(f"{kind}\n{canonical_json(params)}".encode()).hexdigest()
+
+
+def _enqueue(ctx: Context, job: Job) -> None:
+    kind = get_kind(job.kind)
+    ctx.enqueue(kind.task, job.id, kind.queue)
+    log.info("job %s: enqueued %s on queue %s", job.id, kind.task, kind.queue)
+
+
+def submit(
+    ctx: Context,
+    kind: str,
+    params: dict[str, Any],
+    requested_by: str | None = None,
+    description: str | None = None,
+    enqueue: bool = True,
+) -> Job:
+    """Insert a pending job, commit, then enqueue it. Params are validated and completed by the kind.
+
+    If the broker refuses the message the job stays pending and the reaper enqueues it
+    later: nothing is lost.
+    """
+    spec = get_kind(kind)
+    params = spec.normalize(dict(params or {}))
+    job = Job(
+        kind=kind,
+        params=json.loads(canonical_json(params)),
+        dedupe_key=dedupe_key(kind, params),
+        status="pending",
+        requested_by=requested_by,
+        description=description,
+        queued_at=utcnow(),
+    )
+    with ctx.db.session() as s:
+        s.add(job)
+    log.info("job %s: submitted (%s) by %s", job.id, kind, requested_by or "-")
+    if enqueue:
+        try:
+            _enqueue(ctx, job)
+        except Exception:
+            log.exception("job %s: enqueue failed; the reaper will enqueue it again", job.id)
+    return job
+
+
+def get(ctx: Context, job_id: str) -> Job:
+    with ctx.db.session() as s:
+        job = s.get(Job, job_id, options=[selectinload(Job.artifacts)])
+        if job is None:
+            raise NotFound(f"no job {job_id}")
+        return job
+
+
+def list_jobs(ctx: Context, status: str | None = None, kind: str | None = None, limit: int = 50, offset: int = 0) -> list[Job]:
+    query = select(Job).options(selectinload(Job.artifacts)).order_by(Job.created_at.desc(), Job.id)
+    if status:
+        query = query.where(Job.status == status)
+    if kind:
+        query = query.where(Job.kind == kind)
+    with ctx.db.session() as s:
+        return list(s.scalars(query.limit(limit).offset(offset)))
+
+
+def claim(ctx: Context, job_id: str) -> str | None:
+    """Move a pending job to running; returns the claim token, or None if someone else has it."""
+    token = str(uuid.uuid4())
+    now = utcnow()
+    with ctx.db.session() as s:
+        res = s.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == "pending")
+            .values(status="running", claim_token=token, attempts=Job.attempts + 1, started_at=now, heartbeat_at=now, error=None)
+        )
+    if res.rowcount != 1:
+        return None
+    log.info("job %s: claimed", job_id)
+    return token
+
+
+def _owned(job_id: str, token: str):
+    return (Job.id == job_id, Job.status == "running", Job.claim_token == token)
+
+
+def heartbeat(ctx: Context, job_id: str, token: str) -> None:
+    """Say the job is alive; raises JobLost if it was cancelled or reaped meanwhile."""
+    with ctx.db.session() as s:
+        res = s.execute(update(Job).where(*_owned(job_id, token)).values(heartbeat_at=utcnow()))
+    if res.rowcount != 1:
+        raise JobLost(f"job {job_id} is no longer ours to run")
+
+
+def progress(ctx: Context, job_id: str, token: str, done: int, total: int | None = None) -> None:
+    values: dict[str, Any] = {"progress_done": done, "heartbeat_at": utcnow()}
+    if total is not None:
+        values["progress_total"] = total
+    with ctx.db.session() as s:
+        res = s.execute(update(Job).where(*_owned(job_id, token)).values(**values))
+    if res.rowcount != 1:
+        raise JobLost(f"job {job_id} is no longer ours to run")
+
+
+@dataclass
+class NewArtifact:
+    name: str
+    key: str
+    filename: str
+    size: int
+    md5: str
+    sha256: str
+    content_type: str = "application/octet-stream"
+    public: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def _expiry(ctx: Context, kind: str, now: datetime) -> datetime:
+    seconds = get_kind(kind).expiry_seconds or ctx.settings.job_expiry_seconds
+    return now + timedelta(seconds=seconds)
+
+
+def succeed(ctx: Context, job_id: str, token: str, result: dict[str, Any] | None, artifacts: list[NewArtifact]) -> Job:
+    """Finish the job and record its artifacts in one transaction; only the claim holder can."""
+    now = utcnow()
+    with ctx.db.session() as s:
+        job = s.get(Job, job_id)
+        if job is None or job.status != "running" or job.claim_token != token:
+            raise JobLost(f"job {job_id} is no longer ours to finish")
+        res = s.execute(
+            update(Job)
+            .where(*_owned(job_id, token))
+            .values(status="succeeded", finished_at=now, heartbeat_at=now, result=result, expires_at=_expiry(ctx, job.kind, now), progress_done=Job.progress_total if job.progress_total else Job.progress_done)
+        )
+        if res.rowcount != 1:
+            raise JobLost(f"job {job_id} is no longer ours to finish")
+        for old in list(s.scalars(select(Artifact).where(Artifact.job_id == job_id))):
+            s.delete(old)
+        s.flush()
+        for a in artifacts:
+            s.add(Artifact(job_id=job_id, name=a.name, key=a.key, filename=a.filename, size=a.size, md5=a.md5, sha256=a.sha256, content_type=a.content_type, public=a.public))
+    log.info("job %s: succeeded with %d artifact(s)", job_id, len(artifacts))
+    return get(ctx, job_id)
+
+
+def fail(ctx: Context, job_id: str, token: str | None, error: str, result: dict[str, Any] | None = None) -> bool:
+    """Mark the job failed with a reason. With a token, only the claim holder can."""
+    now = utcnow()
+    cond = _owned(job_id, token) if token else (Job.id == job_id, Job.status.in_(ACTIVE_STATUSES))
+    with ctx.db.session() as s:
+        res = s.execute(update(Job).where(*cond).values(status="failed", finished_at=now, error=error[:4000], result=result))
+    if res.rowcount == 1:
+        log.warning("job %s: failed: %s", job_id, error)
+    return res.rowcount == 1
+
+
+def release(ctx: Context, job_id: str, token: str, reason: str) -> bool:
+    """Give a running job back (pending) after a transient error, so it can be retried."""
+    with ctx.db.session() as s:
+        res = s.execute(update(Job).where(*_owned(job_id, token)).values(status="pending", claim_token=None, error=reason[:4000], queued_at=utcnow()))
+    return res.rowcount == 1
+
+
+def cancel(ctx: Context, job_id: str) -> Job:
+    """Cancel a pending or running job; a running one stops at its next progress report."""
+    with ctx.db.session() as s:
+        job = s.get(Job, job_id)
+        if job is None:
+            raise NotFound(f"no job {job_id}")
+        s.execute(update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE_STATUSES)).values(status="cancelled", finished_at=utcnow(), claim_token=None))
+    log.info("job %s: cancel requested", job_id)
+    return get(ctx, job_id)
+
+
+@dataclass
+class ReapReport:
+    requeued: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def reap(ctx: Context, now: datetime | None = None) -> ReapReport:
+    """Re-enqueue jobs whose worker died or whose message was lost; fail those out of attempts."""
+    now = now or utcnow()
+    cfg = ctx.settings
+    stale = now - timedelta(seconds=cfg.stale_after_seconds)
+    lost = now - timedelta(seconds=cfg.pending_timeout_seconds)
+    report = ReapReport()
+    to_enqueue: list[Job] = []
+    with ctx.db.session() as s:
+        candidates = s.scalars(
+            select(Job).where(
+                ((Job.status == "running") & (Job.heartbeat_at < stale)) | ((Job.status == "pending") & (Job.queued_at < lost))
+            )
+        ).all()
+        for job in candidates:
+            was = job.status
+            cond = [Job.id == job.id, Job.status == was]
+            cond.append(Job.heartbeat_at == job.heartbeat_at if was == "running" else Job.queued_at == job.queued_at)
+            exhausted = job.attempts >= cfg.max_attempts or job.recoveries >= cfg.max_attempts
+            if exhausted:
+                reason = (
+                    f"gave up after {job.attempts} attempt(s): the worker stopped heart-beating"
+                    if was == "running"
+                    else f"gave up: no worker took the job after {job.recoveries + 1} enqueue(s)"
+                )
+                res = s.execute(update(Job).where(*cond).values(status="failed", finished_at=now, claim_token=None, error=reason))
+                if res.rowcount == 1:
+                    report.failed.append(job.id)
+                    log.warning("job %s: reaper failed it: %s", job.id, reason)
+            else:
+                res = s.execute(update(Job).where(*cond).values(status="pending", claim_token=None, queued_at=now, recoveries=Job.recoveries + 1))
+                if res.rowcount == 1:
+                    report.requeued.append(job.id)
+                    to_enqueue.append(job)
+                    log.warning("job %s: reaper re-enqueues it (was %s)", job.id, was)
+    for job in to_enqueue:
+        try:
+            _enqueue(ctx, job)
+        except Exception:
+            log.exception("job %s: re-enqueue failed; will try at the next reaper run", job.id)
+    return report
+
+
+def record_task_status(
+    session: Session,
+    entity_type: str,
+    entity_id: str,
+    task_type: str,
+    state: str,
+    error: str | None = None,
+    value: dict[str, Any] | None = None,
+    job_id: str | None = None,
+    key: str = "status",
+) -> TaskStatus:
+    """Upsert the outcome of one piece of work on one entity; failures count up, success resets."""
+    row = session.scalars(
+        select(TaskStatus).where(
+            TaskStatus.entity_type == entity_type, TaskStatus.entity_id == entity_id, TaskStatus.task_type == task_type, TaskStatus.key == key
+        )
+    ).first()
+    if row is None:
+        row = TaskStatus(entity_type=entity_type, entity_id=entity_id, task_type=task_type, key=key, failure_count=0)
+        session.add(row)
+    row.state = state
+    row.error = error
+    row.value = value
+    row.job_id = job_id
+    row.failure_count = (row.failure_count or 0) + 1 if error else 0
+    row.last_updated = utcnow()
+    session.flush()
+    return row

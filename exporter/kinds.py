@@ -1,0 +1,51 @@
+"""The registry of job kinds: what each runs, on which Celery task and queue."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from .runner import JobRun
+
+# Modules that register job kinds when imported; one line per area.
+KIND_MODULES = [
+    "exporter.synthetic",
+]
+
+
+@dataclass(frozen=True)
+class JobKind:
+    name: str
+    task: str  # Celery task name, exporter.<verb>
+    queue: str  # one queue per job family
+    run: Callable[[JobRun], dict[str, Any] | None]
+    normalize: Callable[[dict[str, Any]], dict[str, Any]]  # validate, fill defaults; raise InvalidRequest
+    expiry_seconds: int | None = None  # None: the JOB_EXPIRY_SECONDS setting
+    description: str = ""
+
+
+KINDS: dict[str, JobKind] = {}
+
+
+def register(kind: JobKind) -> JobKind:
+    KINDS[kind.name] = kind
+    return kind
+
+
+def load_all() -> dict[str, JobKind]:
+    for module in KIND_MODULES:
+        importlib.import_module(module)
+    return KINDS
+
+
+def get_kind(name: str) -> JobKind:
+    load_all()
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise InvalidRequest(f"unknown job kind {name!r}; known: {', '.join(sorted(KINDS))}", field="kind") from None

@@ -1,0 +1,19 @@
+"""Logging set-up: one line per event, with the job id where there is one."""
+
+from __future__ import annotations
+
+import logging
+
+FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
+
+
+def configure_logging(level: str = "INFO") -> None:
+    root = logging.getLogger()
+    if not any(getattr(h, "_exporter", False) for h in root.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(FORMAT))
+        handler._exporter = True
+        root.addHandler(handler)
+    root.setLevel(level)
+    for noisy in ("botocore", "boto3", "s3transfer", "urllib3", "kombu", "amqp"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -1,0 +1,12 @@
+"""Imports every module that defines tables, so Base.metadata knows the whole schema."""
+
+import importlib
+
+MODEL_MODULES = [
+    "exporter.models",
+]
+
+
+def load_models() -> None:
+    for module in MODEL_MODULES:
+        importlib.import_module(module)

@@ -1,0 +1,146 @@
+"""Storage in a local folder: temp file + rename for atomic writes, signed URLs via the web app."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from . import signing
+from .base import CHUNK, Data, HashingReader, ObjectInfo, ObjectNotFound, Storage, WriteHandle, check_key, filename_of, guess_type
+
+TMP = ".tmp"
+
+
+class LocalStorage(Storage):
+    scheme = "file"
+
+    def __init__(self, root: str | Path, public_url: str, secret_key: str):
+        self.root = Path(root).resolve()
+        self.public_url = public_url
+        self.secret_key = secret_key
+        (self.root / TMP).mkdir(parents=True, exist_ok=True)
+
+    def path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def _info(self, key: str, path: Path, **extra) -> ObjectInfo:
+        st = path.stat()
+        return ObjectInfo(
+            key=key,
+            size=st.st_size,
+            modified=datetime.fromtimestamp(st.st_mtime, UTC),
+            content_type=guess_type(key),
+            **extra,
+        )
+
+    def _commit(self, tmp: str, key: str) -> Path:
+        dest = self.path(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, dest)
+        return dest
+
+    @contextmanager
+    def open_write(self, key: str, content_type: str | None = None) -> Iterator[WriteHandle]:
+        check_key(key)
+        fd, tmp = tempfile.mkstemp(dir=self.root / TMP, prefix=uuid.uuid4().hex)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                handle = WriteHandle(fh)
+                yield handle
+                fh.flush()
+                os.fsync(fh.fileno())
+            dest = self._commit(tmp, key)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        handle.info = self._info(key, dest, md5=handle.hasher.md5, sha256=handle.hasher.sha256)
+
+    def write(self, key: str, data: Data, content_type: str | None = None) -> ObjectInfo:
+        reader = HashingReader(data)
+        with self.open_write(key, content_type) as handle:
+            while chunk := reader.read(CHUNK):
+                handle.write(chunk)
+        return handle.info
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return open(self.path(key), "rb")
+        except (FileNotFoundError, IsADirectoryError):
+            raise ObjectNotFound(f"no object {key!r}") from None
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        path = self.path(key)
+        return self._info(key, path) if path.is_file() else None
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        keys = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            rel_dir = os.path.relpath(dirpath, self.root)
+            if rel_dir == ".":
+                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+                rel_dir = ""
+            for name in filenames:
+                key = f"{rel_dir}/{name}" if rel_dir else name
+                if key.startswith(prefix):
+                    keys.append(key)
+        for key in sorted(keys):
+            try:
+                yield self._info(key, self.root / key)
+            except FileNotFoundError:
+                continue
+
+    def delete(self, key: str) -> bool:
+        path = self.path(key)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        for parent in path.parents:
+            if parent == self.root:
+                break
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+        return True
+
+    def move(self, src: str, dst: str) -> ObjectInfo:
+        source = self.path(src)
+        if not source.is_file():
+            raise ObjectNotFound(f"no object {src!r}")
+        dest = self._commit(str(source), dst)
+        self.delete(src)  # prunes the emptied folders; the file itself is already gone
+        return self._info(dst, dest)
+
+    def download_url(self, key: str, expires_in: int, filename: str | None = None) -> str:
+        check_key(key)
+        return signing.sign(self.public_url, self.secret_key, key, expires_in, filename or filename_of(key))
+
+    def usage(self) -> tuple[int | None, int | None]:
+        du = shutil.disk_usage(self.root)
+        return du.free, du.total
+
+    def check(self) -> None:
+        probe = self.root / TMP / f"healthz-{uuid.uuid4().hex}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+
+    def cleanup_temporary(self, older_than_seconds: float) -> int:
+        cutoff = time.time() - older_than_seconds
+        removed = 0
+        for path in (self.root / TMP).iterdir():
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed

@@ -1,0 +1,68 @@
+"""Thin Celery tasks: each loads the job by id and calls exporter/. One task per job kind."""
+
+from __future__ import annotations
+
+import logging
+import random
+
+from celery import Task
+
+from exporter import jobs, runner
+from exporter.context import get_context
+from exporter.errors import TransientError
+from exporter.kinds import JobKind, load_all
+
+from .app import celery_app
+
+log = logging.getLogger(__name__)
+
+MAX_TRANSIENT_RETRIES = 5
+
+
+def backoff(retries: int, base: float = 10, cap: float = 600) -> float:
+    """Exponential backoff with full jitter."""
+    return random.uniform(0, min(cap, base * 2**retries))
+
+
+class JobTask(Task):
+    """Runs one job by id; transient errors go back to the queue with backoff and jitter."""
+
+    acks_late = True
+    reject_on_worker_lost = True
+    ignore_result = True
+
+    def run_job(self, job_id: str) -> str:
+        ctx = get_context()
+        try:
+            return runner.run_job(ctx, job_id)
+        except TransientError as exc:
+            if self.request.retries >= MAX_TRANSIENT_RETRIES:
+                jobs.fail(ctx, job_id, None, f"gave up after {self.request.retries + 1} transient errors: {exc}")
+                return "failed"
+            raise self.retry(exc=exc, countdown=backoff(self.request.retries), max_retries=MAX_TRANSIENT_RETRIES) from None
+
+
+def _register(kind: JobKind) -> None:
+    def task(self: JobTask, job_id: str) -> str:
+        return self.run_job(job_id)
+
+    task.__name__ = kind.task.split(".")[-1]
+    task.__doc__ = f"Run a {kind.name} job: {kind.description}"
+    celery_app.task(name=kind.task, bind=True, base=JobTask, queue=kind.queue)(task)
+
+
+for _kind in load_all().values():
+    _register(_kind)
+
+
+@celery_app.task(name="exporter.reap", ignore_result=True)
+def reap() -> dict:
+    """Re-enqueue jobs whose worker died or whose message was lost."""
+    report = jobs.reap(get_context())
+    return {"requeued": report.requeued, "failed": report.failed}
+
+
+@celery_app.task(name="exporter.cleanup", ignore_result=True)
+def cleanup() -> dict:
+    """Delete expired artifacts and leftovers of interrupted writes."""
+    return runner.cleanup(get_context())
