@@ -1,4 +1,8 @@
-"""Alembic migrations, run without an alembic.ini: `exporter db upgrade`."""
+"""Alembic migrations, run without an alembic.ini: `exporter db upgrade`.
+
+Each area (engine, raids, archiver, api) owns one branch of revisions starting at the
+engine's 0001, so areas evolve independently; `upgrade` applies every head.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def upgrade(url: str, revision: str = "heads") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
@@ -25,13 +29,14 @@ def downgrade(url: str, revision: str) -> None:
     command.downgrade(alembic_config(url), revision)
 
 
-def current(url: str) -> str | None:
+def current(url: str) -> str:
     from alembic.runtime.migration import MigrationContext
     from sqlalchemy import create_engine
 
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+            heads = MigrationContext.configure(conn).get_current_heads()
+            return ", ".join(sorted(heads)) or "(empty)"
     finally:
         engine.dispose()
