@@ -1,0 +1,62 @@
+"""Health, signed local downloads, and the jobs page."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, jsonify, render_template, request, send_file
+
+from exporter import jobs
+from exporter.context import Context
+from exporter.errors import InvalidRequest
+from exporter.health import check_all
+from exporter.storage.local import LocalStorage
+from exporter.storage.signing import BadSignature, Expired, verify
+
+bp = Blueprint("core", __name__)
+
+
+def ctx() -> Context:
+    return current_app.config["EXPORTER"]
+
+
+def error(status: int, message: str, **extra):
+    response = jsonify({"error": message, **extra})
+    response.status_code = status
+    return response
+
+
+@bp.get("/healthz")
+def healthz():
+    checks = check_all(ctx())
+    ok = all(c.ok for c in checks)
+    body = {"status": "ok" if ok else "down", "checks": {c.name: {"ok": c.ok, "detail": c.detail} for c in checks}}
+    if not ok:
+        body["down"] = [c.name for c in checks if not c.ok]
+    return jsonify(body), 200 if ok else 503
+
+
+@bp.get("/files/<path:key>")
+def download(key: str):
+    storage = ctx().storage
+    if not isinstance(storage, LocalStorage):
+        abort(404)
+    filename = request.args.get("filename", "")
+    try:
+        verify(ctx().settings.secret_key, key, request.args.get("expires", ""), filename, request.args.get("signature", ""))
+    except Expired as exc:
+        return error(410, str(exc))
+    except BadSignature as exc:
+        return error(403, str(exc))
+    try:
+        path = storage.path(key)
+    except InvalidRequest as exc:
+        return error(400, str(exc))
+    if not path.is_file():
+        return error(404, "this file no longer exists (it may have expired)")
+    return send_file(path, as_attachment=True, download_name=filename or key.rsplit("/", 1)[-1], conditional=True, max_age=0)
+
+
+@bp.get("/")
+def index():
+    status = request.args.get("status") or None
+    rows = jobs.list_jobs(ctx(), status=status, limit=100)
+    return render_template("jobs.html", jobs=rows, status=status)
