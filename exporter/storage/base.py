@@ -114,9 +114,16 @@ class HashingReader(io.RawIOBase):
             while chunk := self.read(CHUNK):
                 out += chunk
             return bytes(out)
-        buf = bytearray(size)
-        n = self.readinto(buf)
-        return bytes(buf[:n])
+        # Fill the request unless the stream ends: callers such as s3transfer take a
+        # short read from a non-seekable stream for its end.
+        out = bytearray()
+        view = bytearray(min(size, CHUNK))
+        while len(out) < size:
+            n = self.readinto(memoryview(view)[: min(len(view), size - len(out))])
+            if not n:
+                break
+            out += view[:n]
+        return bytes(out)
 
 
 class WriteHandle:

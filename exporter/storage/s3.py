@@ -33,7 +33,7 @@ class S3Storage(Storage):
             "s3",
             endpoint_url=endpoint_url or None,
             region_name=region,
-            config=Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=10, read_timeout=60),
+            config=Config(signature_version="s3v4", retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=10, read_timeout=60),
         )
         self.transfer = TransferConfig(multipart_threshold=PART, multipart_chunksize=PART, max_concurrency=4)
 
