@@ -1,0 +1,47 @@
+# The two commands: `make run` (set up and start on embedded defaults) and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test setup system-deps lint bench clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+setup: $(STAMP)
+
+run: setup
+	$(BIN)/exporter db upgrade
+	$(BIN)/exporter demo
+	$(BIN)/exporter up
+
+# Test-only system packages: nginx (real ETag/Last-Modified), Chromium (browser tests), unzip.
+SYSTEM_PACKAGES := nginx-light chromium unzip curl
+system-deps:
+	@missing=""; \
+	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v unzip >/dev/null || missing="$$missing unzip"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing test system packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+test: setup system-deps
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check exporter workers web tests bench celeryconfig.py
+
+bench: setup
+	$(BIN)/python bench/bench_export.py
+	$(BIN)/python bench/bench_archive.py
+
+clean:
+	rm -rf var .pytest_cache .hypothesis
