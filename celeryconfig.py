@@ -57,3 +57,4 @@ beat_schedule = {
     "reap-jobs": {"task": "exporter.reap", "schedule": timedelta(seconds=_s.reaper_interval), "options": {"queue": "engine"}},
     "cleanup-expired": {"task": "exporter.cleanup", "schedule": timedelta(seconds=_s.cleanup_interval), "options": {"queue": "engine"}},
 }
+beat_schedule["webhook-sweep"] = {"task": "exporter.webhook_sweep", "schedule": timedelta(seconds=_s.webhook_sweep_interval), "options": {"queue": "webhooks"}}

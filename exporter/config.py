@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from .errors import ConfigError
+from .expiry import as_kind_seconds
 
 PREFIX = "EXPORTER_"
 
@@ -168,6 +169,16 @@ SETTINGS: list[Setting] = [
     Setting("TASK_TIME_LIMIT", "22200", "Hard time limit of one task in seconds (the worker process is killed); must exceed the soft limit.", as_positive_int),
     Setting("JOB_EXPIRY_SECONDS", "604800", "How long a finished job's artifacts are kept, unless its kind sets its own.", as_positive_int),
     Setting("LOG_LEVEL", "INFO", "Logging level: DEBUG, INFO, WARNING or ERROR.", as_log_level),
+    Setting("KIND_EXPIRY", "", "Per-kind artifact expiry overriding JOB_EXPIRY_SECONDS: `kind=seconds` pairs, comma-separated (e.g. `export_private=86400`); 0 keeps them forever.", as_kind_seconds),
+    Setting("WEBHOOK_SECRET", "", "Key of the HMAC-SHA256 signature on webhook calls; empty means SECRET_KEY."),
+    Setting("WEBHOOK_ALLOW_NETWORKS", "", "Networks callback URLs may reach although private/loopback (CIDR, comma-separated, e.g. `10.0.0.0/8`).", as_networks),
+    Setting("WEBHOOK_TIMEOUT", "10", "Seconds one webhook call may take.", as_seconds),
+    Setting("WEBHOOK_RETRY_BASE", "30", "Seconds before the first webhook retry; each next wait doubles (with jitter) up to WEBHOOK_RETRY_CAP.", as_seconds),
+    Setting("WEBHOOK_RETRY_CAP", "3600", "Longest wait between two webhook attempts, in seconds.", as_seconds),
+    Setting("WEBHOOK_MAX_ATTEMPTS", "15", "Attempts per webhook before giving up (the defaults retry for 4 to 8 hours).", as_positive_int),
+    Setting("WEBHOOK_SWEEP_INTERVAL", "300", "Seconds between sweeps that re-send webhooks whose retry message was lost (celery beat).", as_seconds),
+    Setting("FLOWER_URL", "http://127.0.0.1:5555", "Flower (Celery monitor) URL linked from the operator pages.", as_http_url),
+    Setting("OPERATOR_PASSWORD", "", "Password of the operator pages; empty means generate one once and keep it in VAR_DIR/operator_password. An operator API token also logs in."),
 ]
 
 

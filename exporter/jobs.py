@@ -9,6 +9,7 @@ number of times, then failed with a reason.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import uuid
@@ -22,10 +23,25 @@ from sqlalchemy.orm import Session, selectinload
 from .context import Context
 from .db import utcnow
 from .errors import JobLost, NotFound
+from .expiry import expires_at
 from .kinds import get_kind
 from .models import ACTIVE_STATUSES, Artifact, Job, TaskStatus
 
 log = logging.getLogger(__name__)
+
+
+# Run as hook(ctx, job_id, status) after a job's final status is committed ("module:function").
+ON_FINISHED: list[str] = ["exporter.webhooks:job_finished"]
+
+
+def finished(ctx: Context, job_id: str, status: str) -> None:
+    """Call the ON_FINISHED hooks; a failing hook is logged, never raised."""
+    for name in ON_FINISHED:
+        module, _, attr = name.partition(":")
+        try:
+            getattr(importlib.import_module(module), attr)(ctx, job_id, status)
+        except Exception:
+            log.exception("job %s: finished hook %s failed", job_id, name)
 
 
 def canonical_json(params: dict[str, Any]) -> str:
@@ -147,9 +163,8 @@ class NewArtifact:
     extra: dict = field(default_factory=dict)
 
 
-def _expiry(ctx: Context, kind: str, now: datetime) -> datetime:
-    seconds = get_kind(kind).expiry_seconds or ctx.settings.job_expiry_seconds
-    return now + timedelta(seconds=seconds)
+def _expiry(ctx: Context, kind: str, now: datetime) -> datetime | None:
+    return expires_at(ctx.settings, kind, get_kind(kind).expiry_seconds, now)
 
 
 def succeed(ctx: Context, job_id: str, token: str, result: dict[str, Any] | None, artifacts: list[NewArtifact]) -> Job:
@@ -172,6 +187,7 @@ def succeed(ctx: Context, job_id: str, token: str, result: dict[str, Any] | None
         for a in artifacts:
             s.add(Artifact(job_id=job_id, name=a.name, key=a.key, filename=a.filename, size=a.size, md5=a.md5, sha256=a.sha256, content_type=a.content_type, public=a.public))
     log.info("job %s: succeeded with %d artifact(s)", job_id, len(artifacts))
+    finished(ctx, job_id, "succeeded")
     return get(ctx, job_id)
 
 
@@ -183,6 +199,7 @@ def fail(ctx: Context, job_id: str, token: str | None, error: str, result: dict[
         res = s.execute(update(Job).where(*cond).values(status="failed", finished_at=now, error=error[:4000], result=result))
     if res.rowcount == 1:
         log.warning("job %s: failed: %s", job_id, error)
+        finished(ctx, job_id, "failed")
     return res.rowcount == 1
 
 
@@ -199,8 +216,10 @@ def cancel(ctx: Context, job_id: str) -> Job:
         job = s.get(Job, job_id)
         if job is None:
             raise NotFound(f"no job {job_id}")
-        s.execute(update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE_STATUSES)).values(status="cancelled", finished_at=utcnow(), claim_token=None))
+        res = s.execute(update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE_STATUSES)).values(status="cancelled", finished_at=utcnow(), claim_token=None))
     log.info("job %s: cancel requested", job_id)
+    if res.rowcount == 1:
+        finished(ctx, job_id, "cancelled")
     return get(ctx, job_id)
 
 
@@ -245,6 +264,8 @@ def reap(ctx: Context, now: datetime | None = None) -> ReapReport:
                     report.requeued.append(job.id)
                     to_enqueue.append(job)
                     log.warning("job %s: reaper re-enqueues it (was %s)", job.id, was)
+    for job_id in report.failed:
+        finished(ctx, job_id, "failed")
     for job in to_enqueue:
         try:
             _enqueue(ctx, job)

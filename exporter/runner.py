@@ -175,6 +175,8 @@ def cleanup(ctx: Context, now=None, temporary_age_seconds: float = 86400) -> dic
             job.status = "expired"
             expired += 1
             log.info("job %s: expired; artifacts deleted", job.id)
+    for job in due:
+        jobs.finished(ctx, job.id, "expired")
     removed_tmp = ctx.storage.cleanup_temporary(temporary_age_seconds)
     cutoff = now - timedelta(seconds=temporary_age_seconds)
     for info in list(ctx.storage.list(STAGING + "/")):

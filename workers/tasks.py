@@ -66,3 +66,22 @@ def reap() -> dict:
 def cleanup() -> dict:
     """Delete expired artifacts and leftovers of interrupted writes."""
     return runner.cleanup(get_context())
+
+
+@celery_app.task(name="exporter.deliver_webhook", bind=True, queue="webhooks", ignore_result=True, acks_late=True)
+def deliver_webhook(self, notification_id: str) -> str:
+    """POST a job's final status to one callback URL; retried with backoff and jitter while it fails."""
+    from exporter import webhooks
+
+    outcome = webhooks.deliver(get_context(), int(notification_id))
+    if outcome.retry_in is not None:
+        raise self.retry(countdown=outcome.retry_in, max_retries=None)
+    return outcome.state
+
+
+@celery_app.task(name="exporter.webhook_sweep", ignore_result=True)
+def webhook_sweep() -> list:
+    """Re-enqueue webhooks whose retry message was lost."""
+    from exporter import webhooks
+
+    return webhooks.sweep(get_context())
