@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kombu import Connection
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from .context import Context
 
@@ -21,7 +21,8 @@ def check_database(ctx: Context) -> Check:
     try:
         with ctx.db.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-            version = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+            migrated = inspect(conn).has_table("alembic_version")
+            version = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() if migrated else []
     except Exception as exc:
         return Check("database", False, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
     if not version:
