@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup system-deps lint bench clean
+.PHONY: run test setup system-deps lint bench clean readme
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,3 +45,7 @@ bench: setup
 
 clean:
 	rm -rf var .pytest_cache .hypothesis
+
+# Regenerate the README's settings table from exporter/config.py.
+readme: setup
+	$(BIN)/python -c "import re, pathlib; from exporter.config import settings_markdown as m; p = pathlib.Path('README.md'); t = p.read_text(); p.write_text(re.sub(r'(<!-- settings:start.*?-->\n).*?(\n<!-- settings:end -->)', lambda g: g.group(1) + m() + g.group(2), t, flags=re.S))"
