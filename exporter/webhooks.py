@@ -36,7 +36,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from .context import Context
 from .db import Base, UTCDateTime, utcnow
 from .errors import InvalidRequest
-from .models import FINAL_STATUSES, Artifact, Job
+from .models import FINAL_STATUSES, Job
 
 log = logging.getLogger(__name__)
 
@@ -270,17 +270,35 @@ def retry_delay(attempt: int, base: float, cap: float, rng: random.Random | None
     return step / 2 + (rng or random).uniform(0, step / 2)
 
 
-def payload(ctx: Context, job: Job, status: str, artifacts: list[Artifact]) -> dict[str, Any]:
-    """What a callback URL receives: the job's outcome and fresh download links."""
-    live = [a for a in artifacts if a.deleted_at is None] if status == "succeeded" else []
-    ttl = ctx.settings.download_url_ttl
-    links = {a.name: ctx.storage.download_url(a.key, ttl, a.filename) for a in live}
+def api_status(status: str) -> str:
+    """The job status as the JSON API names it (succeeded is "completed")."""
+    from .submissions import API_STATUS
+
+    return API_STATUS.get(status, status)
+
+
+def payload(ctx: Context, job: Job, status: str) -> dict[str, Any]:
+    """What a callback URL receives: the outcome the API shows, with fresh signed download links.
+
+    Call inside the session that loaded `job` (its artifacts are read).
+    """
+    from .access import signed_download_url
+    from .submissions import pick_artifact
+
+    links: dict[str, str] = {}
+    size = 0
+    if status == "succeeded" and job.artifacts and all(a.deleted_at is None for a in job.artifacts):
+        for which in ("data", "manifest"):
+            art = pick_artifact(job, which)
+            if art is not None:
+                links[which] = signed_download_url(ctx, job.id, art.name)
+                size = art.size if which == "data" else size
     return {
         "jobId": job.id,
-        "status": status,
+        "status": api_status(status),
         "description": job.description,
         "links": links,
-        "fileSize": sum(a.size for a in live),
+        "fileSize": size,
         "expirationTime": _iso(job.expires_at) if status == "succeeded" else None,
         "errorReason": job.error if status in ("failed", "cancelled") else None,
     }
@@ -316,9 +334,7 @@ def deliver(ctx: Context, notification_id: int, now: datetime | None = None) -> 
         )
         if res.rowcount != 1:
             return Outcome("skipped")
-        job = s.get(Job, n.job_id)
-        arts = list(s.scalars(select(Artifact).where(Artifact.job_id == n.job_id).order_by(Artifact.id)))
-        body = json.dumps(payload(ctx, job, n.event, arts), separators=(",", ":")).encode()
+        body = json.dumps(payload(ctx, s.get(Job, n.job_id), n.event), separators=(",", ":")).encode()
         url, event, job_id = n.url, n.event, n.job_id
     code, error, permanent = _post(ctx, url, body, event, notification_id, attempt)
     delivered = error is None
@@ -352,7 +368,7 @@ def _post(ctx: Context, url: str, body: bytes, event: str, notification_id: int,
         "Content-Type": "application/json",
         TIMESTAMP_HEADER: timestamp,
         SIGNATURE_HEADER: sign(secret(ctx), timestamp, body),
-        "X-Exporter-Event": f"job.{event}",
+        "X-Exporter-Event": f"job.{api_status(event)}",
         "X-Exporter-Delivery": str(notification_id),
         "X-Exporter-Attempt": str(attempt),
     }

@@ -119,16 +119,17 @@ def test_delivery_is_signed_and_says_what_happened(hctx, receiver):
     stored = jobs.get(hctx, job.id)
     body = call.json
     assert set(body) == {"jobId", "status", "description", "links", "fileSize", "expirationTime", "errorReason"}
-    assert (body["jobId"], body["status"], body["description"], body["errorReason"]) == (job.id, "succeeded", "nightly", None)
+    assert (body["jobId"], body["status"], body["description"], body["errorReason"]) == (job.id, "completed", "nightly", None)
     assert body["fileSize"] == 300 == stored.artifacts[0].size
-    assert "/files/synthetic/" in body["links"]["data"]
+    assert body["links"]["data"].startswith(f"http://127.0.0.1:8000/api/v1/exports/{job.id}/download?artifact=data&")
+    assert set(body["links"]) == {"data"}
     assert body["expirationTime"] == stored.to_dict()["expires_at"]
     ts, sig = call.headers[webhooks.TIMESTAMP_HEADER], call.headers[webhooks.SIGNATURE_HEADER]
     assert webhooks.verify_signature("test-secret-key-0123456789", ts, call.body, sig)
-    assert not webhooks.verify_signature("test-secret-key-0123456789", ts, call.body.replace(b"succeeded", b"failed"), sig)
+    assert not webhooks.verify_signature("test-secret-key-0123456789", ts, call.body.replace(b"completed", b"failed"), sig)
     assert not webhooks.verify_signature("another-secret-key-0123", ts, call.body, sig)
     assert not webhooks.verify_signature("test-secret-key-0123456789", str(int(ts) - 3600), call.body, sig)
-    assert call.headers["X-Exporter-Event"] == "job.succeeded"
+    assert call.headers["X-Exporter-Event"] == "job.completed"
     [attempt] = webhooks.deliveries_of(hctx, job.id)
     assert (attempt.attempt, attempt.status_code, attempt.delivered, attempt.error) == (1, 200, True, None)
     assert webhooks.deliver(hctx, int(nid)).state == "skipped"  # a duplicate message sends nothing
