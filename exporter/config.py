@@ -179,6 +179,23 @@ SETTINGS: list[Setting] = [
     Setting("WEBHOOK_SWEEP_INTERVAL", "300", "Seconds between sweeps that re-send webhooks whose retry message was lost (celery beat).", as_seconds),
     Setting("FLOWER_URL", "http://127.0.0.1:5555", "Flower (Celery monitor) URL linked from the operator pages.", as_http_url),
     Setting("OPERATOR_PASSWORD", "", "Password of the operator pages; empty means generate one once and keep it in VAR_DIR/operator_password. An operator API token also logs in."),
+    Setting("ARCHIVER_ALLOW_NETWORKS", "", "Networks the archiver may fetch from although loopback/private/link-local (CIDR, comma-separated, e.g. `127.0.0.1/32`); everything internal is refused otherwise.", as_networks),
+    Setting("ARCHIVER_USER_AGENT", "Exporter-archiver/1.0 (+https://github.com/exporter)", "User-Agent header of every archiver request."),
+    Setting("ARCHIVER_MAX_BYTES", "1073741824", "Largest resource the archiver stores; bigger ones are recorded as 'Chose not to download'.", as_positive_int),
+    Setting("ARCHIVER_CONNECT_TIMEOUT", "10", "Seconds to wait for a connection to a resource's server.", as_seconds),
+    Setting("ARCHIVER_READ_TIMEOUT", "30", "Seconds to wait for the next bytes of a response.", as_seconds),
+    Setting("ARCHIVER_TOTAL_TIMEOUT", "3600", "Seconds one download may take in all, however steadily bytes arrive.", as_seconds),
+    Setting("ARCHIVER_MAX_REDIRECTS", "5", "Redirects followed per request.", as_int),
+    Setting("ARCHIVER_RETRY_BACKOFF_MS", "2000", "Base wait before retrying a timeout, connection error, 5xx or 429 (doubles per attempt, with jitter); 3 attempts at most.", as_int),
+    Setting("ARCHIVER_RETRY_AFTER_MAX", "120", "Longest Retry-After (seconds) the archiver waits for; longer ones are capped.", as_seconds),
+    Setting("ARCHIVER_HOST_CONCURRENCY", "2", "Requests the archiver runs at once against one host (across all workers).", as_positive_int),
+    Setting("ARCHIVER_HOST_DELAY_MS", "500", "Minimum milliseconds between two request starts on one host.", as_int),
+    Setting("ARCHIVER_SKIP_CONTENT_TYPES", "text/html,application/xhtml+xml", "Content types that are not data: checked and recorded, not stored (comma-separated; empty stores everything).", as_str),
+    Setting("ARCHIVER_RECHECK_SECONDS", "86400", "Seconds until an archived resource is checked again (longer when its Cache-Control says so).", as_positive_int),
+    Setting("ARCHIVER_KEEP_VERSIONS", "3", "Stored versions kept per resource when pruning.", as_positive_int),
+    Setting("ARCHIVER_BATCH_SIZE", "200", "Archive tasks a sweep puts on the broker at once; it waits for a batch before sending the next.", as_positive_int),
+    Setting("ARCHIVER_SWEEP_INTERVAL", "86400", "Seconds between re-sweeps of every registered portal (celery beat).", as_seconds),
+    Setting("ARCHIVER_CHUNK_BYTES", "1048576", "Bytes read from the network per chunk while streaming a download.", as_positive_int),
 ]
 
 

@@ -4,6 +4,7 @@ import importlib
 
 MODEL_MODULES = [
     "exporter.models",
+    "exporter.archiver.models",
     "exporter.webhooks",
 ]
 

@@ -1,0 +1,1 @@
+"""Resource archiver: CKAN-style download, record and keep of every resource of a portal."""

@@ -1,0 +1,423 @@
+"""The safe streaming downloader: one GET per attempt, headers before body, bounded retries.
+
+`fetch()` knows HTTP and nothing of the database: it sends a conditional request, follows
+redirects by hand (every hop re-checked by exporter.netsafety), decides from the headers
+whether to read the body at all, streams the body to a sink in chunks while enforcing the
+size and time limits, and retries timeouts, connection errors, 5xx and 429 at most
+`attempts` times. Its outcome carries a CKAN status id and reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from queue import Queue
+from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
+
+import requests
+
+from ..db import utcnow
+from ..netsafety import BlockedAddress, TooManyRedirects, UnsafeURL, check_url, request_following
+from ..storage.base import Hasher, ObjectInfo
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504}) | frozenset(range(505, 600))
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    max_bytes: int = 1 << 30
+    connect_timeout: float = 10
+    read_timeout: float = 30
+    total_timeout: float = 3600
+    max_redirects: int = 5
+    attempts: int = MAX_ATTEMPTS
+    backoff: float = 2.0  # seconds; doubles per attempt, with jitter
+    retry_after_max: float = 120
+    chunk_bytes: int = 1 << 20
+    skip_content_types: tuple[str, ...] = ("text/html", "application/xhtml+xml")
+    link_check_only: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Any, **overrides: Any) -> FetchOptions:
+        values = dict(
+            max_bytes=settings.archiver_max_bytes,
+            connect_timeout=settings.archiver_connect_timeout,
+            read_timeout=settings.archiver_read_timeout,
+            total_timeout=settings.archiver_total_timeout,
+            max_redirects=settings.archiver_max_redirects,
+            backoff=settings.archiver_retry_backoff_ms / 1000,
+            retry_after_max=settings.archiver_retry_after_max,
+            chunk_bytes=settings.archiver_chunk_bytes,
+            skip_content_types=parse_types(settings.archiver_skip_content_types),
+        )
+        values.update(overrides)
+        return cls(**values)
+
+
+def parse_types(raw: str) -> tuple[str, ...]:
+    return tuple(t.strip().lower() for t in raw.split(",") if t.strip())
+
+
+class Sink(Protocol):
+    """Where a body goes: `open(filename, mimetype)` gives a context manager yielding a
+    writable handle; after the block, `info` describes what was stored."""
+
+    def open(self, filename: str, mimetype: str | None) -> AbstractContextManager[Any]: ...
+
+
+@dataclass
+class FetchResult:
+    status_id: int
+    reason: str | None = None
+    url: str = ""
+    final_url: str | None = None
+    http_status: int | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    mimetype: str | None = None
+    size: int | None = None
+    filename: str | None = None
+    stored: ObjectInfo | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    attempts: int = 0
+
+    @property
+    def redirected(self) -> str | None:
+        return self.final_url if self.final_url and self.final_url != self.url else None
+
+
+class _Retry(Exception):
+    def __init__(self, reason: str, wait: float | None = None, final_url: str | None = None, http_status: int | None = None):
+        super().__init__(reason)
+        self.reason, self.wait, self.final_url, self.http_status = reason, wait, final_url, http_status
+
+
+class _DownloadError(Exception):
+    """The response started but its body could not be read (status 12)."""
+
+
+class _TooBig(Exception):
+    pass
+
+
+def content_length(value: str | None) -> int | None:
+    """The Content-Length, or None when missing, non-numeric or repeated with different values."""
+    if not value:
+        return None
+    parts = {p.strip() for p in value.split(",")}
+    if len(parts) != 1:
+        return None
+    (only,) = parts
+    return int(only) if only.isdigit() else None
+
+
+def retry_after(value: str | None, cap: float) -> float | None:
+    """Seconds a Retry-After header asks for (number or HTTP date), capped."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), cap)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, min((when - utcnow()).total_seconds(), cap))
+
+
+_CD_STAR = re.compile(r"filename\*\s*=\s*([^']*)'[^']*'([^;]+)", re.I)
+_CD_PLAIN = re.compile(r'filename\s*=\s*("([^"]*)"|[^;]+)', re.I)
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_filename(name: str | None, default: str = "resource") -> str:
+    """A file name that is safe in a storage key: no path, no odd characters, bounded length."""
+    name = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = _UNSAFE.sub("_", name).strip("._-")
+    if not name:
+        return default
+    if len(name) > 120:
+        stem, dot, ext = name.rpartition(".")
+        name = (stem[: 120 - len(ext) - 1] + "." + ext) if dot and len(ext) <= 10 else name[:120]
+    return name
+
+
+def filename_for(url: str, disposition: str | None) -> str:
+    """From Content-Disposition when given, else the last segment of the URL path."""
+    if disposition:
+        m = _CD_STAR.search(disposition)
+        if m:
+            try:
+                return safe_filename(unquote(m.group(2).strip(), encoding=m.group(1) or "utf-8"))
+            except LookupError:
+                pass
+        m = _CD_PLAIN.search(disposition)
+        if m:
+            return safe_filename((m.group(2) if m.group(2) is not None else m.group(1)).strip())
+    return safe_filename(unquote(urlsplit(url).path))
+
+
+def mimetype_of(header: str | None) -> str | None:
+    return header.split(";", 1)[0].strip().lower() or None if header else None
+
+
+class ParallelHasher(Hasher):
+    """md5 and sha256 on two threads (hashlib releases the GIL), so hashing keeps up with
+    the network. Chunks must be immutable `bytes`; reading md5/sha256 waits for both."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._queues: list[Queue] = [Queue(maxsize=8), Queue(maxsize=8)]
+        self._threads = [
+            threading.Thread(target=self._work, args=(q, h), daemon=True, name=f"hash-{n}")
+            for q, h, n in zip(self._queues, (self._md5, self._sha256), ("md5", "sha256"), strict=True)
+        ]
+        for t in self._threads:
+            t.start()
+        self._done = False
+
+    @staticmethod
+    def _work(queue: Queue, h) -> None:
+        while (chunk := queue.get()) is not None:
+            h.update(chunk)
+
+    def update(self, chunk: bytes) -> None:
+        chunk = bytes(chunk)
+        self.size += len(chunk)
+        for q in self._queues:
+            q.put(chunk)
+
+    def finish(self) -> None:
+        if not self._done:
+            self._done = True
+            for q in self._queues:
+                q.put(None)
+            for t in self._threads:
+                t.join()
+
+    @property
+    def md5(self) -> str:
+        self.finish()
+        return self._md5.hexdigest()
+
+    @property
+    def sha256(self) -> str:
+        self.finish()
+        return self._sha256.hexdigest()
+
+
+def _chunks(resp: requests.Response, size: int, deadline: float, total_timeout: float) -> Iterator[bytes]:
+    """Body chunks as they arrive (read1: a slow sender cannot hold a chunk back past the deadline)."""
+    raw = resp.raw
+    while True:
+        if time.monotonic() > deadline:
+            raise _DownloadError(f"Download took longer than the limit of {total_timeout:g}s")
+        chunk = raw.read1(size, decode_content=True)
+        if not chunk:
+            return
+        yield chunk
+
+
+def _backoff(base: float, attempt: int) -> float:
+    return base * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
+
+
+def fetch(
+    session: requests.Session,
+    url: str,
+    options: FetchOptions,
+    sink: Sink | None = None,
+    etag: str | None = None,
+    last_modified: str | None = None,
+    before_attempt: Callable[[], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> FetchResult:
+    """Check or download `url` (see module doc). With no sink, or link_check_only, no body is read."""
+    result = FetchResult(status_id=0, url=url)
+    try:
+        check_url(url)
+    except UnsafeURL as exc:
+        result.status_id, result.reason = 10, str(exc)
+        return result
+    headers = {"Accept": "*/*", "Accept-Encoding": "identity"}
+    if etag:
+        headers["If-None-Match"] = etag
+    if last_modified:
+        headers["If-Modified-Since"] = last_modified
+    attempts = max(1, min(options.attempts, MAX_ATTEMPTS))
+    for attempt in range(1, attempts + 1):
+        result.attempts = attempt
+        if before_attempt is not None:
+            before_attempt()
+        try:
+            return _attempt(session, url, options, sink, headers, result)
+        except _Retry as exc:
+            result.status_id, result.reason = 11, exc.reason
+            result.final_url = exc.final_url or result.final_url
+            result.http_status = exc.http_status
+            if attempt == attempts:
+                if attempts > 1:
+                    result.reason = f"{exc.reason} (after {attempts} attempts)"
+                return result
+            wait = max(_backoff(options.backoff, attempt), exc.wait or 0)
+            log.info("archiver: %s: %s; retrying in %.2fs", url, exc.reason, wait)
+            sleep(wait)
+    return result  # pragma: no cover - the loop always returns
+
+
+def _attempt(
+    session: requests.Session, url: str, options: FetchOptions, sink: Sink | None, headers: dict[str, str], result: FetchResult
+) -> FetchResult:
+    started = time.monotonic()
+    deadline = started + options.total_timeout
+    try:
+        followed = request_following(
+            session, "GET", url, max_redirects=options.max_redirects, headers=headers, stream=True,
+            timeout=(options.connect_timeout, options.read_timeout),
+        )
+    except Exception as exc:
+        history = getattr(exc, "history", None)
+        if history:
+            result.final_url = history[-1]
+        return _request_failed(exc, options, result)
+    return _response(followed, options, sink, deadline, result)
+
+
+def _request_failed(exc: Exception, options: FetchOptions, result: FetchResult) -> FetchResult:
+    """Map an error before any response to a status, or raise _Retry for a transient one."""
+    if isinstance(exc, (UnsafeURL, BlockedAddress)):
+        result.status_id, result.reason = 10, str(exc)
+    elif isinstance(exc, TooManyRedirects):
+        result.status_id, result.reason, result.final_url = 11, str(exc), exc.url
+    elif isinstance(exc, requests.exceptions.InvalidHeader):
+        result.status_id, result.reason = 12, f"Invalid response headers: {exc}"
+    elif isinstance(exc, requests.exceptions.Timeout):
+        raise _Retry(f"Connection timed out after {options.connect_timeout:g}s/{options.read_timeout:g}s ({type(exc).__name__})", final_url=result.final_url) from None
+    elif isinstance(exc, requests.exceptions.ConnectionError):
+        raise _Retry(f"Connection error: {_short(exc)}", final_url=result.final_url) from None
+    elif isinstance(exc, requests.exceptions.RequestException):
+        result.status_id, result.reason = 11, f"Request failed: {_short(exc)}"
+    else:
+        raise exc
+    return result
+
+
+def _response(followed, options: FetchOptions, sink: Sink | None, deadline: float, result: FetchResult) -> FetchResult:
+    resp = followed.response
+    with resp:
+        result.final_url = followed.url
+        result.http_status = resp.status_code
+        result.headers = {k.lower(): v for k, v in resp.headers.items()}
+        if resp.status_code == 304:
+            result.status_id, result.reason = 1, None
+            result.etag = resp.headers.get("ETag")
+            result.last_modified = resp.headers.get("Last-Modified")
+            return result
+        if resp.status_code in RETRY_STATUSES:
+            wait = retry_after(resp.headers.get("Retry-After"), options.retry_after_max)
+            raise _Retry(f"Server reported status error: {resp.status_code} {resp.reason}", wait=wait, final_url=followed.url, http_status=resp.status_code)
+        if not 200 <= resp.status_code < 300:
+            result.status_id, result.reason = 11, f"Server reported status error: {resp.status_code} {resp.reason}"
+            return result
+
+        result.etag = resp.headers.get("ETag")
+        result.last_modified = resp.headers.get("Last-Modified")
+        result.mimetype = mimetype_of(resp.headers.get("Content-Type"))
+        declared = content_length(resp.headers.get("Content-Length"))
+        result.size = declared
+        result.filename = filename_for(followed.url, resp.headers.get("Content-Disposition"))
+        if declared is not None and declared > options.max_bytes:
+            result.status_id = 21
+            result.reason = f"Content-Length {declared} exceeds the limit of {options.max_bytes} bytes"
+            return result
+        if result.mimetype and result.mimetype in options.skip_content_types:
+            result.status_id = 21
+            result.reason = f"Content type {result.mimetype} is a web page, not data: recorded, not stored"
+            return result
+        if sink is None or options.link_check_only:
+            result.status_id, result.reason = 0, "Link checked (link-check-only mode): reachable, nothing stored"
+            return result
+        return _download(resp, options, sink, deadline, result)
+
+
+class _SinkError(Exception):
+    """Storing the body failed (status 23: a system error, not the resource's fault)."""
+
+
+def _download(resp: requests.Response, options: FetchOptions, sink: Sink, deadline: float, result: FetchResult) -> FetchResult:
+    try:
+        try:
+            opened = sink.open(result.filename or "resource", result.mimetype)
+            handle = opened.__enter__()
+        except Exception as exc:
+            raise _SinkError(exc) from exc
+        hasher = None
+        try:
+            if hasattr(handle, "hasher"):
+                hasher = handle.hasher = ParallelHasher()
+            seen = 0
+            for chunk in _chunks(resp, options.chunk_bytes, deadline, options.total_timeout):
+                seen += len(chunk)
+                if seen > options.max_bytes:
+                    raise _TooBig()
+                try:
+                    handle.write(chunk)
+                except Exception as exc:
+                    raise _SinkError(exc) from exc
+        except BaseException as exc:
+            if hasher is not None:
+                hasher.finish()
+            opened.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        if hasher is not None:
+            hasher.finish()
+        try:
+            opened.__exit__(None, None, None)
+        except Exception as exc:
+            raise _SinkError(exc) from exc
+    except _TooBig:
+        result.status_id, result.size = 21, None
+        result.reason = f"Content exceeded the limit of {options.max_bytes} bytes while downloading (declared length: {resp.headers.get('Content-Length') or 'none'})"
+        return result
+    except _DownloadError as exc:
+        result.status_id, result.reason = 12, str(exc)
+        return result
+    except _SinkError as exc:
+        result.status_id, result.reason = 23, f"System error while storing the download: {type(exc.__cause__).__name__}: {exc.__cause__}"
+        return result
+    except (requests.exceptions.RequestException, OSError, _urllib3_errors()) as exc:
+        result.status_id, result.reason = 12, f"Download error: {_short(exc)}"
+        return result
+    result.stored = sink.info
+    result.size = sink.info.size
+    result.status_id, result.reason = 0, None
+    return result
+
+
+def _urllib3_errors() -> type[Exception]:
+    from urllib3.exceptions import HTTPError
+
+    return HTTPError
+
+
+def _short(exc: BaseException) -> str:
+    """The useful end of requests' and urllib3's nested error messages."""
+    text = str(exc)
+    for pattern in (r"(\[Errno [^\]]+\][^'\")]*)", r"(Read timed out[^'\")]*)", r"(IncompleteRead\([^)]*\))", r"(Connection broken: [^'\")]*)"):
+        m = re.search(pattern, text)
+        if m:
+            return m.group(1).strip()
+    return text[:500]

@@ -1,0 +1,259 @@
+"""Outbound HTTP that cannot be pointed at internal addresses (SSRF protection).
+
+`safe_session()` returns a requests.Session whose connections resolve the host name
+themselves, refuse every address that is loopback, private, link-local, multicast,
+reserved, unspecified or a cloud metadata endpoint (unless an allowlist opens it), and
+connect to the very address they checked. The check happens at connect time, for every
+new connection, so DNS rebinding (a name that resolves to a public address when checked
+and to 127.0.0.1 when used) gains nothing. Environment proxies are ignored: a proxy would
+make the connection on our behalf, past the check.
+
+`request_following()` follows redirects by hand, re-checking the scheme of every hop (the
+address is checked by the connection itself), with a bound on the number of hops.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from urllib.parse import urljoin, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.util.timeout import _DEFAULT_TIMEOUT
+
+from .errors import ExporterError
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(a)
+    for a in (
+        "169.254.169.254",  # AWS, GCP, Azure, OpenStack, DigitalOcean...
+        "169.254.170.2",  # AWS ECS task metadata
+        "100.100.100.200",  # Alibaba Cloud
+        "fd00:ec2::254",  # AWS over IPv6
+    )
+)
+REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+ALLOWED_SCHEMES = frozenset({"http", "https"})
+
+
+class BlockedAddress(ExporterError):
+    """The URL leads to an address Exporter refuses to connect to (internal, metadata...)."""
+
+    def __init__(self, message: str, host: str | None = None, address: str | None = None):
+        super().__init__(message)
+        self.host = host
+        self.address = address
+
+
+class UnsafeURL(ExporterError):
+    """The URL (or a redirect) uses a scheme other than http/https, or cannot be parsed."""
+
+
+class TooManyRedirects(ExporterError):
+    """More redirects than allowed; `url` is the last location reached."""
+
+    def __init__(self, message: str, url: str):
+        super().__init__(message)
+        self.url = url
+
+
+def blocked_reason(ip: IPAddress, allow: Iterable[Network] = ()) -> str | None:
+    """Why `ip` is refused ("loopback", "private"...), or None when it may be used."""
+    allow = tuple(allow)
+    if any(ip.version == net.version and ip in net for net in allow):
+        return None
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        return blocked_reason(ip.ipv4_mapped, allow)
+    if ip in METADATA_ADDRESSES:
+        return "cloud metadata"
+    for attr, reason in (
+        ("is_unspecified", "unspecified"),
+        ("is_loopback", "loopback"),
+        ("is_link_local", "link-local"),
+        ("is_multicast", "multicast"),
+        ("is_private", "private"),
+        ("is_reserved", "reserved"),
+    ):
+        if getattr(ip, attr):
+            return reason
+    if not ip.is_global:
+        return "non-public"
+    return None
+
+
+def check_address(address: str, allow: Iterable[Network] = (), host: str | None = None) -> IPAddress:
+    """Parse `address` and raise BlockedAddress if it is refused."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    reason = blocked_reason(ip, allow)
+    if reason:
+        name = f"{host} ({ip})" if host and host != str(ip) else str(ip)
+        raise BlockedAddress(
+            f"refusing to connect to {name}: {reason} address, not in the allowlist", host=host, address=str(ip)
+        )
+    return ip
+
+
+def _connect_checked(conn: HTTPConnection, allow: tuple[Network, ...]) -> socket.socket:
+    """Resolve, refuse blocked addresses, and connect to one that was checked."""
+    host = conn._dns_host.strip("[]")
+    try:
+        infos = socket.getaddrinfo(host, conn.port, 0, socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise NameResolutionError(conn.host, conn, exc) from exc
+    first_block: BlockedAddress | None = None
+    last_error: OSError | None = None
+    for family, socktype, proto, _canon, sockaddr in infos:
+        try:
+            check_address(sockaddr[0], allow, host=conn.host)
+        except BlockedAddress as exc:
+            first_block = first_block or exc
+            continue
+        sock = socket.socket(family, socktype, proto)
+        try:
+            for opt in conn.socket_options or ():
+                sock.setsockopt(*opt)
+            if conn.timeout is not _DEFAULT_TIMEOUT:
+                sock.settimeout(conn.timeout)
+            if conn.source_address:
+                sock.bind(conn.source_address)
+            sock.connect(sockaddr)
+            check_address(sock.getpeername()[0], allow, host=conn.host)
+            return sock
+        except TimeoutError as exc:
+            sock.close()
+            raise ConnectTimeoutError(conn, f"Connection to {conn.host} timed out. (connect timeout={conn.timeout})") from exc
+        except OSError as exc:
+            sock.close()
+            last_error = exc
+        except BaseException:
+            sock.close()
+            raise
+    if last_error is not None:
+        raise NewConnectionError(conn, f"Failed to establish a new connection: {last_error}") from last_error
+    if first_block is not None:
+        raise first_block
+    raise NewConnectionError(conn, f"Failed to establish a new connection: {host} has no address")
+
+
+@dataclass(frozen=True)
+class _Classes:
+    http_pool: type
+    https_pool: type
+
+
+def _classes(allow: tuple[Network, ...]) -> _Classes:
+    class SafeHTTPConnection(HTTPConnection):
+        def _new_conn(self) -> socket.socket:
+            return _connect_checked(self, allow)
+
+    class SafeHTTPSConnection(HTTPSConnection):
+        def _new_conn(self) -> socket.socket:
+            return _connect_checked(self, allow)
+
+    class SafeHTTPConnectionPool(HTTPConnectionPool):
+        ConnectionCls = SafeHTTPConnection
+
+    class SafeHTTPSConnectionPool(HTTPSConnectionPool):
+        ConnectionCls = SafeHTTPSConnection
+
+    return _Classes(SafeHTTPConnectionPool, SafeHTTPSConnectionPool)
+
+
+class SafeAdapter(HTTPAdapter):
+    """An HTTPAdapter whose every connection checks the address it connects to."""
+
+    def __init__(self, allow_networks: Iterable[Network] = (), **kwargs):
+        self.allow_networks = tuple(allow_networks)
+        self._safe = _classes(self.allow_networks)
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": self._safe.http_pool, "https": self._safe.https_pool}
+
+    def proxy_manager_for(self, proxy, **proxy_kwargs):
+        raise BlockedAddress(f"refusing to use proxy {proxy}: the proxy would connect past the address check")
+
+    def __setstate__(self, state) -> None:
+        self._safe = _classes(tuple(state.get("allow_networks", ())))
+        super().__setstate__(state)
+
+
+def safe_session(
+    allow_networks: Iterable[Network] = (),
+    user_agent: str | None = None,
+    pool_maxsize: int = 10,
+) -> requests.Session:
+    """A requests.Session that refuses internal addresses at connect time (see module doc)."""
+    session = requests.Session()
+    session.trust_env = False  # no environment proxies, no .netrc credentials
+    for prefix in list(session.adapters):
+        del session.adapters[prefix]
+    adapter = SafeAdapter(allow_networks, pool_connections=pool_maxsize, pool_maxsize=pool_maxsize)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    if user_agent:
+        session.headers["User-Agent"] = user_agent
+    return session
+
+
+def check_url(url: str) -> str:
+    """Raise UnsafeURL unless `url` is an absolute http(s) URL with a host."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise UnsafeURL(f"invalid URL {url!r}: {exc}") from None
+    if parts.scheme.lower() not in ALLOWED_SCHEMES:
+        raise UnsafeURL(f"invalid URL {url!r}: scheme {parts.scheme or '(none)'!r} is not http or https")
+    if not parts.hostname:
+        raise UnsafeURL(f"invalid URL {url!r}: no host")
+    return url
+
+
+@dataclass
+class Followed:
+    response: requests.Response
+    url: str  # the final URL
+    history: list[str] = field(default_factory=list)  # every URL requested, in order
+
+
+def request_following(
+    session: requests.Session, method: str, url: str, max_redirects: int = 5, **kwargs
+) -> Followed:
+    """Send a request and follow redirects by hand: every hop is checked and counted.
+
+    303 (and 301/302 after a POST) turn the method into GET, as browsers do. Raises
+    UnsafeURL for a non-http(s) hop, BlockedAddress from the connection, and
+    TooManyRedirects after `max_redirects` hops; any exception raised carries `history`,
+    the URLs reached so far (the failing one last).
+    """
+    kwargs["allow_redirects"] = False
+    history: list[str] = []
+    for _hop in range(max_redirects + 1):
+        history.append(url)
+        try:
+            check_url(url)
+            resp = session.request(method, url, **kwargs)
+        except Exception as exc:
+            exc.history = history  # the hops reached before the failure (final URL last)
+            raise
+        location = resp.headers.get("Location")
+        if resp.status_code not in REDIRECT_CODES or not location:
+            return Followed(resp, url, history)
+        resp.close()
+        url = urljoin(url, location)
+        if resp.status_code == 303 or (resp.status_code in (301, 302) and method.upper() == "POST"):
+            method = "GET"
+            kwargs.pop("data", None)
+            kwargs.pop("json", None)
+    raise TooManyRedirects(f"more than {max_redirects} redirects; last location {url}", url=url)

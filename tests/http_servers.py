@@ -1,0 +1,362 @@
+"""Real local HTTP servers for the archiver's tests and benchmark.
+
+- `Nginx`: Debian's nginx as an unprivileged foreground process on 127.0.0.1 with its own
+  prefix, config, pid and logs in a temp folder; real ETag/Last-Modified/304 behaviour.
+- `TestServer`: a threaded http.server for status codes, redirects, lying Content-Length,
+  slow bodies, timeouts and Retry-After; it records every request it gets.
+- `FakeCKAN`: a portal speaking the CKAN Action API envelope with package_search paging
+  and resource_patch.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections import defaultdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+NGINX_BINARIES = ("/usr/sbin/nginx", "nginx")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def nginx_binary() -> str:
+    for candidate in NGINX_BINARIES:
+        found = shutil.which(candidate)
+        if found:
+            return found
+    raise RuntimeError("nginx is not installed (Debian package: nginx); the archiver tests need it")
+
+
+NGINX_CONF = """
+daemon off;
+master_process on;
+worker_processes {workers};
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log {prefix}/access.log combined;
+    client_body_temp_path {prefix}/tmp/body;
+    proxy_temp_path {prefix}/tmp/proxy;
+    fastcgi_temp_path {prefix}/tmp/fastcgi;
+    uwsgi_temp_path {prefix}/tmp/uwsgi;
+    scgi_temp_path {prefix}/tmp/scgi;
+    types {{
+        text/csv csv;
+        application/json json;
+        text/html html;
+        text/plain txt;
+        application/zip zip;
+        application/octet-stream bin;
+    }}
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 100000;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+        location /cached/ {{ expires 1h; }}
+    }}
+}}
+"""
+
+
+class Nginx:
+    """nginx serving `root` on 127.0.0.1:<free port>, as the current user, in the foreground."""
+
+    def __init__(self, root: Path, prefix: Path, workers: int = 1):
+        self.root = Path(root)
+        self.prefix = Path(prefix)
+        self.workers = workers
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Nginx:
+        (self.prefix / "tmp").mkdir(parents=True, exist_ok=True)
+        conf = self.prefix / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(prefix=self.prefix, root=self.root, port=self.port, workers=self.workers))
+        self.proc = subprocess.Popen(
+            [nginx_binary(), "-p", str(self.prefix), "-c", str(conf), "-e", str(self.prefix / "error.log")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            wait_port(self.port)
+        except RuntimeError:
+            self.stop()
+            log = (self.prefix / "error.log").read_text() if (self.prefix / "error.log").exists() else ""
+            raise RuntimeError(f"nginx did not start: {log}") from None
+        return self
+
+    def access_log(self) -> list[str]:
+        path = self.prefix / "access.log"
+        return path.read_text().splitlines() if path.exists() else []
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def handle_error(self, request, client_address) -> None:
+        pass  # clients (the archiver) hang up early on purpose: too big, too slow
+
+
+class _Base:
+    def __init__(self, handler: type[BaseHTTPRequestHandler]):
+        self.port = free_port()
+        self.httpd = _Server(("127.0.0.1", self.port), handler)
+        self.httpd.owner = self
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self):
+        self.thread.start()
+        wait_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class TestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def _raw(self, status: int, headers: list[tuple[str, str]], body: bytes = b"", reason: str | None = None) -> None:
+        self.send_response(status, reason)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.end_headers()
+        if body and self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_GET(self) -> None:  # noqa: C901 - one branch per scenario
+        owner: TestServer = self.server.owner
+        parts = urlsplit(self.path)
+        q = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        path = parts.path
+        with owner.lock:
+            owner.requests.append((path, dict(self.headers.items())))
+            owner.counts[path] += 1
+            count = owner.counts[path]
+        if path.startswith("/status/"):
+            code = int(path.rsplit("/", 1)[1])
+            body = b"status"
+            self._raw(code, [("Content-Length", str(len(body))), ("Content-Type", "text/plain")], body)
+        elif path == "/data.csv":
+            body = q.get("body", "a,b\n1,2\n").encode()
+            self._raw(200, [("Content-Length", str(len(body))), ("Content-Type", "text/csv")], body)
+        elif path == "/redirect":
+            n = int(q.get("n", "1"))
+            target = q.get("to", "/data.csv")
+            loc = f"/redirect?n={n - 1}&to={target}" if n > 1 else target
+            self._raw(int(q.get("code", "302")), [("Location", loc), ("Content-Length", "0")])
+        elif path == "/html":
+            body = b"<html><body>a landing page</body></html>"
+            self._raw(200, [("Content-Length", str(len(body))), ("Content-Type", "text/html; charset=utf-8")], body)
+        elif path == "/disposition":
+            body = b"x,y\n"
+            self._raw(200, [("Content-Length", "4"), ("Content-Type", "text/csv"), ("Content-Disposition", q.get("cd", 'attachment; filename="../../etc/My Report 2024.csv"'))], body)
+        elif path == "/chunked":
+            size = int(q.get("size", "1000"))
+            self._raw(200, [("Content-Type", "application/octet-stream"), ("Transfer-Encoding", "chunked")])
+            sent = 0
+            try:
+                while sent < size:
+                    n = min(65536, size - sent)
+                    self.wfile.write(f"{n:x}\r\n".encode() + b"x" * n + b"\r\n")
+                    sent += n
+                self.wfile.write(b"0\r\n\r\n")
+            except OSError:
+                pass
+        elif path == "/lie":
+            declared, actual = q.get("declared", "10"), int(q.get("actual", "100"))
+            headers = [("Content-Type", "application/octet-stream")]
+            for value in declared.split("|"):
+                headers.append(("Content-Length", value))
+            headers.append(("Connection", "close"))
+            try:
+                self._raw(200, headers, b"y" * actual)
+            except OSError:
+                pass
+            self.close_connection = True
+        elif path == "/slow":
+            size, delay = int(q.get("size", "10")), float(q.get("delay", "0.2"))
+            self._raw(200, [("Content-Length", str(size)), ("Content-Type", "application/octet-stream")])
+            try:
+                for _ in range(size):
+                    self.wfile.write(b"z")
+                    self.wfile.flush()
+                    time.sleep(delay)
+            except OSError:
+                pass
+        elif path == "/hang":
+            time.sleep(float(q.get("delay", "1")))
+            try:
+                self._raw(200, [("Content-Length", "2"), ("Content-Type", "text/plain")], b"ok")
+            except OSError:
+                pass
+        elif path == "/flaky":
+            fails, code = int(q.get("fails", "2")), int(q.get("code", "503"))
+            if count <= fails:
+                headers = [("Content-Length", "4"), ("Content-Type", "text/plain")]
+                if "retry_after" in q:
+                    headers.append(("Retry-After", q["retry_after"]))
+                self._raw(code, headers, b"fail")
+            else:
+                body = f"ok after {count}\n".encode()
+                self._raw(200, [("Content-Length", str(len(body))), ("Content-Type", "text/csv")], body)
+        elif path == "/cache":
+            body = b"fresh,data\n"
+            headers = [("Content-Length", str(len(body))), ("Content-Type", "text/csv")]
+            if "max_age" in q:
+                headers.append(("Cache-Control", f"max-age={q['max_age']}"))
+            if "expires" in q:
+                headers.append(("Expires", q["expires"]))
+            self._raw(200, headers, body)
+        elif path == "/versioned":
+            body = owner.versioned_body
+            self._raw(200, [("Content-Length", str(len(body))), ("Content-Type", "text/csv")], body)
+        else:
+            self._raw(404, [("Content-Length", "9"), ("Content-Type", "text/plain")], b"not found")
+
+
+class TestServer(_Base):
+    """See TestHandler.do_GET for the scenarios; `requests` and `counts` record what arrived."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        self.counts: dict[str, int] = defaultdict(int)
+        self.versioned_body = b"v1\n"
+        super().__init__(TestHandler)
+
+
+class CKANHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def _json(self, status: int, payload: dict) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json;charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _authorized(self) -> bool:
+        owner: FakeCKAN = self.server.owner
+        return bool(owner.token) and self.headers.get("Authorization") == owner.token
+
+    def do_GET(self) -> None:
+        owner: FakeCKAN = self.server.owner
+        parts = urlsplit(self.path)
+        q = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        owner.calls.append((parts.path, q))
+        if parts.path == "/api/3/action/status_show":
+            self._json(200, {"success": True, "result": {"ckan_version": "2.10.4", "site_title": "Fake"}})
+            return
+        if parts.path != "/api/3/action/package_search":
+            self._json(404, {"success": False, "error": {"__type": "Not Found Error", "message": "Not found"}})
+            return
+        rows, start = int(q.get("rows", "10")), int(q.get("start", "0"))
+        if rows > owner.max_rows:
+            rows = owner.max_rows  # as CKAN's ckan.search.rows_max
+        private = q.get("include_private", "false").lower() == "true" and self._authorized()
+        visible = [p for p in owner.packages if private or not p.get("private")]
+        key = (q.get("sort") or "").split()[0] if q.get("sort") else "name"
+        visible.sort(key=lambda p: (p.get(key) or "", p["id"]))
+        page = visible[start : start + rows]
+        self._json(200, {"success": True, "result": {"count": len(visible), "results": page, "sort": q.get("sort"), "facets": {}, "search_facets": {}}})
+
+    def do_POST(self) -> None:
+        owner: FakeCKAN = self.server.owner
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        data = json.loads(self.rfile.read(length) or b"{}")
+        if parts.path != "/api/3/action/resource_patch":
+            self._json(404, {"success": False, "error": {"message": "Not found"}})
+            return
+        if not self._authorized():
+            self._json(403, {"success": False, "error": {"__type": "Authorization Error", "message": "Access denied"}})
+            return
+        owner.patches.append(data)
+        for p in owner.packages:
+            for r in p["resources"]:
+                if r["id"] == data.get("id"):
+                    r.update(data)
+                    self._json(200, {"success": True, "result": r})
+                    return
+        self._json(404, {"success": False, "error": {"__type": "Not Found Error", "message": "Resource was not found."}})
+
+
+class FakeCKAN(_Base):
+    """`packages` is a list of CKAN package dicts (with `resources`); tests edit it between sweeps."""
+
+    def __init__(self, packages: list[dict] | None = None, token: str | None = None, max_rows: int = 1000):
+        self.packages = packages or []
+        self.token = token
+        self.max_rows = max_rows
+        self.calls: list[tuple[str, dict]] = []
+        self.patches: list[dict] = []
+        super().__init__(CKANHandler)
+
+
+def ckan_package(name: str, org: str, resources: list[tuple[str, str]], private: bool = False) -> dict:
+    """A CKAN package dict with resources given as (resource id, url)."""
+    return {
+        "id": f"pkg-{name}",
+        "name": name,
+        "title": name.title(),
+        "private": private,
+        "metadata_modified": "2026-01-01T00:00:00",
+        "organization": {"id": f"org-{org}", "name": org, "title": org.title()},
+        "resources": [
+            {"id": rid, "url": url, "name": f"{name} {i}", "format": url.rsplit(".", 1)[-1].upper() if "." in url.rsplit("/", 1)[-1] else "", "package_id": f"pkg-{name}"}
+            for i, (rid, url) in enumerate(resources)
+        ],
+    }
