@@ -138,3 +138,32 @@ def test_task_status_counts_failures_and_resets_on_success(ctx):
         assert row.failure_count == 2
         row = jobs.record_task_status(s, "resource", "r1", "archiver", "succeeded", value={"size": 3})
         assert row.failure_count == 0 and row.value == {"size": 3}
+
+
+def test_cleanup_expires_artifacts_and_keeps_the_record(ctx):
+    job = jobs.submit(ctx, "synthetic", {"size": 100, "steps": 1})
+    runner.run_job(ctx, job.id)
+    key = jobs.get(ctx, job.id).artifacts[0].key
+    assert runner.cleanup(ctx)["expired_jobs"] == 0
+    report = runner.cleanup(ctx, now=utcnow() + timedelta(seconds=ctx.settings.job_expiry_seconds + 1))
+    assert report["expired_jobs"] == 1 and report["deleted_objects"] == 1
+    expired = jobs.get(ctx, job.id)
+    assert expired.status == "expired" and expired.artifacts[0].deleted_at is not None
+    assert ctx.storage.stat(key) is None
+
+
+def test_jobs_cli_lists_and_shows(ctx):
+    import json
+
+    from click.testing import CliRunner
+
+    from exporter.cli import main
+
+    job = jobs.submit(ctx, "synthetic", {})
+    runner_ = CliRunner()
+    out = runner_.invoke(main, ["jobs", "list"])
+    assert out.exit_code == 0 and job.id in out.output and "pending" in out.output
+    out = runner_.invoke(main, ["jobs", "show", job.id])
+    assert out.exit_code == 0 and json.loads(out.output)["kind"] == "synthetic"
+    out = runner_.invoke(main, ["jobs", "show", "no-such-job"])
+    assert out.exit_code != 0 and "no job no-such-job" in out.output
