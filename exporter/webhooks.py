@@ -277,30 +277,31 @@ def api_status(status: str) -> str:
     return API_STATUS.get(status, status)
 
 
+ARTIFACT_LINKS = {"dataURI": "data", "manifestURI": "manifest"}  # as GET /api/v1/exports/{id} shows them
+
+
 def payload(ctx: Context, job: Job, status: str) -> dict[str, Any]:
-    """What a callback URL receives: the outcome the API shows, with fresh signed download links.
+    """What a callback URL receives: the outcome as the API shows it, with fresh signed download links.
 
     Call inside the session that loaded `job` (its artifacts are read).
     """
     from .access import signed_download_url
-    from .submissions import pick_artifact
+    from .submissions import file_size, pick_artifact
 
-    links: dict[str, str] = {}
-    size = 0
-    if status == "succeeded" and job.artifacts and all(a.deleted_at is None for a in job.artifacts):
-        for which in ("data", "manifest"):
+    links = None
+    if status == "succeeded" and job.status == "succeeded":
+        links = {}
+        for field, which in ARTIFACT_LINKS.items():
             art = pick_artifact(job, which)
-            if art is not None:
-                links[which] = signed_download_url(ctx, job.id, art.name)
-                size = art.size if which == "data" else size
+            links[field] = signed_download_url(ctx, job.id, art.name) if art and art.deleted_at is None else None
     return {
         "jobId": job.id,
         "status": api_status(status),
         "description": job.description,
         "links": links,
-        "fileSize": size,
+        "fileSize": file_size(job) if links is not None else None,
         "expirationTime": _iso(job.expires_at) if status == "succeeded" else None,
-        "errorReason": job.error if status in ("failed", "cancelled") else None,
+        "errorReason": job.error if status == "failed" else None,
     }
 
 

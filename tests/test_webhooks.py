@@ -121,8 +121,8 @@ def test_delivery_is_signed_and_says_what_happened(hctx, receiver):
     assert set(body) == {"jobId", "status", "description", "links", "fileSize", "expirationTime", "errorReason"}
     assert (body["jobId"], body["status"], body["description"], body["errorReason"]) == (job.id, "completed", "nightly", None)
     assert body["fileSize"] == 300 == stored.artifacts[0].size
-    assert body["links"]["data"].startswith(f"http://127.0.0.1:8000/api/v1/exports/{job.id}/download?artifact=data&")
-    assert set(body["links"]) == {"data"}
+    assert body["links"]["dataURI"].startswith(f"http://127.0.0.1:8000/api/v1/exports/{job.id}/download?artifact=data&")
+    assert body["links"]["manifestURI"] is None
     assert body["expirationTime"] == stored.to_dict()["expires_at"]
     ts, sig = call.headers[webhooks.TIMESTAMP_HEADER], call.headers[webhooks.SIGNATURE_HEADER]
     assert webhooks.verify_signature("test-secret-key-0123456789", ts, call.body, sig)
@@ -143,7 +143,7 @@ def test_a_webhook_secret_setting_replaces_the_secret_key(hctx, receiver):
     webhooks.deliver(hctx, int(sent_webhooks(hctx)[0]))
     [call] = receiver.calls
     assert webhooks.verify_signature("webhook-only-secret", call.headers[webhooks.TIMESTAMP_HEADER], call.body, call.headers[webhooks.SIGNATURE_HEADER])
-    assert (call.json["status"], call.json["errorReason"], call.json["links"], call.json["fileSize"]) == ("failed", "source unreachable", {}, 0)
+    assert (call.json["status"], call.json["errorReason"], call.json["links"], call.json["fileSize"]) == ("failed", "source unreachable", None, None)
 
 
 def test_failed_attempts_are_recorded_and_retried_with_backoff(hctx, receiver):
@@ -247,7 +247,7 @@ def test_expiry_is_configurable_per_kind_and_announced(hctx, receiver):
     assert events == ["succeeded", "expired"]
     webhooks.deliver(hctx, int(sent_webhooks(hctx)[-1]))
     body = receiver.calls[-1].json
-    assert (body["status"], body["links"], body["fileSize"], body["expirationTime"]) == ("expired", {}, 0, None)
+    assert (body["status"], body["links"], body["fileSize"], body["expirationTime"]) == ("expired", None, None, None)
 
 
 def test_expiry_zero_keeps_artifacts_forever(ctx):
