@@ -196,6 +196,14 @@ SETTINGS: list[Setting] = [
     Setting("ARCHIVER_BATCH_SIZE", "200", "Archive tasks a sweep puts on the broker at once; it waits for a batch before sending the next.", as_positive_int),
     Setting("ARCHIVER_SWEEP_INTERVAL", "86400", "Seconds between re-sweeps of every registered portal (celery beat).", as_seconds),
     Setting("ARCHIVER_CHUNK_BYTES", "1048576", "Bytes read from the network per chunk while streaming a download.", as_positive_int),
+    Setting("EXPORT_PAGE_SIZE", "1000", "Raids the RAiD exports read per page (keyset pagination).", as_positive_int),
+    Setting("EXPORT_COMPRESS_LEVEL", "1", "zlib level (1-9) of export archives; 1 is the fastest.", as_positive_int),
+    Setting("EXPORT_SETTLE_SECONDS", "30", "An incremental export leaves changes younger than this to the next one, so a transaction still committing is never skipped.", as_int),
+    Setting("EXPORT_SITEMAP_MAX_URLS", "50000", "URLs per sitemap file of a public export (the sitemaps.org limit is 50,000).", as_positive_int),
+    Setting("EXPORT_PUBLIC_BASE_URL", "", "Where published public export objects are reachable (the sitemap index links to them); empty means PUBLIC_URL/public."),
+    Setting("EXPORT_LANDING_URL", "{handle}", "A raid's landing page in sitemaps and the HTML index; `{handle}` is replaced by the handle (a handle that is a URL is used as it is)."),
+    Setting("EXPORT_NIGHTLY_HOUR", "2", "UTC hour (0-23) at which celery beat starts the public export of every registration agency.", as_int),
+    Setting("EXPORT_NIGHTLY_MODE", "full", "Mode of the nightly public exports: full or incremental."),
 ]
 
 

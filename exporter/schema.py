@@ -6,6 +6,7 @@ MODEL_MODULES = [
     "exporter.models",
     "exporter.archiver.models",
     "exporter.webhooks",
+    "exporter.raids.models",
 ]
 
 

@@ -1,0 +1,1 @@
+"""RAiD registry: agencies, service points and raids, and their public and private exports."""

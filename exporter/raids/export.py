@@ -1,0 +1,448 @@
+"""Public and private exports of raids: keyset-paged, streamed into an archive, verifiable.
+
+A public export covers one registration agency: open raids (and embargoed ones whose
+embargo has passed) in full, every other raid reduced to the allowlist in
+exporter.raids.public. A private export covers one service point, in full. Both read one
+consistent snapshot of the database a page at a time (keyset pagination, never OFFSET)
+and stream the records into `raids.jsonl` inside the archive, which flows on to storage.
+
+Incremental mode exports only the raids whose (updated_at, id) lies after the watermark
+of the last successful export of the same scope, plus deletions as tombstones; a public
+incremental also republishes raids whose embargo expired since that export.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Text, and_, case, cast, func, null, select, tuple_
+from sqlalchemy.orm import Session
+
+from .. import jobs
+from ..context import Context
+from ..db import UTCDateTime, utcnow
+from ..errors import JobLost
+from ..kinds import get_kind
+from ..models import Artifact, Job
+from ..runner import JobRun
+from .archive import FORMATS, ArchiveWriter
+from .models import Raid, RegistrationAgency
+from .public import published_in_full, published_in_full_sql, redacted
+from .scope import PRIVATE, PUBLIC, Scope
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+REDACTED_SIZE = 330  # bytes of a redacted record, for estimates
+COMPRESSION_RATIO = 0.25  # archive bytes per raids.jsonl byte at the default level, measured
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def _parse_iso(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """The (updated_at, id) of the newest change an export covered."""
+
+    updated_at: datetime
+    id: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"updated_at": _iso(self.updated_at), "id": self.id}
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> Watermark | None:
+        return cls(_parse_iso(data["updated_at"]), int(data["id"])) if data else None
+
+    def after(self):
+        """SQL: raids strictly after this watermark."""
+        return tuple_(Raid.updated_at, Raid.id) > tuple_(_ts(self.updated_at), _int(self.id))
+
+    def not_after(self):
+        return tuple_(Raid.updated_at, Raid.id) <= tuple_(_ts(self.updated_at), _int(self.id))
+
+
+def _ts(value: datetime):
+    from sqlalchemy import literal
+
+    return literal(value, UTCDateTime())
+
+
+def _int(value: int):
+    from sqlalchemy import literal
+
+    return literal(value, Raid.id.type)
+
+
+@dataclass
+class Previous:
+    job_id: str
+    finished_at: datetime | None
+    as_of: datetime
+    watermark: Watermark | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "finished_at": _iso(self.finished_at), "as_of": _iso(self.as_of), "watermark": self.watermark.to_dict() if self.watermark else None}
+
+
+def previous_export(session: Session, scope: Scope) -> Previous | None:
+    """The last successful export of the same scope (either mode), if any."""
+    key = Job.params[scope.param]
+    cond = key.as_string() == scope.id if scope.public else key.as_integer() == int(scope.id)
+    job = session.scalars(
+        select(Job).where(Job.kind == scope.kind, Job.status == "succeeded", cond).order_by(Job.finished_at.desc(), Job.id.desc()).limit(1)
+    ).first()
+    if job is None or not job.result or "as_of" not in job.result:
+        return None
+    return Previous(job.id, job.finished_at, _parse_iso(job.result["as_of"]), Watermark.from_dict(job.result.get("watermark")))
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+@contextmanager
+def snapshot(ctx: Context) -> Iterator[Connection]:
+    """A read-only connection seeing one consistent snapshot for the whole export."""
+    engine = ctx.db.engine
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+                yield conn
+        else:
+            conn.exec_driver_sql("BEGIN")  # pysqlite would not begin for reads; WAL keeps the snapshot
+            try:
+                yield conn
+            finally:
+                conn.rollback()
+
+
+def _columns(scope: Scope, as_of: date) -> list:
+    text = cast(Raid.record, Text)
+    if scope.public:
+        # Defence in depth: the database hands over no JSON of a raid that is not public.
+        text = case((published_in_full_sql(as_of), text), else_=null())
+    return [Raid.id, Raid.handle, text.label("text"), Raid.access_type, Raid.access_statement, Raid.access_statement_language, Raid.embargo_expiry, Raid.created_at, Raid.updated_at, Raid.deleted_at]
+
+
+def keyset_pages(conn: Connection, query, order: str, page_size: int) -> Iterator[list]:
+    """Pages of `query` by keyset: order "id" (id > last) or "updated" ((updated_at, id) > last)."""
+    last = None
+    while True:
+        q = query
+        if last is not None:
+            q = q.where(Raid.id > last.id if order == "id" else Watermark(last.updated_at, last.id).after())
+        q = q.order_by(Raid.id) if order == "id" else q.order_by(Raid.updated_at, Raid.id)
+        rows = conn.execute(q.limit(page_size)).all()
+        if rows:
+            yield rows
+        if len(rows) < page_size:
+            return
+        last = rows[-1]
+
+
+@dataclass
+class Plan:
+    """What one export reads: the passes, their filters, and the numbers for the manifest."""
+
+    scope: Scope
+    mode: str
+    requested_mode: str
+    as_of: datetime
+    cutoff: datetime
+    previous: Previous | None
+
+    @property
+    def as_of_date(self) -> date:
+        return self.as_of.date()
+
+    def live(self):
+        return and_(self.scope.condition(), Raid.deleted_at.is_(None))
+
+    def changed(self):
+        conds = [self.scope.condition(), Raid.updated_at <= self.cutoff]
+        if self.previous and self.previous.watermark:
+            conds.append(self.previous.watermark.after())
+        return and_(*conds)
+
+    def newly_expired(self):
+        """Public incremental: embargoes that ended since the previous export, not already changed."""
+        prev = self.previous
+        conds = [self.live(), Raid.access_type == "embargoed", Raid.embargo_expiry >= prev.as_of.date(), Raid.embargo_expiry < self.as_of_date]
+        if prev.watermark:
+            conds.append(prev.watermark.not_after())
+        return and_(*conds)
+
+    def passes(self) -> list[tuple[str, Any, str]]:
+        """(member, condition, keyset order) for every pass, in archive order."""
+        if self.mode == "full":
+            return [("raids.jsonl", self.live(), "id")]
+        out = [("raids.jsonl", and_(self.changed(), Raid.deleted_at.is_(None)), "updated")]
+        if self.scope.public:
+            out.append(("raids.jsonl", self.newly_expired(), "id"))
+        out.append(("tombstones.jsonl", and_(self.changed(), Raid.deleted_at.is_not(None)), "updated"))
+        return out
+
+
+def make_plan(session: Session, scope: Scope, params: dict[str, Any], settle_seconds: float, as_of: datetime | None = None) -> Plan:
+    as_of = as_of or utcnow()
+    previous = previous_export(session, scope) if params["mode"] == "incremental" else None
+    mode = "incremental" if previous is not None else "full"
+    return Plan(scope, mode, params["mode"], as_of, as_of - timedelta(seconds=settle_seconds), previous)
+
+
+def _count(conn: Connection, cond) -> int:
+    return conn.execute(select(func.count()).select_from(Raid).where(cond)).scalar_one()
+
+
+def _watermark(conn: Connection, plan: Plan) -> Watermark | None:
+    """The newest (updated_at, id) in scope up to the cutoff, deletions included."""
+    cond = and_(plan.scope.condition(), Raid.updated_at <= plan.cutoff)
+    row = conn.execute(select(Raid.updated_at, Raid.id).where(cond).order_by(Raid.updated_at.desc(), Raid.id.desc()).limit(1)).first()
+    if row is None:
+        return plan.previous.watermark if plan.previous else None
+    return Watermark(row.updated_at, row.id)
+
+
+# -- records -------------------------------------------------------------------------------
+
+
+def _record_line(row, scope: Scope, as_of: date, counts: dict[str, Any]) -> bytes:
+    counts["by_access_type"][row.access_type] = counts["by_access_type"].get(row.access_type, 0) + 1
+    if scope.public and not published_in_full(row.access_type, row.embargo_expiry, as_of):
+        counts["redacted"] += 1
+        public = redacted(row.handle, row.created_at, row.access_type, row.access_statement, row.access_statement_language, row.embargo_expiry)
+        return json.dumps(public, ensure_ascii=False, separators=(",", ":")).encode()
+    if row.text is None:
+        raise RuntimeError(f"raid {row.handle}: the database withheld the record of a raid the export would publish in full")
+    counts["in_full"] += 1
+    text = row.text
+    if "\n" in text or "\r" in text:  # stored pretty-printed by raw SQL; one line per record
+        text = json.dumps(json.loads(text), ensure_ascii=False)
+    return text.encode()
+
+
+def _tombstone_line(row) -> bytes:
+    return json.dumps({"identifier": {"id": row.handle}, "deleted": True, "deletedAt": _iso(row.deleted_at)}, separators=(",", ":")).encode()
+
+
+README = """\
+# RAiD {kind_title}: {scope_type} {scope_id}
+
+Generated {generated_at} by Exporter (job {job_id}); mode: {mode}.
+
+- `raids.jsonl`: one raid a line, RAiD API JSON, in a stable order ({order}).
+{public_note}{tombstone_note}- `manifest.json`: job, scope, mode, counts by access type, the watermark this export
+  reached, the export it follows (incremental), and the size and sha256 of every member.
+
+Verify: `unzip -t` (or `tar -tzf`) the archive, extract it, and compare `sha256sum` of each
+member with the manifest. The manifest stored beside the archive also carries the
+archive's own size and sha256.
+"""
+
+PUBLIC_NOTE = """\
+  Open raids, and embargoed raids whose embargo expired before {as_of}, appear in full.
+  Any other raid shows only its handle, create date and access block (type, statement,
+  embargo expiry).
+"""
+
+TOMBSTONE_NOTE = "- `tombstones.jsonl`: raids deleted since the previous export (handle and time).\n"
+
+
+def _readme(job: JobRun, plan: Plan, generated_at: datetime) -> bytes:
+    scope = plan.scope
+    return README.format(
+        kind_title="public export" if scope.public else "private export",
+        scope_type=scope.entity_type.replace("_", " "),
+        scope_id=scope.id,
+        generated_at=_iso(generated_at),
+        job_id=job.job_id,
+        mode=plan.mode,
+        order="by id" if plan.mode == "full" else "changes by (updated_at, id), then expired embargoes by id",
+        public_note=PUBLIC_NOTE.format(as_of=plan.as_of_date.isoformat()) if scope.public else "",
+        tombstone_note=TOMBSTONE_NOTE if plan.mode == "incremental" else "",
+    ).encode()
+
+
+# -- the job -------------------------------------------------------------------------------
+
+
+def build_export(job: JobRun, scope: Scope) -> dict[str, Any]:
+    """Write the archive, its manifest and (public) the search index; returns the job result."""
+    ctx, params, settings = job.ctx, job.params, job.settings
+    page_size = settings.export_page_size
+    generated_at = utcnow()
+    with ctx.db.session() as s:
+        scope.check(s)
+        plan = make_plan(s, scope, params, settings.export_settle_seconds, as_of=generated_at)
+    prefix = scope.prefix(f"{job.timestamp}-{job.job_id[:8]}")  # unique even for two jobs in one second
+    archive_name, content_type = FORMATS[params["format"]]
+    counts: dict[str, Any] = {"records": 0, "tombstones": 0, "by_access_type": {}, "in_full": 0, "redacted": 0}
+    with snapshot(ctx) as conn:
+        passes = plan.passes()
+        total = sum(_count(conn, cond) for _, cond, _ in passes)
+        watermark = _watermark(conn, plan)
+        job.progress(0, total, force=True)
+        columns = _columns(scope, plan.as_of_date)
+        with job.artifact("archive", prefix + archive_name, public=scope.public, content_type=content_type) as fh:
+            writer = ArchiveWriter(fh, params["format"], settings.export_compress_level, generated_at)
+            try:
+                manifest = _write_members(job, conn, plan, writer, passes, columns, counts, watermark, total, generated_at, page_size)
+            except BaseException:
+                writer.abort()
+                raise
+            writer.close()
+        info = fh.info
+        search_index = None
+        if scope.public and params.get("sitemaps", True):
+            from .sitemaps import write_search_index
+
+            search_index = write_search_index(job, conn, scope, prefix, plan.as_of_date, archive_name)
+    archive = {"key": prefix + archive_name, "name": archive_name, "size": info.size, "sha256": info.sha256, "md5": info.md5}
+    outer = dict(manifest, archive=archive)
+    if search_index:
+        outer["search_index"] = search_index
+    job.add_artifact("manifest", prefix + "manifest.json", json.dumps(outer, indent=2).encode() + b"\n", public=scope.public, content_type="application/json")
+    job.progress(counts["records"] + counts["tombstones"], total, force=True)
+    log.info("job %s: %s export of %s %s: %d records, %d tombstones", job.job_id, plan.mode, scope.entity_type, scope.id, counts["records"], counts["tombstones"])
+    return {
+        "scope": scope.to_dict(),
+        "mode": plan.mode,
+        "requested_mode": plan.requested_mode,
+        "as_of": _iso(plan.as_of),
+        "generated_at": _iso(generated_at),
+        "watermark": manifest["watermark"],
+        "follows": plan.previous.job_id if plan.previous else None,
+        "counts": counts,
+        "archive": archive,
+        "manifest_key": prefix + "manifest.json",
+        "search_index": search_index,
+    }
+
+
+def _write_members(job: JobRun, conn: Connection, plan: Plan, writer: ArchiveWriter, passes, columns, counts: dict, watermark: Watermark | None, total: int, generated_at: datetime, page_size: int) -> dict[str, Any]:
+    """Stream every pass into its member, then the README and the manifest; returns the manifest."""
+    scope, params = plan.scope, job.params
+    done = 0
+    for member_name in dict.fromkeys(name for name, _, _ in passes):
+        with writer.member(member_name) as member:
+            for name, cond, order in passes:
+                if name != member_name:
+                    continue
+                for rows in keyset_pages(conn, select(*columns).where(cond), order, page_size):
+                    if name == "tombstones.jsonl":
+                        lines = [_tombstone_line(r) for r in rows]
+                        counts["tombstones"] += len(lines)
+                    else:
+                        lines = [_record_line(r, scope, plan.as_of_date, counts) for r in rows]
+                        counts["records"] += len(lines)
+                    member.write(b"\n".join(lines) + b"\n")
+                    done += len(rows)
+                    job.progress(done, total)
+    writer.add("README.md", _readme(job, plan, generated_at))
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": scope.kind,
+        "job_id": job.job_id,
+        "scope": scope.to_dict(),
+        "mode": plan.mode,
+        "requested_mode": plan.requested_mode,
+        "format": params["format"],
+        "generated_at": _iso(generated_at),
+        "as_of": _iso(plan.as_of),
+        "watermark": watermark.to_dict() if watermark else None,
+        "follows": plan.previous.to_dict() if plan.previous else None,
+        "counts": counts,
+        "members": list(writer.members),
+    }
+    writer.add("manifest.json", json.dumps(manifest, indent=2).encode() + b"\n")
+    return manifest
+
+
+def _record_outcome(job: JobRun, scope: Scope, state: str, error: str | None = None, value: dict | None = None) -> None:
+    try:
+        with job.ctx.db.session() as s:
+            jobs.record_task_status(s, scope.entity_type, scope.id, scope.kind, state, error=error, value=value, job_id=job.job_id)
+    except Exception:
+        log.exception("job %s: could not record the export's outcome", job.job_id)
+
+
+def run(job: JobRun) -> dict[str, Any]:
+    """The body of both export kinds; writes a task_status row whatever happens."""
+    scope = Scope.of(job.job.kind, job.params)
+    try:
+        result = build_export(job, scope)
+    except JobLost:
+        _record_outcome(job, scope, "cancelled", "the job was cancelled or taken over before it finished")
+        raise
+    except Exception as exc:
+        _record_outcome(job, scope, "failed", f"{type(exc).__name__}: {exc}")
+        raise
+    summary = {k: result[k] for k in ("mode", "watermark", "counts", "manifest_key")}
+    _record_outcome(job, scope, "succeeded", value=summary)
+    return result
+
+
+# -- for the API and the CLI ---------------------------------------------------------------
+
+
+def request_export(ctx: Context, kind: str, params: dict[str, Any], requested_by: str | None = None, enqueue: bool = True) -> Job:
+    """Check the scope exists and submit an export job (what the web API calls)."""
+    spec = get_kind(kind)
+    params = spec.normalize(dict(params))
+    with ctx.db.session() as s:
+        Scope.of(kind, params).check(s)
+    return jobs.submit(ctx, kind, params, requested_by=requested_by, enqueue=enqueue)
+
+
+def estimate_size(ctx: Context, kind: str, params: dict[str, Any]) -> int:
+    """Roughly how many bytes the export of this scope will store (archive + search index)."""
+    params = get_kind(kind).normalize(dict(params))
+    scope = Scope.of(kind, params)
+    as_of = utcnow()
+    with ctx.db.session() as s:
+        scope.check(s)
+        plan = make_plan(s, scope, params, ctx.settings.export_settle_seconds, as_of=as_of)
+        cond = plan.live() if plan.mode == "full" else and_(plan.changed(), Raid.deleted_at.is_(None))
+        full_cond = published_in_full_sql(plan.as_of_date) if scope.public else Raid.id.is_not(None)
+        n_full, n_redacted = s.execute(
+            select(func.count().filter(full_cond), func.count().filter(~full_cond)).select_from(Raid).where(cond)
+        ).one()
+        sample = select(func.length(cast(Raid.record, Text)).label("n")).where(plan.live()).order_by(Raid.id.desc()).limit(200).subquery()
+        avg = s.execute(select(func.avg(sample.c.n))).scalar() or 0
+        n_search = s.execute(select(func.count()).select_from(Raid).where(plan.live())).scalar_one() if scope.public and params.get("sitemaps", True) else 0
+    jsonl = int(n_full * float(avg) + (n_redacted or 0) * REDACTED_SIZE)
+    return int(jsonl * COMPRESSION_RATIO) + n_search * 250 + 16384
+
+
+def download_links(ctx: Context, job_id: str, expires_in: int | None = None) -> dict[str, str]:
+    """Expiring download URLs for every artifact of a finished export (how private exports are reached)."""
+    expires_in = expires_in or ctx.settings.download_url_ttl
+    with ctx.db.session() as s:
+        arts = s.scalars(select(Artifact).where(Artifact.job_id == job_id, Artifact.deleted_at.is_(None)).order_by(Artifact.id)).all()
+    return {a.name: ctx.storage.download_url(a.key, expires_in, a.filename) for a in arts}
+
+
+def agencies(ctx: Context) -> list[str]:
+    with ctx.db.session() as s:
+        return list(s.scalars(select(RegistrationAgency.id).order_by(RegistrationAgency.id)))
+
+
+def submit_public_exports(ctx: Context, mode: str = "full", requested_by: str = "schedule") -> list[Job]:
+    """Submit a public export for every registration agency (the nightly run)."""
+    return [jobs.submit(ctx, PUBLIC, {"agency": a, "mode": mode}, requested_by=requested_by) for a in agencies(ctx)]
+
+
+__all__ = ["PRIVATE", "PUBLIC", "build_export", "download_links", "estimate_size", "request_export", "run", "submit_public_exports"]

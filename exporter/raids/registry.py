@@ -1,0 +1,132 @@
+"""The domain API of the registry: every change to a raid goes through here.
+
+A change bumps the raid's updated_at and version; a deletion leaves a tombstone
+(deleted_at set, updated_at bumped) so incremental exports can list it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..db import utcnow
+from ..errors import InvalidRequest, NotFound
+from .models import Raid, RegistrationAgency, ServicePoint
+from .record import ROR, RaidFields, parse, ror_id
+
+Outcome = Literal["created", "updated", "unchanged"]
+
+
+def ensure_agency(session: Session, agency: str, name: str | None = None) -> RegistrationAgency:
+    """The agency with this ROR (or short ROR id), created if it does not exist."""
+    short = ror_id(agency)
+    row = session.get(RegistrationAgency, short)
+    if row is None:
+        row = RegistrationAgency(id=short, ror=ROR + short, name=name or f"Registration agency {short}", created_at=utcnow())
+        session.add(row)
+        session.flush()
+    return row
+
+
+def ensure_service_point(session: Session, service_point_id: int, agency: str | None, name: str | None = None) -> ServicePoint:
+    """The service point, created under `agency` if it does not exist; refuses one of another agency."""
+    row = session.get(ServicePoint, service_point_id)
+    if row is not None:
+        if agency is not None and row.agency_id != ror_id(agency):
+            raise InvalidRequest(f"service point {service_point_id} belongs to agency {row.agency_id}, not {ror_id(agency)}", field="identifier.owner.servicePoint")
+        return row
+    if agency is None:
+        raise InvalidRequest(f"service point {service_point_id} is unknown and the record names no registration agency", field="identifier.owner.servicePoint")
+    ag = ensure_agency(session, agency)
+    row = ServicePoint(id=service_point_id, agency_id=ag.id, name=name or f"Service point {service_point_id}", created_at=utcnow())
+    session.add(row)
+    session.flush()
+    return row
+
+
+def get_agency(session: Session, agency: str) -> RegistrationAgency:
+    row = session.get(RegistrationAgency, ror_id(agency))
+    if row is None:
+        raise NotFound(f"no registration agency {agency}")
+    return row
+
+
+def get_service_point(session: Session, service_point_id: int) -> ServicePoint:
+    row = session.get(ServicePoint, service_point_id)
+    if row is None:
+        raise NotFound(f"no service point {service_point_id}")
+    return row
+
+
+def get_raid(session: Session, handle: str, include_deleted: bool = False) -> Raid:
+    raid = session.scalars(select(Raid).where(Raid.handle == handle)).first()
+    if raid is None or (raid.deleted_at is not None and not include_deleted):
+        raise NotFound(f"no raid {handle}")
+    return raid
+
+
+def _apply(raid: Raid, record: dict[str, Any], fields: RaidFields) -> None:
+    raid.record = record
+    raid.service_point_id = fields.service_point_id
+    raid.title = fields.title
+    raid.access_type = fields.access_type
+    raid.access_statement = fields.access_statement
+    raid.access_statement_language = fields.access_statement_language
+    raid.embargo_expiry = fields.embargo_expiry
+
+
+def save_raid(session: Session, record: Any, now: datetime | None = None, create_missing: bool = True) -> tuple[Raid, Outcome]:
+    """Insert or update the raid with this record's handle (an upsert by handle).
+
+    An identical record changes nothing; anything else bumps updated_at and version, and
+    revives a deleted raid. Unknown service points (and agencies) are created when
+    `create_missing`, else refused.
+    """
+    fields = parse(record)
+    now = now or utcnow()
+    if create_missing:
+        ensure_service_point(session, fields.service_point_id, fields.agency_ror)
+    else:
+        sp = get_service_point(session, fields.service_point_id)
+        if fields.agency_ror and sp.agency_id != ror_id(fields.agency_ror):
+            raise InvalidRequest(f"service point {sp.id} belongs to agency {sp.agency_id}, not {ror_id(fields.agency_ror)}", field="identifier.owner.servicePoint")
+    raid = session.scalars(select(Raid).where(Raid.handle == fields.handle)).first()
+    if raid is None:
+        raid = Raid(handle=fields.handle, created_at=fields.created_at or now, updated_at=now, version=1)
+        _apply(raid, record, fields)
+        session.add(raid)
+        session.flush()
+        return raid, "created"
+    if raid.deleted_at is None and raid.record == record and raid.service_point_id == fields.service_point_id:
+        return raid, "unchanged"
+    _apply(raid, record, fields)
+    raid.deleted_at = None
+    raid.updated_at = max(now, raid.updated_at)
+    raid.version = raid.version + 1
+    session.flush()
+    return raid, "updated"
+
+
+def update_raid(session: Session, handle: str, changes: dict[str, Any], now: datetime | None = None) -> Raid:
+    """Change top-level fields of an existing raid's record (e.g. {"title": [...]})."""
+    raid = get_raid(session, handle)
+    record = dict(raid.record)
+    record.update(changes)
+    if parse(record).handle != handle:
+        raise InvalidRequest("the handle of a raid cannot change", field="identifier.id")
+    raid, _ = save_raid(session, record, now=now, create_missing=False)
+    return raid
+
+
+def delete_raid(session: Session, handle: str, now: datetime | None = None) -> Raid:
+    """Delete a raid, leaving a tombstone: deleted_at set, updated_at and version bumped."""
+    raid = get_raid(session, handle)
+    now = now or utcnow()
+    raid.deleted_at = now
+    raid.updated_at = max(now, raid.updated_at)
+    raid.version = raid.version + 1
+    session.flush()
+    return raid
