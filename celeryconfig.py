@@ -58,3 +58,5 @@ beat_schedule = {
     "cleanup-expired": {"task": "exporter.cleanup", "schedule": timedelta(seconds=_s.cleanup_interval), "options": {"queue": "engine"}},
 }
 beat_schedule["webhook-sweep"] = {"task": "exporter.webhook_sweep", "schedule": timedelta(seconds=_s.webhook_sweep_interval), "options": {"queue": "webhooks"}}
+from celery.schedules import crontab  # noqa: E402
+beat_schedule["export-public-nightly"] = {"task": "exporter.export_public_nightly", "schedule": crontab(hour=_s.export_nightly_hour, minute=0), "options": {"queue": "exports"}}

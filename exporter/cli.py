@@ -15,7 +15,14 @@ import click
 from .errors import ConfigError, ExporterError
 
 # Modules whose click command groups join `exporter`, as (module, attribute) pairs.
-COMMAND_MODULES: list[tuple[str, str]] = []
+COMMAND_MODULES: list[tuple[str, str]] = [
+    ("exporter.archiver.cli", "archive"),
+    ("exporter.archiver.cli", "portals"),
+    ("exporter.archiver.cli", "archives"),
+    ("exporter.access_cli", "tokens"),
+    ("exporter.raids.cli", "raids"),
+    ("exporter.raids.cli", "export"),
+]
 
 
 def context():
@@ -75,6 +82,19 @@ def config_cmd(markdown: bool) -> None:
     for s in SETTINGS:
         value = getattr(settings, s.name.lower())
         click.echo(f"{PREFIX}{s.name}={'***' if s.name == 'SECRET_KEY' else value}")
+
+
+@main.command()
+@click.option("--per-agency", default=150, show_default=True, type=click.IntRange(1, 100000))
+def demo(per_agency: int) -> None:
+    """Add demo data (synthetic raids of two agencies) unless there is data already."""
+    from .demo import DEMO_AGENCIES, seed
+
+    result = seed(context(), per_agency)
+    if result["created"]:
+        click.echo(f"demo data: {result['created']} synthetic raids for agencies {', '.join(DEMO_AGENCIES)}")
+    else:
+        click.echo(f"demo data: {result['existing']} raids already there; nothing added")
 
 
 @main.group()

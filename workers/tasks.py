@@ -85,3 +85,12 @@ def webhook_sweep() -> list:
     from exporter import webhooks
 
     return webhooks.sweep(get_context())
+
+
+@celery_app.task(name="exporter.export_public_nightly", ignore_result=True)
+def export_public_nightly() -> dict:
+    """Submit a public export for every registration agency (celery beat, nightly)."""
+    from exporter.raids.export import submit_public_exports
+
+    ctx = get_context()
+    return {j.params["agency"]: j.id for j in submit_public_exports(ctx, ctx.settings.export_nightly_mode, requested_by="beat")}
