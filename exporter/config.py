@@ -22,6 +22,7 @@ from sqlalchemy.exc import ArgumentError
 
 from .errors import ConfigError
 from .expiry import as_kind_seconds
+from .ratelimit import as_rate
 
 PREFIX = "EXPORTER_"
 
@@ -204,6 +205,9 @@ SETTINGS: list[Setting] = [
     Setting("EXPORT_LANDING_URL", "{handle}", "A raid's landing page in sitemaps and the HTML index; `{handle}` is replaced by the handle (a handle that is a URL is used as it is)."),
     Setting("EXPORT_NIGHTLY_HOUR", "2", "UTC hour (0-23) at which celery beat starts the public export of every registration agency.", as_int),
     Setting("EXPORT_NIGHTLY_MODE", "full", "Mode of the nightly public exports: full or incremental."),
+    Setting("API_RATE_LIMIT", "30/60", "Job creations allowed per API token: `N/SECONDS` (bursts of up to N, refilled over SECONDS); `0/1` turns the limit off. Over it the API answers 429 with Retry-After.", as_rate),
+    Setting("API_MAX_BODY_BYTES", "65536", "Largest request body the JSON API accepts; a bigger one gets 413.", as_positive_int),
+    Setting("STORAGE_QUOTA_BYTES", "0", "Bytes the storage may hold; 0 means no quota. S3 reports no free space, so set this for `/api/v1/storage` and export admission (507) to work there.", as_int),
 ]
 
 

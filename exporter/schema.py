@@ -7,6 +7,9 @@ MODEL_MODULES = [
     "exporter.archiver.models",
     "exporter.webhooks",
     "exporter.raids.models",
+    "exporter.access",
+    "exporter.ratelimit",
+    "exporter.admission",
 ]
 
 

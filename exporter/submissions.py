@@ -1,0 +1,198 @@
+"""Turning a client's request into a job: duplicates, admission, callbacks, and what it made.
+
+`request_job` is what the API (and the operator pages) call instead of `jobs.submit`:
+- a request whose kind and canonical params match a succeeded, unexpired job returns that
+  job at once, its expiry pushed forward ("cached");
+- one matching a pending or running job joins it, its callback URLs merged ("joined");
+- otherwise the export must fit in the storage left (`admission`), and a new job is made.
+
+The check and the insert run under a lock on the request's dedupe key (an advisory lock on
+PostgreSQL, the database write lock on SQLite), so two identical requests at the same
+moment make one job.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import String, cast, select, text, update
+from sqlalchemy.orm import Session, selectinload
+
+from . import admission
+from .db import utcnow
+from .jobs import _expiry, canonical_json, dedupe_key
+from .kinds import get_kind
+from .models import ACTIVE_STATUSES, Artifact, Job
+
+log = logging.getLogger(__name__)
+
+# The API's export kinds and the job kinds that make them (issue 3's RAiD exports).
+EXPORT_KINDS: dict[str, str] = {"public": "export_public", "private": "export_private"}
+# Job kinds whose artifacts belong to one service point, and the param naming it.
+PRIVATE_KINDS: set[str] = {"export_private"}
+SERVICE_POINT_PARAM = "service_point"
+AGENCY_PARAM = "agency"
+# The API's archive requests and their job kinds (issue 4's archiver).
+ARCHIVE_KINDS: dict[str, str] = {"urls": "archive_urls", "portal": "sweep_portal"}
+
+API_STATUS = {"pending": "pending", "running": "running", "succeeded": "completed", "failed": "failed", "cancelled": "cancelled", "expired": "expired"}
+JOB_STATUS = {v: k for k, v in API_STATUS.items()}
+
+
+@dataclass
+class Submission:
+    job: Job
+    outcome: str  # created | joined | cached
+
+    @property
+    def is_duplicate(self) -> bool:
+        return self.outcome != "created"
+
+
+def is_private(job: Job) -> bool:
+    return job.kind in PRIVATE_KINDS
+
+
+def job_service_point(job: Job) -> str | None:
+    """The service point a private export belongs to (as a string), or None."""
+    if not is_private(job):
+        return None
+    value = (job.params or {}).get(SERVICE_POINT_PARAM)
+    return None if value is None else str(value)
+
+
+def service_point_column():
+    """SQL expression of a job's service point param, as text, on SQLite and PostgreSQL."""
+    return cast(Job.params[SERVICE_POINT_PARAM].as_string(), String)
+
+
+def export_params(api_kind: str, scope: dict[str, Any], mode: str, fmt: str) -> tuple[str, dict[str, Any]]:
+    """The job kind and params of an API export request (already shape-checked by the caller)."""
+    kind = EXPORT_KINDS[api_kind]
+    params: dict[str, Any] = {"mode": mode, "format": fmt}
+    if api_kind == "public":
+        params[AGENCY_PARAM] = scope["agency"]
+    else:
+        params[SERVICE_POINT_PARAM] = scope["servicePoint"]
+    return kind, params
+
+
+def find_active_or_fresh_duplicate(session: Session, kind: str, key: str, now: datetime) -> Job | None:
+    """The newest job with this dedupe key that is pending/running, or succeeded, unexpired and intact."""
+    candidates = session.scalars(
+        select(Job)
+        .options(selectinload(Job.artifacts))
+        .where(Job.kind == kind, Job.dedupe_key == key, Job.status.in_((*ACTIVE_STATUSES, "succeeded")))
+        .order_by(Job.created_at.desc())
+    )
+    for job in candidates:
+        if job.status in ACTIVE_STATUSES:
+            return job
+        if (job.expires_at is None or job.expires_at > now) and all(a.deleted_at is None for a in job.artifacts):
+            return job
+    return None
+
+
+def _lock(session: Session, key: str) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": int(key[:15], 16)})
+    else:
+        # Any write takes SQLite's database lock until commit; this one changes nothing.
+        session.execute(update(Job).where(Job.id == "").values(status=Job.status))
+
+
+def _webhooks():
+    from . import webhooks
+
+    return webhooks
+
+
+def request_job(
+    ctx,
+    kind: str,
+    params: dict[str, Any],
+    requested_by: str | None = None,
+    description: str | None = None,
+    callback_urls: Iterable[str] = (),
+    admit: bool = True,
+    now: datetime | None = None,
+) -> Submission:
+    """Return the job that answers this request: an equal one already there, or a new one.
+
+    Raises InvalidRequest (bad params or callback URLs) or admission.InsufficientStorage.
+    """
+    spec = get_kind(kind)
+    params = json.loads(canonical_json(spec.normalize(dict(params or {}))))
+    key = dedupe_key(kind, params)
+    urls = _webhooks().validate_callback_urls(ctx, list(callback_urls)) if callback_urls else []
+    now = now or utcnow()
+    with ctx.db.session() as s:
+        _lock(s, key)
+        dup = find_active_or_fresh_duplicate(s, kind, key, now)
+        if dup is not None:
+            if urls:
+                _webhooks().add_callbacks(s, dup.id, urls)
+            if dup.status == "succeeded":
+                pushed = _expiry(ctx, kind, now)
+                if dup.expires_at is not None and (pushed is None or pushed > dup.expires_at):
+                    dup.expires_at = pushed
+                outcome = "cached"
+            else:
+                outcome = "joined"
+            job_id = dup.id
+        else:
+            estimated = admission.admit(ctx, s, kind, params) if admit else admission.estimate(ctx, kind, params)
+            job = Job(
+                kind=kind, params=params, dedupe_key=key, status="pending",
+                requested_by=requested_by, description=description, queued_at=now, created_at=now,
+            )
+            s.add(job)
+            s.flush()
+            if urls:
+                _webhooks().add_callbacks(s, job.id, urls)
+            if estimated is not None:
+                admission.record_estimate(s, job.id, estimated)
+            outcome = "created"
+            job_id = job.id
+    if outcome == "created":
+        log.info("job %s: submitted (%s) by %s", job_id, kind, requested_by or "-")
+        try:
+            ctx.enqueue(spec.task, job_id, spec.queue)
+        except Exception:
+            log.exception("job %s: enqueue failed; the reaper will enqueue it again", job_id)
+    else:
+        log.info("job %s: %s by an equal request from %s", job_id, outcome, requested_by or "-")
+        if outcome == "cached" and urls:
+            _webhooks().job_finished(ctx, job_id, "succeeded")  # tell the new URLs at once
+    return Submission(job=_load(ctx, job_id), outcome=outcome)
+
+
+def _load(ctx, job_id: str) -> Job:
+    from .jobs import get
+
+    return get(ctx, job_id)
+
+
+def pick_artifact(job: Job, which: str) -> Artifact | None:
+    """The job's `data` or `manifest` artifact (by name, else by filename), or one by exact name."""
+    arts = list(job.artifacts)
+    for a in arts:
+        if a.name == which:
+            return a
+    manifests = [a for a in arts if "manifest" in a.name.lower() or "manifest" in a.filename.lower()]
+    if which == "manifest":
+        return manifests[0] if manifests else None
+    if which == "data":
+        rest = [a for a in arts if a not in manifests]
+        return max(rest, key=lambda a: a.size) if rest else None
+    return None
+
+
+def file_size(job: Job) -> int | None:
+    data = pick_artifact(job, "data")
+    return data.size if data else None
