@@ -11,6 +11,7 @@ from exporter.context import Context, get_context
 # Blueprints that join the app, as (module, attribute) pairs.
 BLUEPRINTS: list[tuple[str, str]] = [
     ("web.core", "bp"),
+    ("web.pages", "bp"),
 ]
 
 

@@ -1,10 +1,9 @@
-"""Health, signed local downloads, and the jobs page."""
+"""Health, signed local downloads, and / (which leads to the operator dashboard in web/pages.py)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, jsonify, render_template, request, send_file
+from flask import Blueprint, abort, current_app, jsonify, redirect, request, send_file, url_for
 
-from exporter import jobs
 from exporter.context import Context
 from exporter.errors import InvalidRequest
 from exporter.health import check_all
@@ -57,6 +56,5 @@ def download(key: str):
 
 @bp.get("/")
 def index():
-    status = request.args.get("status") or None
-    rows = jobs.list_jobs(ctx(), status=status, limit=100)
-    return render_template("jobs.html", jobs=rows, status=status)
+    """The operator dashboard lives in web/pages.py, behind its login."""
+    return redirect(url_for("pages.dashboard"))

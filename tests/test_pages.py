@@ -1,0 +1,247 @@
+"""Operator and service-point pages through Flask's test client, on both database backends."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from urllib.parse import urlsplit
+
+import pytest
+from sqlalchemy import select
+
+from exporter import access, jobs, runner, webhooks
+from exporter.access import AuditLog
+from exporter.models import Job
+from exporter.raids.generator import generate
+from web import create_app
+from web.pages import operator_password
+
+from .webhook_receiver import start_receiver
+
+PASSWORD = "operator-test-password"
+
+
+@pytest.fixture
+def app(ctx):
+    ctx.settings = ctx.settings.replace(operator_password=PASSWORD, flower_url="http://127.0.0.1:5599")
+    app = create_app(ctx)
+    app.config["TESTING"] = True
+    return app
+
+
+def csrf(client, path="/pages/login") -> str:
+    html = client.get(path).get_data(as_text=True)
+    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+
+
+def login(client, secret=PASSWORD, path="/pages/login"):
+    return client.post(path, data={"secret": secret, "csrf": csrf(client, path)})
+
+
+@pytest.fixture
+def operator(app):
+    client = app.test_client()
+    assert login(client).status_code == 302
+    return client
+
+
+def submit_form(client, name, **fields):
+    return client.post(f"/pages/new/{name}", data={"csrf": csrf(client, "/pages/new"), "description": "", "callbackURLs": "", **fields})
+
+
+def audit_actions(ctx, job_id=None):
+    return [a.action for a in access.list_audit(ctx, job_id=job_id)]
+
+
+def test_operator_pages_need_a_login(app):
+    client = app.test_client()
+    assert client.get("/").headers["Location"].endswith("/pages/")
+    r = client.get("/pages/")
+    assert r.status_code == 302 and r.headers["Location"].startswith("/pages/login?next=/pages/")
+    for path in ("/pages/new", "/pages/jobs/x", "/pages/reports/broken-links", "/pages/jobs/x/files/data"):
+        assert client.get(path).status_code == 302, path
+    assert client.get("/pages/jobs.json?ids=x").status_code == 401
+    assert client.post("/pages/new/synthetic", data={"size": "1"}).status_code == 400  # no CSRF token
+    r = login(client, "wrong")
+    assert r.status_code == 401 and "wrong password" in r.get_data(as_text=True)
+    assert client.get("/pages/").status_code == 302
+    r = client.post("/pages/login?next=/pages/new", data={"secret": PASSWORD, "csrf": csrf(client)})
+    assert r.headers["Location"] == "/pages/new"
+    assert client.get("/pages/").status_code == 200
+    assert client.post("/pages/login?next=//evil.example/", data={"secret": PASSWORD, "csrf": csrf(client)}).headers["Location"] == "/pages/"
+    client.post("/pages/logout", data={"csrf": csrf(client, "/pages/")})
+    assert client.get("/pages/").status_code == 302
+
+
+def test_without_a_setting_the_password_is_generated_once_into_var_dir(ctx):
+    app = create_app(ctx)
+    password = operator_password(ctx.settings)
+    assert len(password) >= 20
+    assert (ctx.settings.var_dir / "operator_password").read_text() == password == operator_password(ctx.settings)
+    client = app.test_client()
+    assert login(client, password).status_code == 302
+
+
+def test_operator_tokens_log_in_and_revoking_one_ends_its_session(app, ctx):
+    row, raw = access.create_token(ctx, "operator", name="ops")
+    _sp, sp_raw = access.create_token(ctx, "service_point", service_point_id="20000000")
+    client = app.test_client()
+    assert login(client, sp_raw).status_code == 401
+    assert login(client, raw).status_code == 302
+    assert f"token:{row.id} (ops)" in client.get("/pages/").get_data(as_text=True)
+    access.revoke_token(ctx, row.id)
+    assert client.get("/pages/").status_code == 302
+
+
+def test_dashboard_shows_jobs_with_progress_and_a_flower_link(operator, ctx):
+    running = jobs.submit(ctx, "synthetic", {"size": 10})
+    token = jobs.claim(ctx, running.id)
+    jobs.progress(ctx, running.id, token, 4, 10)
+    failed = jobs.submit(ctx, "synthetic", {"size": 11})
+    jobs.fail(ctx, failed.id, jobs.claim(ctx, failed.id), "disk on fire")
+    html = operator.get("/pages/").get_data(as_text=True)
+    assert f'data-job-id="{running.id}"' in html and 'value="40"' in html and "disk on fire" in html
+    assert 'href="http://127.0.0.1:5599"' in html
+    assert 'data-poll-url="/pages/jobs.json"' in html and "progress.js" in html
+    only_failed = operator.get("/pages/?status=failed").get_data(as_text=True)
+    assert failed.id in only_failed and running.id not in only_failed
+    body = operator.get(f"/pages/jobs.json?ids={running.id},{failed.id}").get_json()
+    by_id = {j["id"]: j for j in body["jobs"]}
+    assert (by_id[running.id]["percentage"], by_id[running.id]["final"]) == (40, False)
+    assert (by_id[failed.id]["status"], by_id[failed.id]["final"], by_id[failed.id]["error"]) == ("failed", True, "disk on fire")
+    assert operator.get("/static/progress.js").status_code == 200
+
+
+def test_forms_start_jobs_and_show_what_was_wrong(operator, ctx):
+    html = operator.get("/pages/new").get_data(as_text=True)
+    for name in ("public", "private", "archive", "sweep", "synthetic"):
+        assert f'id="form-{name}"' in html
+    assert "not installed" not in html
+    r = submit_form(operator, "synthetic", size="64", steps="2", delay="0", description="from the form")
+    assert r.status_code == 302
+    job_id = r.headers["Location"].rsplit("/", 1)[1]
+    job = jobs.get(ctx, job_id)
+    assert (job.kind, job.params, job.description, job.requested_by) == ("synthetic", {"size": 64, "steps": 2, "delay": 0.0}, "from the form", "operator (password)")
+    assert ctx.sent[-1] == ("exporter.write_synthetic", job_id, "engine")
+    assert "pages.create" in audit_actions(ctx, job_id)
+    again = submit_form(operator, "synthetic", size="64", steps="2", delay="0")
+    assert again.headers["Location"] == f"/pages/jobs/{job_id}?outcome=joined"
+
+    r = submit_form(operator, "synthetic", size="-1", steps="2", delay="0")
+    assert r.status_code == 400
+    assert "size must be a positive whole number" in r.get_data(as_text=True)
+    r = submit_form(operator, "synthetic", size="ten", steps="2", delay="0")
+    assert r.status_code == 400 and 'name="size" value="ten" class="field-error"' in r.get_data(as_text=True)
+    r = submit_form(operator, "public", agency="", mode="full", format="zip")
+    assert r.status_code == 400 and "is required" in r.get_data(as_text=True)
+    r = submit_form(operator, "synthetic", size="8", steps="1", delay="0", callbackURLs="http://127.0.0.1:9/hook")
+    assert r.status_code == 400 and "loopback" in r.get_data(as_text=True)
+    assert operator.post("/pages/new/nonsense", data={"csrf": csrf(operator, "/pages/new")}).status_code == 404
+
+
+def test_export_and_archive_forms_submit_their_kinds(operator, ctx):
+    generate(ctx, 3, service_points=[20000000], seed=1)
+    r = submit_form(operator, "public", agency="https://ror.org/000000000", mode="full", format="zip")
+    assert r.status_code == 400 and "no registration agency" in r.get_data(as_text=True)
+    r = submit_form(operator, "public", agency="https://ror.org/038sjwq14", mode="incremental", format="tar.gz")
+    assert r.status_code == 302, r.get_data(as_text=True)
+    job = jobs.get(ctx, r.headers["Location"].rsplit("/", 1)[1])
+    assert job.kind == "export_public" and job.params["mode"] == "incremental" and job.params["format"] == "tar.gz"
+    r = submit_form(operator, "private", service_point="20000000", mode="full", format="zip")
+    assert r.status_code == 302, r.get_data(as_text=True)
+    assert jobs.get(ctx, r.headers["Location"].rsplit("/", 1)[1]).params["service_point"] == 20000000
+    ctx.settings = ctx.settings.replace(archiver_allow_networks=(ipaddress.ip_network("127.0.0.1/32"),))
+    r = submit_form(operator, "archive", urls="https://data.example.org/a.csv\n\n https://data.example.org/b.csv ")
+    assert r.status_code == 302, r.get_data(as_text=True)
+    job = jobs.get(ctx, r.headers["Location"].rsplit("/", 1)[1])
+    assert job.kind == "archive_urls"
+    assert [u if isinstance(u, str) else u.get("url") for u in job.params["urls"]] == ["https://data.example.org/a.csv", "https://data.example.org/b.csv"]
+    r = submit_form(operator, "sweep", portal="")
+    assert r.status_code == 400
+
+
+def test_job_page_shows_params_artifacts_downloads_and_webhooks(operator, ctx):
+    rcv, server = start_receiver()
+    try:
+        ctx.settings = ctx.settings.replace(webhook_allow_networks=(ipaddress.ip_network("127.0.0.1/32"),))
+        r = submit_form(operator, "synthetic", size="300", steps="3", delay="0", callbackURLs=rcv.url)
+        job_id = r.headers["Location"].rsplit("/", 1)[1]
+        html = operator.get(f"/pages/jobs/{job_id}").get_data(as_text=True)
+        assert "pending" in html and "&#34;size&#34;: 300" in html and "Cancel" in html
+        assert runner.run_job(ctx, job_id) == "succeeded"
+        rcv.plan = [500]
+        nid = int([j for t, j, q in ctx.sent if t == webhooks.TASK][0])
+        webhooks.deliver(ctx, nid)
+        html = operator.get(f"/pages/jobs/{job_id}").get_data(as_text=True)
+        assert "succeeded" in html and "data.bin" in html and "Cancel" not in html
+        assert 'id="deliveries"' in html and "HTTP 500" in html and rcv.url in html
+        link = re.search(r'class="download" href="([^"]+)"', html).group(1)
+        assert link == f"/pages/jobs/{job_id}/files/data"
+        r = operator.get(link)
+        assert r.status_code == 302
+        signed = urlsplit(r.headers["Location"])
+        body = operator.get(signed.path + "?" + signed.query).get_data()
+        assert body == bytes([0]) * 100 + bytes([1]) * 100 + bytes([2]) * 100
+        assert "pages.download" in audit_actions(ctx, job_id)
+        assert operator.get(f"/pages/jobs/{job_id}/files/nope").status_code == 404
+        assert operator.get("/pages/jobs/no-such-job").status_code == 404
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_cancel_from_the_job_page(operator, ctx):
+    job = jobs.submit(ctx, "synthetic", {})
+    r = operator.post(f"/pages/jobs/{job.id}/cancel", data={"csrf": csrf(operator, "/pages/")})
+    assert r.status_code == 302
+    assert jobs.get(ctx, job.id).status == "cancelled"
+
+
+def test_broken_links_page(operator):
+    r = operator.get("/pages/reports/broken-links")
+    assert r.status_code == 200
+    html = r.get_data(as_text=True)
+    assert "not installed" not in html
+    assert "No broken links" in html or 'id="broken-links"' in html
+
+
+def _private_job(ctx, sp: int, status="succeeded") -> Job:
+    job = jobs.submit(ctx, "export_private", {"service_point": sp}, enqueue=False)
+    token = jobs.claim(ctx, job.id)
+    if status == "succeeded":
+        key = f"exports/private/{sp}/{job.id}/data.zip"
+        info = ctx.storage.write(key, f"raids of {sp}".encode())
+        jobs.succeed(ctx, job.id, token, {}, [jobs.NewArtifact(name="data", key=key, filename="data.zip", size=info.size, md5=info.md5, sha256=info.sha256)])
+    return jobs.get(ctx, job.id)
+
+
+def test_service_point_page_shows_only_its_own_exports(app, ctx):
+    generate(ctx, 4, service_points=[20000001, 20000002], seed=2)
+    _row, raw = access.create_token(ctx, "service_point", service_point_id="20000001")
+    mine = _private_job(ctx, 20000001)
+    theirs = _private_job(ctx, 20000002)
+    client = app.test_client()
+    assert client.get("/pages/sp/").headers["Location"].endswith("/pages/sp/login")
+    assert login(client, "exp_not-a-token", "/pages/sp/login").status_code == 401
+    assert login(client, raw, "/pages/sp/login").status_code == 302
+    html = client.get("/pages/sp/").get_data(as_text=True)
+    assert mine.id in html and theirs.id not in html
+    assert client.get("/pages/").status_code == 302  # a service point is no operator
+    r = client.get(f"/pages/sp/jobs/{mine.id}/files/data")
+    assert r.status_code == 302
+    signed = urlsplit(r.headers["Location"])
+    assert client.get(signed.path + "?" + signed.query).get_data() == b"raids of 20000001"
+    assert client.get(f"/pages/sp/jobs/{theirs.id}/files/data").status_code == 404
+    assert "pages.download" in audit_actions(ctx, mine.id)
+
+    r = client.post("/pages/sp/", data={"csrf": csrf(client, "/pages/sp/"), "mode": "incremental", "format": "tar.gz"})
+    assert r.status_code == 302
+    with ctx.db.session() as s:
+        new = s.scalars(select(Job).where(Job.kind == "export_private", Job.id.notin_([mine.id, theirs.id]))).one()
+    assert new.params["service_point"] == 20000001 and new.params["mode"] == "incremental"
+    assert new.requested_by.startswith("token:")
+    assert client.post("/pages/sp/", data={"csrf": csrf(client, "/pages/sp/"), "mode": "weekly", "format": "zip"}).status_code == 400
+    body = client.get("/pages/sp/jobs.json").get_json()
+    assert {j["id"] for j in body["jobs"]} == {mine.id, new.id}
+    with ctx.db.session() as s:
+        assert s.scalars(select(AuditLog).where(AuditLog.job_id == new.id, AuditLog.action == "pages.create")).first() is not None

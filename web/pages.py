@@ -1,0 +1,466 @@
+"""Operator pages (dashboard, forms, job page, broken links) and the service-point page.
+
+Operators log in with OPERATOR_PASSWORD (by default generated once into
+VAR_DIR/operator_password) or an operator API token; service points log in with their
+service-point API token. The login lives in Flask's signed session cookie; every form
+carries a CSRF token. Jobs are requested through `submissions.request_job`, as the API
+does, so duplicates, admission, callbacks and the audit log behave the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import importlib
+import json
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, abort, current_app, g, jsonify, redirect, render_template, request, session, url_for
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from exporter import access, jobs, submissions, webhooks
+from exporter.access import ApiToken, Principal
+from exporter.admission import InsufficientStorage
+from exporter.context import Context
+from exporter.errors import InvalidRequest, NotFound
+from exporter.kinds import load_all
+from exporter.models import ACTIVE_STATUSES, JOB_STATUSES, Job
+
+bp = Blueprint("pages", __name__, url_prefix="/pages")
+
+BROKEN_LINKS = "exporter.archiver.report:broken_links"  # (ctx, organization=None) -> {"rows": [...], ...}
+MODES = ("full", "incremental")
+FORMATS = ("zip", "tar.gz")
+
+
+def ctx() -> Context:
+    return current_app.config["EXPORTER"]
+
+
+@bp.record_once
+def _session_cookie(state) -> None:
+    app = state.app
+    if not app.secret_key:
+        app.secret_key = app.config["EXPORTER"].settings.secret_key
+    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
+
+
+# --- who is logged in -----------------------------------------------------------------
+
+
+def operator_password(settings) -> str:
+    """OPERATOR_PASSWORD, or one generated once and kept in VAR_DIR/operator_password."""
+    if settings.operator_password:
+        return settings.operator_password
+    path = Path(settings.var_dir) / "operator_password"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    password = secrets.token_urlsafe(18)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(password)
+    return password
+
+
+def _password_mark(password: str) -> str:
+    """Stored in the session instead of the password; changing the password ends old sessions."""
+    return hmac.new(ctx().settings.secret_key.encode(), b"operator:" + password.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _token_principal(token_id: int | None, role: str) -> Principal | None:
+    if token_id is None:
+        return None
+    with ctx().db.session() as s:
+        row = s.get(ApiToken, token_id)
+        if row is None or row.revoked_at is not None or row.role != role:
+            return None
+        return Principal(role=row.role, token_id=row.id, name=row.name, service_point_id=row.service_point_id)
+
+
+def current_operator() -> Principal | None:
+    login = session.get("operator")
+    if not isinstance(login, dict):
+        return None
+    if login.get("via") == "password":
+        ok = hmac.compare_digest(login.get("mark", ""), _password_mark(operator_password(ctx().settings)))
+        return Principal(role="operator", name="operator (password)") if ok else None
+    return _token_principal(login.get("token_id"), "operator")
+
+
+def current_service_point() -> Principal | None:
+    return _token_principal(session.get("service_point_token"), "service_point")
+
+
+def csrf_token() -> str:
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(24)
+    return session["csrf"]
+
+
+@bp.app_context_processor
+def _template_globals() -> dict[str, Any]:
+    return {"csrf_token": csrf_token, "flower_url": ctx().settings.flower_url, "operator": g.get("operator")}
+
+
+@bp.before_request
+def _check_csrf():
+    if request.method == "POST" and not hmac.compare_digest(request.form.get("csrf", ""), session.get("csrf", "") or "-"):
+        abort(400, description="the form expired or did not come from this site; reload the page and try again")
+
+
+def operator_required(view: Callable) -> Callable:
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        g.operator = current_operator()
+        if g.operator is None:
+            if request.path.endswith(".json"):
+                return jsonify({"error": "log in first"}), 401
+            return redirect(url_for("pages.login", next=request.full_path.rstrip("?")))
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def _safe_next(target: str | None, default: str) -> str:
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return default
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    error = None
+    if request.method == "POST":
+        secret = request.form.get("secret", "").strip()
+        if secret.startswith(access.TOKEN_PREFIX):
+            principal = access.authenticate(ctx(), secret)
+            if principal is not None and principal.role == "operator":
+                session["operator"] = {"via": "token", "token_id": principal.token_id}
+            else:
+                error = "this token is not a valid operator token"
+        elif secret and hmac.compare_digest(secret.encode(), operator_password(ctx().settings).encode()):
+            session["operator"] = {"via": "password", "mark": _password_mark(secret)}
+        else:
+            error = "wrong password"
+        if error is None:
+            access.audit(ctx(), current_operator(), "pages.login", ip=request.remote_addr)
+            return redirect(_safe_next(request.args.get("next"), url_for("pages.dashboard")))
+    return render_template("pages/login.html", error=error, title="Operator login", action=url_for("pages.login", next=request.args.get("next")), hint="Operator password or operator API token"), (401 if error else 200)
+
+
+@bp.post("/logout")
+def logout():
+    session.pop("operator", None)
+    return redirect(url_for("pages.login"))
+
+
+# --- dashboard and job page -------------------------------------------------------------
+
+
+def progress_view(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "status": job.status,
+        "percentage": job.percentage,
+        "done": job.progress_done,
+        "total": job.progress_total,
+        "error": job.error,
+        "final": job.status not in ACTIVE_STATUSES,
+    }
+
+
+@bp.get("/")
+@operator_required
+def dashboard():
+    status = request.args.get("status") or None
+    kind = request.args.get("kind") or None
+    if status not in (None, *JOB_STATUSES):
+        status = None
+    rows = jobs.list_jobs(ctx(), status=status, kind=kind, limit=200)
+    return render_template("pages/dashboard.html", jobs=rows, status=status, kind=kind, statuses=JOB_STATUSES, kinds=sorted(load_all()))
+
+
+@bp.get("/jobs.json")
+@operator_required
+def jobs_json():
+    """Progress of the jobs named in ?ids=a,b (at most 200), for the pages' progress bars."""
+    ids = [i for i in request.args.get("ids", "").split(",") if i][:200]
+    with ctx().db.session() as s:
+        rows = s.scalars(select(Job).where(Job.id.in_(ids))).all() if ids else []
+        return jsonify({"jobs": [progress_view(j) for j in rows]})
+
+
+@bp.get("/jobs/<job_id>")
+@operator_required
+def job_page(job_id: str):
+    try:
+        job = jobs.get(ctx(), job_id)
+    except NotFound:
+        abort(404)
+    return render_template(
+        "pages/job.html",
+        job=job,
+        params=json.dumps(job.params, indent=2, sort_keys=True),
+        result=json.dumps(job.result, indent=2, sort_keys=True) if job.result else None,
+        callbacks=[webhooks.redact(u) for u in webhooks.callbacks_of(ctx(), job_id)],
+        deliveries=webhooks.deliveries_of(ctx(), job_id),
+        notifications=webhooks.notifications_of(ctx(), job_id),
+        redact=webhooks.redact,
+        api_status=webhooks.api_status,
+    )
+
+
+@bp.get("/jobs/<job_id>/files/<name>")
+@operator_required
+def download(job_id: str, name: str):
+    return _download(job_id, name, g.operator)
+
+
+def _download(job_id: str, name: str, principal: Principal):
+    """Audit the download, then send the browser to an expiring storage URL."""
+    try:
+        job = jobs.get(ctx(), job_id)
+    except NotFound:
+        abort(404)
+    if not access.can_see(principal, job):
+        abort(404)
+    art = next((a for a in job.artifacts if a.name == name), None)
+    if art is None:
+        abort(404)
+    if art.deleted_at is not None or job.status == "expired":
+        abort(410, description="this file has expired and was deleted; request the export again")
+    url = ctx().storage.download_url(art.key, ctx().settings.download_url_ttl, art.filename)
+    access.audit(ctx(), principal, "pages.download", job_id=job_id, target=art.key, ip=request.remote_addr, detail={"artifact": name})
+    return redirect(url, code=302)
+
+
+@bp.post("/jobs/<job_id>/cancel")
+@operator_required
+def cancel(job_id: str):
+    try:
+        jobs.cancel(ctx(), job_id)
+    except NotFound:
+        abort(404)
+    access.audit(ctx(), g.operator, "pages.cancel", job_id=job_id, ip=request.remote_addr)
+    return redirect(url_for("pages.job_page", job_id=job_id))
+
+
+# --- forms that start jobs --------------------------------------------------------------
+
+
+@dataclass
+class Field:
+    name: str
+    label: str
+    kind: str = "text"  # text, number, select, textarea, checkbox
+    choices: tuple[str, ...] = ()
+    default: str = ""
+    help: str = ""
+    required: bool = True
+
+
+@dataclass
+class JobForm:
+    name: str
+    title: str
+    kind: str
+    fields: list[Field]
+    build: Callable[[dict[str, str]], dict[str, Any]]
+    help: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _int(name: str, raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be a whole number", field=name) from None
+
+
+def _number(name: str, raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be a number", field=name) from None
+
+
+COMMON = [Field("description", "Description", required=False), Field("callbackURLs", "Callback URLs (one a line)", "textarea", required=False, help="each gets a signed POST when the job ends")]
+MODE_FORMAT = [Field("mode", "Mode", "select", MODES, "full"), Field("format", "Format", "select", FORMATS, "zip")]
+
+FORMS: dict[str, JobForm] = {
+    f.name: f
+    for f in [
+        JobForm("public", "Public export", "export_public", [Field("agency", "Registration agency (short ROR id)"), *MODE_FORMAT],
+                lambda v: {"agency": v["agency"], "mode": v["mode"], "format": v["format"]},
+                help="Every open RAiD in full and the public fields of the others, for one agency."),
+        JobForm("private", "Private export", "export_private", [Field("service_point", "Service point id", "number"), *MODE_FORMAT],
+                lambda v: {"service_point": _int("service_point", v["service_point"]), "mode": v["mode"], "format": v["format"]},
+                help="Every RAiD of one service point, closed data included; private storage."),
+        JobForm("archive", "Archive URLs", "archive_urls", [Field("urls", "URLs to archive (one a line)", "textarea")],
+                lambda v: {"urls": _lines(v["urls"])}, help="Download each URL, store a copy and record the outcome."),
+        JobForm("sweep", "Portal sweep", "sweep_portal", [Field("portal", "Registered portal (id or URL)")],
+                lambda v: {"portal": v["portal"]}, help="Archive every resource of a registered CKAN portal."),
+        JobForm("synthetic", "Synthetic job (engine test)", "synthetic",
+                [Field("size", "Bytes", "number", default="1048576"), Field("steps", "Steps", "number", default="8"), Field("delay", "Seconds between steps", "number", default="0.25")],
+                lambda v: {"size": _int("size", v["size"]), "steps": _int("steps", v["steps"]), "delay": _number("delay", v["delay"])},
+                help="Writes N bytes in steps; exercises workers, progress and downloads."),
+    ]
+}
+
+
+def _form_values(form: JobForm) -> dict[str, str]:
+    values = {}
+    for f in [*form.fields, *COMMON]:
+        raw = request.form.get(f.name, "")
+        values[f.name] = raw.strip() if f.kind != "textarea" else raw
+        if f.required and not values[f.name].strip():
+            raise InvalidRequest(f"{f.label} is required", field=f.name)
+    return values
+
+
+def _render_forms(errors: dict[str, tuple[str, str | None]] | None = None, values: dict[str, dict[str, str]] | None = None, status: int = 200):
+    kinds = load_all()
+    return render_template("pages/new.html", forms=FORMS.values(), common=COMMON, installed={n: f.kind in kinds for n, f in FORMS.items()}, errors=errors or {}, values=values or {}), status
+
+
+@bp.get("/new")
+@operator_required
+def new():
+    return _render_forms()
+
+
+@bp.post("/new/<name>")
+@operator_required
+def submit(name: str):
+    form = FORMS.get(name) or abort(404)
+    values: dict[str, str] = {}
+    try:
+        values = _form_values(form)
+        params = form.build(values)
+        sub = submissions.request_job(
+            ctx(), form.kind, params, requested_by=g.operator.actor, description=values["description"] or None, callback_urls=_lines(values["callbackURLs"])
+        )
+    except (InvalidRequest, InsufficientStorage, NotFound) as exc:
+        return _render_forms({name: (str(exc), getattr(exc, "field", None))}, {name: values or dict(request.form)}, 507 if isinstance(exc, InsufficientStorage) else 400)
+    access.audit(ctx(), g.operator, "pages.create", job_id=sub.job.id, target=form.kind, ip=request.remote_addr, detail={"outcome": sub.outcome})
+    return redirect(url_for("pages.job_page", job_id=sub.job.id, outcome=None if sub.outcome == "created" else sub.outcome))
+
+
+# --- reports ---------------------------------------------------------------------------------
+
+
+def _report_function() -> Callable | None:
+    module, _, attr = BROKEN_LINKS.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError):
+        return None
+
+
+@bp.get("/reports/broken-links")
+@operator_required
+def broken_links():
+    report = _report_function()
+    organization = request.args.get("organization") or None
+    data = report(ctx(), organization=organization) if report else None
+    return render_template("pages/broken_links.html", report=data, available=report is not None, organization=organization)
+
+
+# --- the service-point page --------------------------------------------------------------
+
+
+def service_point_jobs(principal: Principal, limit: int = 50) -> list[Job]:
+    """This service point's private exports, newest first."""
+    query = (
+        select(Job)
+        .options(selectinload(Job.artifacts))
+        .where(Job.kind.in_(submissions.PRIVATE_KINDS), submissions.service_point_column() == str(principal.service_point_id))
+        .order_by(Job.created_at.desc())
+        .limit(limit)
+    )
+    with ctx().db.session() as s:
+        return [j for j in s.scalars(query) if access.can_see(principal, j)]
+
+
+def service_point_required(view: Callable) -> Callable:
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        g.service_point = current_service_point()
+        if g.service_point is None:
+            if request.path.endswith(".json"):
+                return jsonify({"error": "log in first"}), 401
+            return redirect(url_for("pages.sp_login"))
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+@bp.route("/sp/login", methods=["GET", "POST"])
+def sp_login():
+    error = None
+    if request.method == "POST":
+        principal = access.authenticate(ctx(), request.form.get("secret", "").strip())
+        if principal is not None and principal.role == "service_point":
+            session["service_point_token"] = principal.token_id
+            access.audit(ctx(), principal, "pages.login", ip=request.remote_addr)
+            return redirect(url_for("pages.sp_home"))
+        error = "this token is not a valid service-point token"
+    return render_template("pages/login.html", error=error, title="Service point login", action=url_for("pages.sp_login"), hint="Your service point's API token"), (401 if error else 200)
+
+
+@bp.post("/sp/logout")
+def sp_logout():
+    session.pop("service_point_token", None)
+    return redirect(url_for("pages.sp_login"))
+
+
+@bp.route("/sp/", methods=["GET", "POST"])
+@service_point_required
+def sp_home():
+    principal: Principal = g.service_point
+    error = None
+    status = 200
+    if request.method == "POST":
+        mode, fmt = request.form.get("mode", "full"), request.form.get("format", "zip")
+        try:
+            if mode not in MODES or fmt not in FORMATS:
+                raise InvalidRequest("choose a mode and a format from the lists", field="mode" if mode not in MODES else "format")
+            kind, params = submissions.export_params("private", {"servicePoint": principal.service_point_id}, mode, fmt)
+            sub = submissions.request_job(ctx(), kind, params, requested_by=principal.actor, description=request.form.get("description") or None)
+        except (InvalidRequest, InsufficientStorage, NotFound) as exc:
+            error, status = str(exc), (507 if isinstance(exc, InsufficientStorage) else 400)
+        else:
+            access.audit(ctx(), principal, "pages.create", job_id=sub.job.id, target=kind, ip=request.remote_addr, detail={"outcome": sub.outcome})
+            return redirect(url_for("pages.sp_home"))
+    return render_template("pages/service_point.html", principal=principal, jobs=service_point_jobs(principal), error=error, modes=MODES, formats=FORMATS), status
+
+
+@bp.get("/sp/jobs.json")
+@service_point_required
+def sp_jobs_json():
+    return jsonify({"jobs": [progress_view(j) for j in service_point_jobs(g.service_point)]})
+
+
+@bp.get("/sp/jobs/<job_id>/files/<name>")
+@service_point_required
+def sp_download(job_id: str, name: str):
+    return _download(job_id, name, g.service_point)
