@@ -188,6 +188,9 @@ def pick_artifact(job: Job, which: str) -> Artifact | None:
     if which == "manifest":
         return manifests[0] if manifests else None
     if which == "data":
+        for a in arts:
+            if a.name == "archive":
+                return a
         rest = [a for a in arts if a not in manifests]
         return max(rest, key=lambda a: a.size) if rest else None
     return None

@@ -12,6 +12,8 @@ from exporter.context import Context, get_context
 BLUEPRINTS: list[tuple[str, str]] = [
     ("web.core", "bp"),
     ("web.pages", "bp"),
+    ("web.api", "bp"),
+    ("web.api", "root_bp"),
 ]
 
 

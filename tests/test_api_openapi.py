@@ -1,0 +1,66 @@
+"""The OpenAPI document and the blueprint describe the same API."""
+
+# ruff: noqa: F811  (pytest fixtures imported from api_support are parameters here)
+from __future__ import annotations
+
+import re
+
+from web.api.openapi import document
+
+from .api_support import api, fake_exports  # noqa: F401
+
+IGNORED_METHODS = {"HEAD", "OPTIONS"}
+
+
+def _routes(app) -> set[tuple[str, str]]:
+    out = set()
+    for rule in app.url_map.iter_rules():
+        if not rule.endpoint.startswith("api."):
+            continue
+        path = re.sub(r"<(?:[a-z]+:)?([a-zA-Z_]+)>", lambda m: "{" + m.group(1) + "}", rule.rule.removeprefix("/api/v1"))
+        for method in rule.methods - IGNORED_METHODS:
+            out.add((method.lower(), path))
+    return out
+
+
+def _documented() -> set[tuple[str, str]]:
+    return {(method, path) for path, ops in document()["paths"].items() for method in ops}
+
+
+def _normalise(pairs):
+    return {(m, re.sub(r"\{[^}]+\}", "{}", p)) for m, p in pairs}
+
+
+def test_every_route_is_documented_and_every_documented_path_is_a_route(api):
+    routes, documented = _normalise(_routes(api.app)), _normalise(_documented())
+    assert routes - documented == set(), "routes missing from openapi.py"
+    assert documented - routes == set(), "documented paths without a route"
+
+
+def test_path_parameters_are_named_as_in_the_document(api):
+    for method, path in _documented():
+        for name in re.findall(r"\{([^}]+)\}", path):
+            op = document()["paths"][path][method]
+            assert any(p["name"] == name and p["in"] == "path" for p in op.get("parameters", [])), (method, path, name)
+
+
+def test_served_document_is_valid_openapi(api):
+    import schemathesis
+
+    r = api.client.get("/api/v1/openapi.json")
+    assert r.status_code == 200
+    doc = r.json
+    assert doc["openapi"].startswith("3.") and doc["servers"][0]["url"].endswith("/api/v1")
+    schema = schemathesis.openapi.from_dict(doc)
+    operations = [op.ok() for op in schema.get_all_operations()]
+    assert len(operations) == len(_documented())
+
+
+def test_every_operation_documents_its_json_errors():
+    for path, ops in document()["paths"].items():
+        for method, op in ops.items():
+            for code, response in op["responses"].items():
+                if code.startswith(("4", "5")):
+                    assert response["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}, (method, path, code)
+            if op.get("security", [{}]) != [] and op.get("security") != [{}, {"bearerAuth": []}]:
+                assert "401" in op["responses"], (method, path)
