@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import pytest
@@ -197,12 +199,39 @@ def test_cancel_from_the_job_page(operator, ctx):
     assert jobs.get(ctx, job.id).status == "cancelled"
 
 
-def test_broken_links_page(operator):
-    r = operator.get("/pages/reports/broken-links")
-    assert r.status_code == 200
-    html = r.get_data(as_text=True)
-    assert "not installed" not in html
-    assert "No broken links" in html or 'id="broken-links"' in html
+def test_broken_links_page_lists_what_the_archiver_found_broken(operator, ctx):
+    from exporter.archiver.sweep import inline_dispatcher
+
+    html = operator.get("/pages/reports/broken-links").get_data(as_text=True)
+    assert "not installed" not in html and "No broken links" in html
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _CsvOr404)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        ctx.settings = ctx.settings.replace(archiver_allow_networks=(ipaddress.ip_network("127.0.0.1/32"),), archiver_retry_backoff_ms=1)
+        ctx.enqueue, shutdown = inline_dispatcher(ctx, fallback=ctx.enqueue)
+        job = jobs.submit(ctx, "archive_urls", {"urls": [base + "/ok.csv", base + "/missing.csv"]}, enqueue=False)
+        assert runner.run_job(ctx, job.id) == "succeeded"
+        shutdown()
+    finally:
+        server.shutdown()
+        server.server_close()
+    html = operator.get("/pages/reports/broken-links").get_data(as_text=True)
+    assert "<strong>1 broken</strong>" in html
+    assert f'href="{base}/missing.csv"' in html and f"{base}/ok.csv" not in html
+
+
+class _CsvOr404(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802
+        body = b"a,b\n1,2\n" if self.path == "/ok.csv" else b"gone"
+        self.send_response(200 if self.path == "/ok.csv" else 404)
+        self.send_header("Content-Type", "text/csv")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
 
 
 def _private_job(ctx, sp: int, status="succeeded") -> Job:

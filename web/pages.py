@@ -35,7 +35,7 @@ from exporter.models import ACTIVE_STATUSES, JOB_STATUSES, Job
 
 bp = Blueprint("pages", __name__, url_prefix="/pages")
 
-BROKEN_LINKS = "exporter.archiver.report:broken_links"  # (ctx, organization=None) -> {"rows": [...], ...}
+BROKEN_LINKS = "exporter.archiver.reports:broken_links"  # (ctx, organization=None) -> {"totals", "organizations": [{..., "rows"}]}
 MODES = ("full", "incremental")
 FORMATS = ("zip", "tar.gz")
 
