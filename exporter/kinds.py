@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 # Modules that register job kinds when imported; one line per area.
 KIND_MODULES = [
     "exporter.synthetic",
+    "exporter.archiver.kinds",
     "exporter.raids.kinds",
 ]
 

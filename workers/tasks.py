@@ -94,3 +94,28 @@ def export_public_nightly() -> dict:
 
     ctx = get_context()
     return {j.params["agency"]: j.id for j in submit_public_exports(ctx, ctx.settings.export_nightly_mode, requested_by="beat")}
+
+
+@celery_app.task(name="exporter.archive_resource", queue="archive", ignore_result=True, acks_late=True)
+def archive_resource(resource_id: str) -> dict:
+    """Check or download one archive resource and record the outcome (archival + task_status)."""
+    from exporter.archiver.archive import archive_resource as archive
+
+    record = archive(get_context(), resource_id)
+    return {"resource_id": resource_id, "outcome": record.get("outcome")}
+
+
+@celery_app.task(name="exporter.resweep_portals", ignore_result=True)
+def resweep_portals() -> dict:
+    """A sweep job per registered portal, and due ad-hoc resources to the archive queue."""
+    from exporter.archiver.sweep import resweep
+
+    return resweep(get_context())
+
+
+@celery_app.task(name="exporter.prune_archives", ignore_result=True)
+def prune_archives() -> dict:
+    """Delete stored copies of gone resources and versions beyond the newest K."""
+    from exporter.archiver.prune import prune
+
+    return prune(get_context())
