@@ -2,7 +2,7 @@
 
 - `Nginx`: Debian's nginx as an unprivileged foreground process on 127.0.0.1 with its own
   prefix, config, pid and logs in a temp folder; real ETag/Last-Modified/304 behaviour.
-- `TestServer`: a threaded http.server for status codes, redirects, lying Content-Length,
+- `ScenarioServer`: a threaded http.server for status codes, redirects, lying Content-Length,
   slow bodies, timeouts and Retry-After; it records every request it gets.
 - `FakeCKAN`: a portal speaking the CKAN Action API envelope with package_search paging
   and resource_patch.
@@ -10,7 +10,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -50,6 +53,7 @@ def nginx_binary() -> str:
 
 
 NGINX_CONF = """
+{user}
 daemon off;
 master_process on;
 worker_processes {workers};
@@ -101,7 +105,10 @@ class Nginx:
     def start(self) -> Nginx:
         (self.prefix / "tmp").mkdir(parents=True, exist_ok=True)
         conf = self.prefix / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(prefix=self.prefix, root=self.root, port=self.port, workers=self.workers))
+        # Started as root, nginx would hand its workers to `nobody`, who cannot read pytest's
+        # 0700 temp folders: keep them as the current user.
+        user = f"user {pwd.getpwuid(os.geteuid()).pw_name};" if os.geteuid() == 0 else ""
+        conf.write_text(NGINX_CONF.format(user=user, prefix=self.prefix, root=self.root, port=self.port, workers=self.workers))
         self.proc = subprocess.Popen(
             [nginx_binary(), "-p", str(self.prefix), "-c", str(conf), "-e", str(self.prefix / "error.log")],
             stdout=subprocess.DEVNULL,
@@ -158,7 +165,7 @@ class _Base:
         self.httpd.server_close()
 
 
-class TestHandler(BaseHTTPRequestHandler):
+class ScenarioHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def log_message(self, *args) -> None:
@@ -173,14 +180,15 @@ class TestHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def do_GET(self) -> None:  # noqa: C901 - one branch per scenario
-        owner: TestServer = self.server.owner
+        owner: ScenarioServer = self.server.owner
         parts = urlsplit(self.path)
         q = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         path = parts.path
         with owner.lock:
             owner.requests.append((path, dict(self.headers.items())))
             owner.counts[path] += 1
-            count = owner.counts[path]
+            owner.full_counts[self.path] += 1
+            count = owner.full_counts[self.path]  # per full URL: scenarios keyed by their query
         if path.startswith("/status/"):
             code = int(path.rsplit("/", 1)[1])
             body = b"status"
@@ -224,14 +232,20 @@ class TestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
         elif path == "/slow":
             size, delay = int(q.get("size", "10")), float(q.get("delay", "0.2"))
-            self._raw(200, [("Content-Length", str(size)), ("Content-Type", "application/octet-stream")])
+            with owner.lock:
+                owner.inflight += 1
+                owner.max_inflight = max(owner.max_inflight, owner.inflight)
             try:
+                self._raw(200, [("Content-Length", str(size)), ("Content-Type", "application/octet-stream")])
                 for _ in range(size):
                     self.wfile.write(b"z")
                     self.wfile.flush()
                     time.sleep(delay)
             except OSError:
                 pass
+            finally:
+                with owner.lock:
+                    owner.inflight -= 1
         elif path == "/hang":
             time.sleep(float(q.get("delay", "1")))
             try:
@@ -256,22 +270,30 @@ class TestHandler(BaseHTTPRequestHandler):
             if "expires" in q:
                 headers.append(("Expires", q["expires"]))
             self._raw(200, headers, body)
-        elif path == "/versioned":
+        elif path == "/versioned":  # ETag when asked for (?etag=1), If-None-Match honoured
             body = owner.versioned_body
-            self._raw(200, [("Content-Length", str(len(body))), ("Content-Type", "text/csv")], body)
+            tag = '"' + hashlib.sha1(body).hexdigest()[:12] + '"'
+            headers = [("Content-Type", "text/csv")] + ([("ETag", tag)] if "etag" in q else [])
+            if "etag" in q and self.headers.get("If-None-Match") == tag:
+                self._raw(304, headers)
+            else:
+                self._raw(200, headers + [("Content-Length", str(len(body)))], body)
         else:
             self._raw(404, [("Content-Length", "9"), ("Content-Type", "text/plain")], b"not found")
 
 
-class TestServer(_Base):
-    """See TestHandler.do_GET for the scenarios; `requests` and `counts` record what arrived."""
+class ScenarioServer(_Base):
+    """See ScenarioHandler.do_GET for the scenarios; `requests` and `counts` record what arrived."""
 
     def __init__(self):
         self.lock = threading.Lock()
         self.requests: list[tuple[str, dict[str, str]]] = []
-        self.counts: dict[str, int] = defaultdict(int)
+        self.counts: dict[str, int] = defaultdict(int)  # per path
+        self.full_counts: dict[str, int] = defaultdict(int)  # per path and query
         self.versioned_body = b"v1\n"
-        super().__init__(TestHandler)
+        self.inflight = 0
+        self.max_inflight = 0
+        super().__init__(ScenarioHandler)
 
 
 class CKANHandler(BaseHTTPRequestHandler):

@@ -56,7 +56,7 @@ def host_slots(ctx: Context) -> HostSlots:
 
 def cache_url_for(ctx: Context, resource_id: str) -> str:
     """The stable public URL of a resource's latest stored copy (served by the web API)."""
-    return f"{ctx.settings.public_url}/archives/resources/{resource_id}/download"
+    return f"{ctx.settings.public_url}/api/v1/resources/{resource_id}/download"
 
 
 def key_timestamp(now: datetime) -> str:
@@ -75,6 +75,11 @@ class StorageSink:
     @contextmanager
     def open(self, filename: str, mimetype: str | None):
         self.key = f"{self.prefix}/{filename}"
+        n = 1
+        while self.storage.stat(self.key) is not None:  # archived twice within a second
+            stem, dot, ext = filename.rpartition(".")
+            self.key = f"{self.prefix}/{stem}-{n}.{ext}" if dot and stem else f"{self.prefix}/{filename}-{n}"
+            n += 1
         with self.storage.open_write(self.key, mimetype) as handle:
             yield handle
         self.info = handle.info

@@ -1,0 +1,135 @@
+"""A small CKAN Action API client: package_search paging and resource_patch write-back.
+
+Portal URLs are user input, so the client goes through exporter.netsafety like every
+archiver request.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import requests
+
+from ..context import Context
+from ..errors import ExporterError
+from ..jobs import record_task_status
+from ..netsafety import request_following
+from .models import Archival, Portal, Resource
+
+log = logging.getLogger(__name__)
+
+PAGE_ROWS = 100
+STABLE_SORT = "id asc"  # unique, so paging neither skips nor repeats a dataset
+
+
+class CKANError(ExporterError):
+    """The portal answered with an error envelope, a non-JSON body, or not at all."""
+
+
+class CKANClient:
+    def __init__(self, base_url: str, session: requests.Session, token: str | None = None, timeout: float = 60, max_redirects: int = 5):
+        self.base_url = base_url.rstrip("/")
+        self.session = session
+        self.token = token
+        self.timeout = timeout
+        self.max_redirects = max_redirects
+
+    def action(self, name: str, params: dict[str, Any] | None = None, data: dict[str, Any] | None = None) -> Any:
+        """Call an action (GET with params, POST with a JSON body) and unwrap `{"success": true, "result": ...}`."""
+        url = f"{self.base_url}/api/3/action/{name}"
+        headers = {"Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = self.token
+        method, kwargs = ("POST", {"json": data}) if data is not None else ("GET", {"params": params or {}})
+        try:
+            followed = request_following(self.session, method, url, max_redirects=self.max_redirects, headers=headers, timeout=self.timeout, **kwargs)
+        except requests.RequestException as exc:
+            raise CKANError(f"{name} on {self.base_url} failed: {exc}") from None
+        resp = followed.response
+        try:
+            envelope = resp.json()
+        except ValueError:
+            raise CKANError(f"{name} on {self.base_url}: HTTP {resp.status_code}, not a CKAN JSON answer") from None
+        if not isinstance(envelope, dict) or not envelope.get("success"):
+            error = envelope.get("error") if isinstance(envelope, dict) else None
+            message = error.get("message") if isinstance(error, dict) else error
+            raise CKANError(f"{name} on {self.base_url}: HTTP {resp.status_code}: {message or 'success is false'}")
+        return envelope.get("result")
+
+    def iter_packages(self, include_private: bool = True, rows: int = PAGE_ROWS) -> Iterator[dict[str, Any]]:
+        """Every dataset, page by page (`rows`/`start`, stable sort); private ones when the token allows."""
+        start = 0
+        seen: set[str] = set()
+        while True:
+            params = {"q": "*:*", "rows": rows, "start": start, "sort": STABLE_SORT}
+            if include_private and self.token:
+                params["include_private"] = "true"
+            result = self.action("package_search", params)
+            page = result.get("results") or []
+            for pkg in page:
+                if pkg.get("id") not in seen:
+                    seen.add(pkg.get("id"))
+                    yield pkg
+            start += len(page)
+            if not page or start >= int(result.get("count") or 0):
+                return
+
+    def resource_patch(self, resource_id: str, **fields: Any) -> dict[str, Any]:
+        return self.action("resource_patch", data={"id": resource_id, **fields})
+
+
+def resource_rows(package: dict[str, Any]) -> list[dict[str, Any]]:
+    """The archive_resources columns for each resource of a CKAN package dict."""
+    org = package.get("organization") or {}
+    rows = []
+    for r in package.get("resources") or []:
+        if not r.get("id") or not r.get("url"):
+            continue
+        rows.append(
+            {
+                "external_id": str(r["id"])[:100],
+                "url": str(r["url"]).strip(),
+                "name": (r.get("name") or None) and str(r["name"])[:500],
+                "format": (r.get("format") or None) and str(r["format"])[:100],
+                "package_id": (package.get("id") or None) and str(package["id"])[:100],
+                "package_name": (package.get("name") or None) and str(package["name"])[:200],
+                "organization": (org.get("name") or None) and str(org["name"])[:200],
+            }
+        )
+    return rows
+
+
+def client_for(ctx: Context, portal: Portal) -> CKANClient:
+    from .archive import session_for
+
+    s = ctx.settings
+    return CKANClient(portal.base_url, session_for(ctx), portal.api_token, timeout=s.archiver_read_timeout * 2, max_redirects=s.archiver_max_redirects)
+
+
+def write_back_archival(ctx: Context, resource_id: str) -> dict[str, Any]:
+    """Write cache_url, cache_last_updated, hash, size and mimetype to the portal (resource_patch)."""
+    with ctx.db.session() as s:
+        res = s.get(Resource, resource_id)
+        arch = s.get(Archival, resource_id)
+        portal = s.get(Portal, res.portal_id) if res and res.portal_id else None
+        if not (res and arch and portal and portal.api_token and portal.write_back and arch.cache_key):
+            return {"written": False, "reason": "no portal with a token and write-back, or nothing stored"}
+        fields = {
+            "cache_url": arch.cache_url,
+            "cache_last_updated": arch.last_success.strftime("%Y-%m-%dT%H:%M:%S.%f") if arch.last_success else None,
+            "hash": arch.sha256,
+            "size": arch.size,
+            "mimetype": arch.mimetype,
+        }
+        external_id = res.external_id
+    error = None
+    try:
+        client_for(ctx, portal).resource_patch(external_id, **fields)
+    except CKANError as exc:
+        error = str(exc)
+        log.warning("archiver: write-back of %s to %s failed: %s", resource_id, portal.base_url, exc)
+    with ctx.db.session() as s:
+        record_task_status(s, "resource", resource_id, "archiver_write_back", "failure" if error else "success", error=error, value=fields)
+    return {"written": error is None, "error": error, "fields": fields}

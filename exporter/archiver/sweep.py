@@ -1,0 +1,188 @@
+"""Portal sweeps and URL lists: enumerate, upsert, fan out archive tasks in bounded batches.
+
+A sweep never floods the broker: it sends one batch of `exporter.archive_resource` tasks,
+waits (reporting progress) until the archival records of that batch say they were
+checked, then sends the next. The archive task carries only a resource id.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from sqlalchemy import func, select
+
+from ..context import Context, Enqueue
+from ..db import utcnow
+from ..models import ACTIVE_STATUSES, Job
+from ..runner import JobRun
+from .ckan import client_for, resource_rows
+from .models import Archival, Portal, Resource
+from .portals import get_portal
+from .resources import due_ids, mark_gone, upsert_portal_resources, upsert_url
+
+log = logging.getLogger(__name__)
+
+ARCHIVE_TASK = "exporter.archive_resource"
+QUEUE = "archive"
+POLL_SECONDS = 0.2
+
+
+def _checked_since(ctx: Context, ids: Sequence[str], since) -> int:
+    with ctx.db.session() as s:
+        return s.scalar(select(func.count()).select_from(Archival).where(Archival.resource_id.in_(list(ids)), Archival.checked_at >= since)) or 0
+
+
+def fan_out(job: JobRun, ids: Sequence[str], poll: float = POLL_SECONDS) -> int:
+    """Enqueue archive tasks batch by batch, waiting for each batch; returns how many were checked."""
+    ctx = job.ctx
+    batch_size = ctx.settings.archiver_batch_size
+    stall_limit = ctx.settings.archiver_total_timeout + 600
+    total, done = len(ids), 0
+    job.progress(0, total, force=True)
+    for start in range(0, total, batch_size):
+        batch = ids[start : start + batch_size]
+        sent_at = utcnow()
+        for rid in batch:
+            ctx.enqueue(ARCHIVE_TASK, rid, QUEUE)
+        finished, last_change, last_seen = 0, time.monotonic(), -1
+        while True:
+            finished = _checked_since(ctx, batch, sent_at)
+            job.progress(done + finished, total)
+            if finished >= len(batch):
+                break
+            if finished != last_seen:
+                last_seen, last_change = finished, time.monotonic()
+            elif time.monotonic() - last_change > stall_limit:
+                job.log.warning("batch at %d: %d of %d unchecked after %ds without progress; moving on", start, len(batch) - finished, len(batch), stall_limit)
+                break
+            time.sleep(poll)
+        done += finished
+    job.progress(done, total, force=True)
+    return done
+
+
+def _status_counts(ctx: Context, ids: Sequence[str]) -> dict[str, int]:
+    counts: Counter[str] = Counter()
+    with ctx.db.session() as s:
+        for i in range(0, len(ids), 500):
+            for status in s.scalars(select(Archival.status).where(Archival.resource_id.in_(list(ids[i : i + 500])))):
+                counts[status or "unchecked"] += 1
+    return dict(counts)
+
+
+def run_sweep(job: JobRun) -> dict[str, Any]:
+    """The sweep_portal job: enumerate the portal, upsert, mark gone, archive what is due."""
+    ctx = job.ctx
+    portal = get_portal(ctx, job.params["portal"])
+    client = client_for(ctx, portal)
+    now = utcnow()
+    seen: set[str] = set()
+    packages = new = changed = 0
+    page: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        nonlocal new, changed
+        n, c = upsert_portal_resources(ctx, portal.id, page, now)
+        new, changed = new + n, changed + c
+        page.clear()
+
+    from .models import resource_id_for
+
+    for pkg in client.iter_packages(include_private=True):
+        packages += 1
+        rows = resource_rows(pkg)
+        seen.update(resource_id_for(portal.id, r["external_id"]) for r in rows)
+        page.extend(rows)
+        if len(page) >= 500:
+            flush()
+            job.progress(0, None)
+    flush()
+    gone = mark_gone(ctx, portal.id, seen, now)
+    due = due_ids(ctx, portal.id, now, all_=job.params["recheck"] == "all")
+    job.log.info("portal %s: %d datasets, %d resources (%d new, %d changed, %d gone); %d due", portal.name, packages, len(seen), new, changed, gone, len(due))
+    checked = fan_out(job, due)
+    with ctx.db.session() as s:
+        p = s.get(Portal, portal.id)
+        p.last_swept_at = utcnow()
+        p.last_sweep_job_id = job.job_id
+    return {
+        "portal": portal.name, "datasets": packages, "resources": len(seen), "new": new, "changed": changed,
+        "gone": gone, "due": len(due), "checked": checked, "statuses": _status_counts(ctx, due),
+    }
+
+
+def run_archive_urls(job: JobRun) -> dict[str, Any]:
+    """The archive_urls job: upsert ad-hoc resources for the URLs and archive them."""
+    ctx = job.ctx
+    check_only = job.params["link_check_only"]
+    ids = [upsert_url(ctx, url, link_check_only=check_only) for url in job.params["urls"]]
+    checked = fan_out(job, ids)
+    with ctx.db.session() as s:
+        archs = {a.resource_id: a for a in s.scalars(select(Archival).where(Archival.resource_id.in_(ids)))}
+    results = []
+    for url, rid in zip(job.params["urls"], ids, strict=True):
+        a = archs.get(rid)
+        results.append({"url": url, "resource_id": rid, "status_id": a.status_id if a else None, "status": a.status if a else None, "reason": a.reason if a else None, "sha256": a.sha256 if a else None, "cache_key": a.cache_key if a else None})
+    return {"total": len(ids), "checked": checked, "results": results}
+
+
+def inline_dispatcher(ctx: Context, workers: int = 1, fallback: Enqueue | None = None) -> tuple[Enqueue, Callable[[], None]]:
+    """An enqueue function that runs archive tasks in this process (threads), for the CLI,
+    tests and benchmarks; other tasks go to `fallback`. Returns (enqueue, shutdown)."""
+    from .archive import archive_resource
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="archive") if workers > 1 else None
+
+    def run(rid: str) -> None:
+        try:
+            archive_resource(ctx, rid)
+        except Exception:
+            log.exception("archiver: resource %s failed", rid)
+
+    def enqueue(task: str, arg: str, queue: str) -> None:
+        if task != ARCHIVE_TASK:
+            if fallback is None:
+                raise RuntimeError(f"no dispatcher for {task}")
+            fallback(task, arg, queue)
+        elif pool is not None:
+            pool.submit(run, arg)
+        else:
+            run(arg)
+
+    def shutdown() -> None:
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    return enqueue, shutdown
+
+
+def resweep(ctx: Context) -> dict[str, Any]:
+    """The beat entry: a sweep job per registered portal (none while one is active), and
+    the due ad-hoc resources (one batch) straight to the archive queue."""
+    from ..jobs import dedupe_key, submit
+    from .kinds import normalize_sweep
+
+    submitted, skipped = [], []
+    with ctx.db.session() as s:
+        portals = list(s.scalars(select(Portal).order_by(Portal.name)))
+    for portal in portals:
+        params = normalize_sweep({"portal": portal.name})
+        key = dedupe_key("sweep_portal", params)
+        with ctx.db.session() as s:
+            active = s.scalar(select(Job.id).where(Job.dedupe_key == key, Job.status.in_(ACTIVE_STATUSES)).limit(1))
+        if active:
+            skipped.append(portal.name)
+            continue
+        submitted.append(submit(ctx, "sweep_portal", params, requested_by="beat").id)
+    due = due_ids(ctx, None, utcnow())
+    with ctx.db.session() as s:
+        adhoc = set(s.scalars(select(Resource.id).where(Resource.portal_id.is_(None), Resource.id.in_(due[:10000]))))
+    batch = [rid for rid in due if rid in adhoc][: ctx.settings.archiver_batch_size]
+    for rid in batch:
+        ctx.enqueue(ARCHIVE_TASK, rid, QUEUE)
+    return {"sweeps": submitted, "already_running": skipped, "adhoc_enqueued": len(batch)}

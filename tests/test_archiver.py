@@ -1,0 +1,351 @@
+# ruff: noqa: F811 - fixtures come from tests.archiver_fixtures
+"""Archiving one resource against real local servers: nginx and the scenario server."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+import tracemalloc
+
+from sqlalchemy import select
+
+from exporter.archiver.archive import archive_resource
+from exporter.archiver.fetch import FetchOptions, content_length, fetch, filename_for, retry_after, safe_filename
+from exporter.archiver.models import STATUSES, ArchiveVersion
+from exporter.archiver.policy import HostSlots, fresh_until
+from exporter.archiver.resources import upsert_url
+from exporter.models import TaskStatus
+from exporter.netsafety import safe_session
+from tests.archiver_fixtures import LOCAL, actx, archive_url, nginx, server, sha256, unique  # noqa: F401
+
+KEY = re.compile(r"^archive/\d{8}T\d{6}Z/[0-9a-f-]{36}/[A-Za-z0-9._-]+$")
+
+
+def stored_keys(ctx) -> list[str]:
+    return [o.key for o in ctx.storage.list("archive/")]
+
+
+def task_status(ctx, rid: str) -> TaskStatus:
+    with ctx.db.session() as s:
+        return s.scalars(select(TaskStatus).where(TaskStatus.entity_id == rid, TaskStatus.task_type == "archiver")).one()
+
+
+def test_status_codes_are_ckans():
+    assert STATUSES == {
+        0: "Archived successfully", 1: "Content has not changed", 10: "URL invalid", 11: "URL request failed",
+        12: "Download error", 21: "Chose not to download", 22: "Download failure", 23: "System error during archival",
+    }
+
+
+def test_archive_then_conditional_request_gets_304(actx, nginx):
+    name = unique("data.csv")
+    body = b"id,value\n1,one\n2,two\n"
+    (nginx.root / name).write_bytes(body)
+    url = f"{nginx.url}/{name}"
+
+    first = archive_url(actx, url)
+    a = first["archival"]
+    assert (a["status_id"], a["status"], a["is_broken"]) == (0, "Archived successfully", False)
+    assert KEY.match(a["cache_key"]) and a["cache_key"].endswith("/" + name)
+    assert f"/{first['resource']['id']}/" in a["cache_key"]
+    assert a["sha256"] == sha256(body) and a["md5"] == hashlib.md5(body).hexdigest() and a["size"] == len(body)
+    assert a["mimetype"] == "text/csv" and a["etag"] and a["last_modified"]
+    assert actx.storage.read_bytes(a["cache_key"]) == body
+    assert a["cache_url"].endswith(f"/api/v1/resources/{first['resource']['id']}/download")
+
+    second = archive_url(actx, url, force=True)
+    b = second["archival"]
+    assert (b["status_id"], b["status"]) == (1, "Content has not changed")
+    assert b["cache_key"] == a["cache_key"] and b["sha256"] == a["sha256"]
+    statuses = [line.split('"')[2].split()[0] for line in nginx.access_log() if f"/{name} " in line]
+    assert statuses[-2:] == ["200", "304"]
+    assert len(second["versions"]) == 1 and stored_keys(actx) == [a["cache_key"]]
+    ts = task_status(actx, first["resource"]["id"])
+    assert ts.state == "success" and ts.value["status_id"] == 1 and ts.failure_count == 0
+
+
+def test_changed_file_is_stored_as_a_new_version(actx, nginx):
+    name = unique("series.csv")
+    (nginx.root / name).write_bytes(b"v,1\n")
+    url = f"{nginx.url}/{name}"
+    first = archive_url(actx, url)["archival"]
+    (nginx.root / name).write_bytes(b"v,2\nlonger now\n")
+    second = archive_url(actx, url)
+    assert second["archival"]["status_id"] == 0
+    assert second["archival"]["sha256"] == sha256(b"v,2\nlonger now\n") != first["sha256"]
+    assert [v["sha256"] for v in second["versions"]] == [sha256(b"v,2\nlonger now\n"), sha256(b"v,1\n")]
+
+
+def test_fresh_copy_means_no_request(actx, nginx):
+    url = f"{nginx.url}/cached/fresh.csv"
+    first = archive_url(actx, url)
+    assert first["archival"]["status_id"] == 0 and first["archival"]["fresh_until"]
+    hits = sum("/cached/fresh.csv " in line for line in nginx.access_log())
+    again = archive_url(actx, url)
+    assert again["outcome"] == "fresh"
+    assert sum("/cached/fresh.csv " in line for line in nginx.access_log()) == hits
+    assert again["archival"]["next_check_at"] >= again["archival"]["fresh_until"]
+
+
+def test_identical_body_is_not_stored_twice(actx, server):
+    url = f"{server.url}/data.csv?body=same-{unique('x.y')}"
+    first = archive_url(actx, url)["archival"]
+    second = archive_url(actx, url)
+    assert second["archival"]["status_id"] == 1 and "not stored twice" in second["archival"]["reason"]
+    assert len(second["versions"]) == 1
+    assert [k for k in stored_keys(actx) if second["resource"]["id"] in k] == [first["cache_key"]]
+
+
+def test_etag_from_the_server_is_sent_back(actx, server):
+    server.versioned_body = b"etagged\n"
+    url = f"{server.url}/versioned?etag=1"
+    archive_url(actx, url)
+    rec = archive_url(actx, url)
+    assert rec["archival"]["status_id"] == 1
+    sent = [h for p, h in server.requests if p == "/versioned"][-1]
+    assert sent["If-None-Match"] == rec["archival"]["etag"]
+    assert sent["User-Agent"] == actx.settings.archiver_user_agent and sent["Accept-Encoding"] == "identity"
+
+
+def test_4xx_not_retried_and_failures_counted_then_reset(actx, server):
+    url = f"{server.url}/flaky?fails=2&code=404&k={unique('a.b')}"
+    first = archive_url(actx, url)["archival"]
+    assert (first["status_id"], first["is_broken"], first["failure_count"], first["attempts"]) == (11, True, 1, 1)
+    assert first["reason"] == "Server reported status error: 404 Not Found"
+    second = archive_url(actx, url)["archival"]
+    assert second["failure_count"] == 2 and second["first_failure"] == first["first_failure"]
+    rid = upsert_url(actx, url)
+    assert task_status(actx, rid).failure_count == 2 and task_status(actx, rid).state == "failure"
+    third = archive_url(actx, url)["archival"]
+    assert (third["status_id"], third["failure_count"], third["first_failure"], third["is_broken"]) == (0, 0, None, False)
+    assert third["last_success"] and task_status(actx, rid).failure_count == 0
+
+
+def test_5xx_retried_until_success(actx, server):
+    path = f"/flaky?fails=2&code=503&k={unique('a.b')}"
+    rec = archive_url(actx, server.url + path)["archival"]
+    assert rec["status_id"] == 0 and rec["attempts"] == 3
+    assert server.full_counts[path] == 3
+
+
+def test_gives_up_after_three_attempts(actx, server):
+    before = server.counts["/status/502"]
+    rec = archive_url(actx, f"{server.url}/status/502")["archival"]
+    assert rec["status_id"] == 11 and rec["attempts"] == 3
+    assert "502" in rec["reason"] and "after 3 attempts" in rec["reason"]
+    assert server.counts["/status/502"] - before == 3
+
+
+def test_retry_after_is_honoured_and_capped(server):
+    waits: list[float] = []
+    session = safe_session(LOCAL)
+    options = FetchOptions(backoff=0.001, retry_after_max=30)
+    result = fetch(session, f"{server.url}/flaky?fails=1&code=429&retry_after=7&k={unique('a.b')}", options, sleep=waits.append)
+    assert result.status_id == 0 and result.attempts == 2 and waits[0] >= 7
+    waits.clear()
+    result = fetch(session, f"{server.url}/flaky?fails=1000000&code=429&retry_after=99999", options, sleep=waits.append)
+    assert result.status_id == 11 and len(waits) == 2 and all(w == 30 for w in waits)
+    assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 60) == 0.0 and retry_after("soon", 60) is None
+
+
+def test_timeouts_and_refused_connections_are_retried(actx, server):
+    before = server.counts["/hang"]
+    rec = archive_url(actx, f"{server.url}/hang?delay=1.6")["archival"]
+    assert rec["status_id"] == 11 and rec["attempts"] == 3 and "timed out" in rec["reason"]
+    assert server.counts["/hang"] - before == 3
+    from tests.http_servers import free_port
+
+    rec = archive_url(actx, f"http://127.0.0.1:{free_port()}/nothing.csv")["archival"]
+    assert rec["status_id"] == 11 and rec["attempts"] == 3 and "Connection error" in rec["reason"] and "refused" in rec["reason"]
+
+
+def test_redirects_followed_and_final_url_recorded(actx, server):
+    ok = archive_url(actx, f"{server.url}/redirect?n=3")["archival"]
+    assert ok["status_id"] == 0 and ok["url_redirected_to"] == f"{server.url}/data.csv"
+    bad = archive_url(actx, f"{server.url}/redirect?to=/status/404")["archival"]
+    assert bad["status_id"] == 11 and bad["url_redirected_to"] == f"{server.url}/status/404"
+    loop = archive_url(actx, f"{server.url}/redirect?n=9")["archival"]
+    assert loop["status_id"] == 11 and "more than 5 redirects" in loop["reason"] and "/redirect?n=" in loop["url_redirected_to"]
+
+
+def test_internal_addresses_refused_by_default_even_after_redirect(actx, server):
+    actx.settings = actx.settings.replace(archiver_allow_networks=())
+    direct = archive_url(actx, f"{server.url}/data.csv?direct=1")["archival"]
+    assert direct["status_id"] == 10 and "loopback" in direct["reason"] and direct["is_broken"] is True
+    actx.settings = actx.settings.replace(archiver_allow_networks=LOCAL)
+    for target, kind in (("http://169.254.169.254/latest/meta-data/", "cloud metadata"), ("http://192.168.0.1/x.csv", "private"), (f"http://[::1]:{server.port}/data.csv", "loopback")):
+        rec = archive_url(actx, f"{server.url}/redirect?to={target}")["archival"]
+        assert rec["status_id"] == 10 and kind in rec["reason"], rec
+        assert rec["url_redirected_to"] == target
+    assert stored_keys(actx) == []
+
+
+def test_invalid_urls(actx):
+    """Portals can carry any URL; only http(s) with a host is fetched."""
+    for url, why in (("ftp://example.com/data.csv", "'ftp' is not http or https"), ("file:///etc/passwd", "'file'"), ("http://", "no host"), ("not a url", "'(none)'")):
+        rec = archive_resource(actx, upsert_url(actx, url))["archival"]
+        assert (rec["status_id"], rec["status"], rec["attempts"]) == (10, "URL invalid", 0)  # no request made
+        assert why in rec["reason"], rec["reason"]
+
+
+def test_content_length_over_limit_is_not_downloaded(actx, nginx):
+    rec = archive_url(actx, f"{nginx.url}/big.bin")["archival"]
+    assert rec["status_id"] == 21 and rec["status"] == "Chose not to download"
+    assert rec["size"] == 200_000 and rec["mimetype"] == "application/octet-stream"
+    assert "200000 exceeds the limit of 100000" in rec["reason"] and rec["cache_key"] is None
+    assert stored_keys(actx) == []
+
+
+def test_limit_enforced_while_streaming(actx, server):
+    rec = archive_url(actx, f"{server.url}/chunked?size=300000")["archival"]
+    assert rec["status_id"] == 21 and "while downloading" in rec["reason"] and rec["cache_key"] is None
+    rec = archive_url(actx, f"{server.url}/lie?declared=abc&actual=250000")["archival"]  # non-numeric length
+    assert rec["status_id"] == 21 and "while downloading" in rec["reason"]
+    assert stored_keys(actx) == []
+    assert list((actx.settings.var_dir / "storage" / ".tmp").iterdir()) == []  # no half-written leftovers
+    small = archive_url(actx, f"{server.url}/chunked?size=5000")["archival"]
+    assert small["status_id"] == 0 and small["size"] == 5000
+
+
+def test_lying_and_repeated_content_length(actx, server):
+    under = archive_url(actx, f"{server.url}/lie?declared=10&actual=100000")["archival"]
+    assert under["status_id"] == 0 and under["size"] == 10  # never more than declared is read
+    same = archive_url(actx, f"{server.url}/lie?declared=50|50&actual=50")["archival"]
+    assert same["status_id"] == 0 and same["size"] == 50
+    conflicting = archive_url(actx, f"{server.url}/lie?declared=5|7&actual=7")["archival"]
+    assert conflicting["status_id"] == 12 and "Content-Length" in conflicting["reason"]
+    short = archive_url(actx, f"{server.url}/lie?declared=100&actual=5")["archival"]
+    assert short["status_id"] == 12 and "IncompleteRead" in short["reason"] and short["is_broken"] is True
+    assert content_length("12, 12") == 12 and content_length("12, 13") is None and content_length("x") is None
+
+
+def test_total_time_limit_stops_a_slow_body(actx, server):
+    actx.settings = actx.settings.replace(archiver_total_timeout=0.4)
+    rec = archive_url(actx, f"{server.url}/slow?size=100&delay=0.02")["archival"]
+    assert rec["status_id"] == 12 and "longer than the limit of 0.4s" in rec["reason"]
+    assert stored_keys(actx) == []
+
+
+def test_html_is_recorded_not_stored_unless_policy_says_so(actx, server):
+    rec = archive_url(actx, f"{server.url}/html")["archival"]
+    assert rec["status_id"] == 21 and rec["mimetype"] == "text/html" and "not data" in rec["reason"]
+    assert rec["is_broken"] is False and rec["cache_key"] is None
+    actx.settings = actx.settings.replace(archiver_skip_content_types="")
+    rec = archive_url(actx, f"{server.url}/html?again=1")["archival"]
+    assert rec["status_id"] == 0 and rec["mimetype"] == "text/html" and rec["cache_key"]
+
+
+def test_link_check_only_stores_nothing(actx, nginx):
+    name = unique("linkonly.csv")
+    (nginx.root / name).write_bytes(b"just,checking\n")
+    first = archive_url(actx, f"{nginx.url}/{name}", link_check_only=True)["archival"]
+    assert first["status_id"] == 0 and "link-check-only" in first["reason"] and first["cache_key"] is None
+    assert first["size"] == len(b"just,checking\n") and first["mimetype"] == "text/csv"
+    second = archive_url(actx, f"{nginx.url}/{name}", link_check_only=True, force=True)["archival"]
+    assert second["status_id"] == 1 and second["cache_key"] is None
+    assert stored_keys(actx) == []
+
+
+def test_filename_from_content_disposition_made_safe(actx, server):
+    rec = archive_url(actx, f"{server.url}/disposition")["archival"]
+    assert rec["cache_key"].endswith("/My_Report_2024.csv") and ".." not in rec["cache_key"]
+    assert filename_for("http://x/a/b/r%C3%A9sum%C3%A9.csv?x=1", None) == "r_sum_.csv"
+    assert filename_for("http://x/", "attachment; filename*=UTF-8''na%C3%AFve%20file.xlsx") == "na_ve_file.xlsx"
+    assert filename_for("http://x/", None) == "resource" and safe_filename("../..") == "resource"
+
+
+def test_memory_stays_flat_while_streaming(actx, nginx):
+    path = nginx.root / unique("huge.bin")
+    with open(path, "wb") as fh:
+        fh.truncate(48 * 1024 * 1024)
+    actx.settings = actx.settings.replace(archiver_max_bytes=1 << 30)
+    tracemalloc.start()
+    try:
+        rec = archive_url(actx, f"{nginx.url}/{path.name}")["archival"]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        path.unlink()
+    assert rec["status_id"] == 0 and rec["size"] == 48 * 1024 * 1024
+    assert rec["sha256"] == hashlib.sha256(b"\0" * (48 * 1024 * 1024)).hexdigest()
+    assert peak < 12 * 1024 * 1024, f"peak Python allocation {peak} bytes for a 48 MiB body"
+
+
+def test_storage_failure_is_a_system_error(actx, server, monkeypatch):
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(type(actx.storage), "open_write", broken)
+    rec = archive_url(actx, f"{server.url}/data.csv?disk=full")["archival"]
+    assert rec["status_id"] == 23 and "No space left" in rec["reason"] and rec["is_broken"] is None
+    assert rec["failure_count"] == 1
+
+
+def test_per_host_concurrency_holds_across_threads(actx, server, monkeypatch):
+    import exporter.archiver.archive as archive_module
+
+    actx.settings = actx.settings.replace(archiver_host_concurrency=1)
+    lock, inflight, peak = threading.Lock(), [0], [0]
+    real_fetch = archive_module.fetch
+
+    def counting_fetch(*args, **kwargs):
+        with lock:
+            inflight[0] += 1
+            peak[0] = max(peak[0], inflight[0])
+        try:
+            return real_fetch(*args, **kwargs)
+        finally:
+            with lock:
+                inflight[0] -= 1
+
+    monkeypatch.setattr(archive_module, "fetch", counting_fetch)
+    ids = [upsert_url(actx, f"{server.url}/slow?size=4&delay=0.02&n={i}") for i in range(3)]
+    threads = [threading.Thread(target=archive_resource, args=(actx, rid)) for rid in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert peak[0] == 1
+    assert all(task_status(actx, rid).state == "success" for rid in ids)
+    actx.__dict__.pop("_archiver_slots")
+    actx.settings = actx.settings.replace(archiver_host_concurrency=3)
+    peak[0] = 0
+    threads = [threading.Thread(target=archive_resource, args=(actx, rid), kwargs={"force": True}) for rid in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert peak[0] >= 1 and all(task_status(actx, rid).state == "success" for rid in ids)
+
+
+def test_minimum_delay_between_requests_to_a_host(actx):
+    slept: list[float] = []
+    import time
+
+    slots = HostSlots(actx, concurrency=2, delay=0.2, lease_seconds=60, sleep=lambda s: (slept.append(s), time.sleep(s)))
+    with slots.hold("example.org") as gate:
+        gate()
+        gate()
+    assert slept and 0 < max(slept) <= 0.2
+
+
+def test_freshness_rules():
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert (fresh_until({"cache-control": "public, max-age=600"}, now) - now).total_seconds() == 600
+    assert (fresh_until({"cache-control": "max-age=600", "age": "100"}, now) - now).total_seconds() == 500
+    assert fresh_until({"cache-control": "no-cache, max-age=600"}, now) is None
+    assert fresh_until({"expires": "Thu, 01 Jan 2026 01:00:00 GMT", "date": "Thu, 01 Jan 2026 00:00:00 GMT"}, now) == datetime(2026, 1, 1, 1, tzinfo=UTC)
+    assert fresh_until({"expires": "0"}, now) is None and fresh_until({}, now) is None
+
+
+def test_archive_resource_task_is_registered_on_the_archive_queue(actx, server):
+    from workers.tasks import archive_resource as task
+
+    assert task.name == "exporter.archive_resource" and task.queue == "archive"
+    rid = upsert_url(actx, f"{server.url}/data.csv?via=task")
+    assert task(rid)["outcome"] == "stored"
+    with actx.db.session() as s:
+        assert len(s.scalars(select(ArchiveVersion).where(ArchiveVersion.resource_id == rid)).all()) == 1
