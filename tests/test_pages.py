@@ -274,3 +274,23 @@ def test_service_point_page_shows_only_its_own_exports(app, ctx):
     assert {j["id"] for j in body["jobs"]} == {mine.id, new.id}
     with ctx.db.session() as s:
         assert s.scalars(select(AuditLog).where(AuditLog.job_id == new.id, AuditLog.action == "pages.create")).first() is not None
+
+
+def test_job_creation_on_the_pages_shares_the_tokens_rate_limit(app, ctx):
+    from exporter.ratelimit import as_rate
+
+    generate(ctx, 2, service_points=[20000003], seed=3)
+    ctx.settings = ctx.settings.replace(api_rate_limit=as_rate("API_RATE_LIMIT", "1/3600"))
+    _row, raw = access.create_token(ctx, "service_point", service_point_id="20000003")
+    client = app.test_client()
+    login(client, raw, "/pages/sp/login")
+    assert client.post("/pages/sp/", data={"csrf": csrf(client, "/pages/sp/"), "mode": "full", "format": "zip"}).status_code == 302
+    r = client.post("/pages/sp/", data={"csrf": csrf(client, "/pages/sp/"), "mode": "incremental", "format": "zip"})
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
+    assert "too many jobs" in r.get_data(as_text=True)
+    _op, op_raw = access.create_token(ctx, "operator")
+    operator = app.test_client()
+    login(operator, op_raw)
+    assert submit_form(operator, "synthetic", size="5", steps="1", delay="0").status_code == 302
+    r = submit_form(operator, "synthetic", size="6", steps="1", delay="0")
+    assert r.status_code == 429 and "Retry-After" in r.headers

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import importlib
 import json
+import math
 import os
 import secrets
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from flask import Blueprint, abort, current_app, g, jsonify, redirect, render_te
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from exporter import access, jobs, submissions, webhooks
+from exporter import access, jobs, ratelimit, submissions, webhooks
 from exporter.access import ApiToken, Principal
 from exporter.admission import InsufficientStorage
 from exporter.context import Context
@@ -260,6 +261,21 @@ def cancel(job_id: str):
     return redirect(url_for("pages.job_page", job_id=job_id))
 
 
+class RateLimited(Exception):
+    def __init__(self, seconds: int):
+        super().__init__(f"too many jobs requested with this token; retry in {seconds} s")
+        self.seconds = seconds
+
+
+def check_rate(principal: Principal) -> None:
+    """The API's per-token limit on job creation, on the same bucket (pages are no way around it)."""
+    if principal.token_id is None:
+        return
+    wait = ratelimit.take(ctx(), f"create:token:{principal.token_id}", ctx().settings.api_rate_limit)
+    if wait > 0:
+        raise RateLimited(max(1, math.ceil(wait)))
+
+
 # --- forms that start jobs --------------------------------------------------------------
 
 
@@ -327,6 +343,10 @@ FORMS: dict[str, JobForm] = {
 }
 
 
+def _status_of(exc: Exception) -> int:
+    return {InsufficientStorage: 507, RateLimited: 429}.get(type(exc), 400)
+
+
 def _form_values(form: JobForm) -> dict[str, str]:
     values = {}
     for f in [*form.fields, *COMMON]:
@@ -356,11 +376,13 @@ def submit(name: str):
     try:
         values = _form_values(form)
         params = form.build(values)
+        check_rate(g.operator)
         sub = submissions.request_job(
             ctx(), form.kind, params, requested_by=g.operator.actor, description=values["description"] or None, callback_urls=_lines(values["callbackURLs"])
         )
-    except (InvalidRequest, InsufficientStorage, NotFound) as exc:
-        return _render_forms({name: (str(exc), getattr(exc, "field", None))}, {name: values or dict(request.form)}, 507 if isinstance(exc, InsufficientStorage) else 400)
+    except (InvalidRequest, InsufficientStorage, NotFound, RateLimited) as exc:
+        page, status = _render_forms({name: (str(exc), getattr(exc, "field", None))}, {name: values or dict(request.form)}, _status_of(exc))
+        return page, status, ({"Retry-After": str(exc.seconds)} if isinstance(exc, RateLimited) else {})
     access.audit(ctx(), g.operator, "pages.create", job_id=sub.job.id, target=form.kind, ip=request.remote_addr, detail={"outcome": sub.outcome})
     return redirect(url_for("pages.job_page", job_id=sub.job.id, outcome=None if sub.outcome == "created" else sub.outcome))
 
@@ -439,19 +461,23 @@ def sp_home():
     principal: Principal = g.service_point
     error = None
     status = 200
+    headers: dict[str, str] = {}
     if request.method == "POST":
         mode, fmt = request.form.get("mode", "full"), request.form.get("format", "zip")
         try:
             if mode not in MODES or fmt not in FORMATS:
                 raise InvalidRequest("choose a mode and a format from the lists", field="mode" if mode not in MODES else "format")
             kind, params = submissions.export_params("private", {"servicePoint": principal.service_point_id}, mode, fmt)
+            check_rate(principal)
             sub = submissions.request_job(ctx(), kind, params, requested_by=principal.actor, description=request.form.get("description") or None)
-        except (InvalidRequest, InsufficientStorage, NotFound) as exc:
-            error, status = str(exc), (507 if isinstance(exc, InsufficientStorage) else 400)
+        except (InvalidRequest, InsufficientStorage, NotFound, RateLimited) as exc:
+            error, status = str(exc), _status_of(exc)
+            if isinstance(exc, RateLimited):
+                headers["Retry-After"] = str(exc.seconds)
         else:
             access.audit(ctx(), principal, "pages.create", job_id=sub.job.id, target=kind, ip=request.remote_addr, detail={"outcome": sub.outcome})
             return redirect(url_for("pages.sp_home"))
-    return render_template("pages/service_point.html", principal=principal, jobs=service_point_jobs(principal), error=error, modes=MODES, formats=FORMATS), status
+    return render_template("pages/service_point.html", principal=principal, jobs=service_point_jobs(principal), error=error, modes=MODES, formats=FORMATS), status, headers
 
 
 @bp.get("/sp/jobs.json")
