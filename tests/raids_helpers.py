@@ -106,7 +106,7 @@ def archive_members(ctx, job: Job) -> dict[str, bytes]:
 
 
 def jsonl(data: bytes) -> list[dict]:
-    return [json.loads(line) for line in data.decode().splitlines() if line]
+    return [json.loads(line) for line in data.split(b"\n") if line]
 
 
 def exported(ctx, job: Job) -> dict[str, dict]:

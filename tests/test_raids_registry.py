@@ -86,6 +86,7 @@ def test_a_service_point_cannot_move_to_another_agency(ctx):
         (lambda r: r["identifier"]["owner"].update(servicePoint="x"), "servicePoint"),
         (lambda r: r["access"]["type"].update(id="https://example.org/secret"), "not a known access type"),
         (lambda r: r["access"].update(embargoExpiry="soon"), "not a date"),
+        (lambda r: r["title"][0].update(text="a\x00b"), "NUL character"),
     ],
 )
 def test_invalid_records_are_refused_with_the_field(ctx, change, message):

@@ -224,13 +224,13 @@ def _record_line(row, scope: Scope, as_of: date, counts: dict[str, Any]) -> byte
     if scope.public and not published_in_full(row.access_type, row.embargo_expiry, as_of):
         counts["redacted"] += 1
         public = redacted(row.handle, row.created_at, row.access_type, row.access_statement, row.access_statement_language, row.embargo_expiry)
-        return json.dumps(public, ensure_ascii=False, separators=(",", ":")).encode()
+        return json.dumps(public, separators=(",", ":")).encode()  # ASCII: no U+2028 and kin to split lines
     if row.text is None:
         raise RuntimeError(f"raid {row.handle}: the database withheld the record of a raid the export would publish in full")
     counts["in_full"] += 1
     text = row.text
     if "\n" in text or "\r" in text:  # stored pretty-printed by raw SQL; one line per record
-        text = json.dumps(json.loads(text), ensure_ascii=False)
+        text = json.dumps(json.loads(text))
     return text.encode()
 
 

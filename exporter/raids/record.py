@@ -112,6 +112,9 @@ def parse(record: Any) -> RaidFields:
             if isinstance(t, dict) and isinstance(t.get("text"), str) and t["text"].strip():
                 title = t["text"].strip()[:500]
                 break
+    for where, value in (("identifier.id", handle), ("title.text", title), ("access.statement.text", text), ("access.statement.language.id", lang)):
+        if value is not None and "\x00" in value:
+            raise InvalidRequest(f"{where} contains a NUL character, which databases cannot store", field=where)
     return RaidFields(
         handle=handle.strip(),
         service_point_id=sp,
