@@ -90,6 +90,7 @@ def test_sweep_archives_every_resource_then_marks_gone_and_prunes(actx, portal_s
     third = run_sweep(actx, "city", recheck="all")
     assert third.result["gone"] == 1 and third.result["due"] == 26
     assert third.result["statuses"]["Content has not changed"] == 25  # nginx answered 304
+    assert third.result["not_modified"] == 25  # settled by the sweep itself, no archive task each
     with actx.db.session() as s:
         gone = s.scalars(select(Resource).where(Resource.external_id == "res-07-a")).one()
         assert gone.gone_at is not None

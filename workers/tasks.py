@@ -101,7 +101,7 @@ def archive_resource(resource_id: str) -> dict:
     """Check or download one archive resource and record the outcome (archival + task_status)."""
     from exporter.archiver.archive import archive_resource as archive
 
-    record = archive(get_context(), resource_id)
+    record = archive(get_context(), resource_id, full_record=False)
     return {"resource_id": resource_id, "outcome": record.get("outcome")}
 
 

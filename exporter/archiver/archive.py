@@ -106,8 +106,10 @@ def archive_resource(
     link_check_only: bool | None = None,
     job_id: str | None = None,
     session: requests.Session | None = None,
+    full_record: bool = True,
 ) -> dict[str, Any]:
-    """Check/download one resource and record the outcome; returns its archival record.
+    """Check/download one resource and record the outcome; returns its archival record
+    (or, with full_record=False, just the outcome: what workers need).
 
     No request at all while the stored copy is still fresh (Cache-Control/Expires), unless
     `force`. A resource that left its portal is not fetched.
@@ -117,7 +119,7 @@ def archive_resource(
         res, arch, portal = _load(s, resource_id)
         if res.gone_at is not None:
             log.info("archiver: resource %s left its portal; not fetched", resource_id)
-            return {**archival_record(ctx, resource_id), "outcome": "gone"}
+            return _outcome(ctx, resource_id, "gone", full_record)
         url = res.url
         same_url = arch.checked_url == url
         if not force and same_url and arch.fresh_until and arch.fresh_until > now and arch.status_id in OK_STATUSES:
@@ -133,7 +135,7 @@ def archive_resource(
         previous_sha = arch.sha256 if same_url else None
         write_back = bool(portal and portal.write_back and portal.api_token)
     if fresh:
-        return {**archival_record(ctx, resource_id), "outcome": "fresh"}
+        return _outcome(ctx, resource_id, "fresh", full_record)
 
     options = FetchOptions.from_settings(ctx.settings, link_check_only=check_only)
     sink = StorageSink(ctx.storage, resource_id, now)
@@ -171,13 +173,20 @@ def archive_resource(
         )
     log.info("archiver: %s -> %s %s%s", url, result.status_id, STATUSES[result.status_id], f" ({result.reason})" if result.reason else "")
 
-    record = archival_record(ctx, resource_id)
-    record["outcome"] = "stored" if result.stored is not None and not duplicate else STATUSES[result.status_id]
+    outcome = "stored" if result.stored is not None and not duplicate else STATUSES[result.status_id]
+    record = _outcome(ctx, resource_id, outcome, full_record)
+    record["status_id"] = result.status_id
     if write_back and result.stored is not None and not duplicate:
         from .ckan import write_back_archival
 
         record["write_back"] = write_back_archival(ctx, resource_id)
     return record
+
+
+def _outcome(ctx: Context, resource_id: str, outcome: str, full_record: bool) -> dict[str, Any]:
+    if full_record:
+        return {**archival_record(ctx, resource_id), "outcome": outcome}
+    return {"resource_id": resource_id, "outcome": outcome}
 
 
 def _apply(ctx: Context, arch: Archival, res: Resource, result: FetchResult, now: datetime, duplicate: bool) -> None:

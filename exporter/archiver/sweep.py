@@ -24,6 +24,7 @@ from .ckan import client_for, resource_rows
 from .models import Archival, Portal, Resource
 from .portals import get_portal
 from .resources import due_ids, mark_gone, upsert_portal_resources, upsert_url
+from .revalidate import revalidate
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +38,15 @@ def _checked_since(ctx: Context, ids: Sequence[str], since) -> int:
         return s.scalar(select(func.count()).select_from(Archival).where(Archival.resource_id.in_(list(ids)), Archival.checked_at >= since)) or 0
 
 
-def fan_out(job: JobRun, ids: Sequence[str], poll: float = POLL_SECONDS) -> int:
-    """Enqueue archive tasks batch by batch, waiting for each batch; returns how many were checked."""
+def fan_out(job: JobRun, ids: Sequence[str], poll: float = POLL_SECONDS, done: int = 0, total: int | None = None) -> int:
+    """Enqueue archive tasks batch by batch, waiting for each batch; returns how many were checked.
+    `done`/`total` place this work in the job's overall progress."""
     ctx = job.ctx
     batch_size = ctx.settings.archiver_batch_size
     stall_limit = ctx.settings.archiver_total_timeout + 600
-    total, done = len(ids), 0
-    job.progress(0, total, force=True)
+    total = len(ids) + done if total is None else total
+    first = done
+    job.progress(done, total, force=True)
     for start in range(0, total, batch_size):
         batch = ids[start : start + batch_size]
         sent_at = utcnow()
@@ -63,7 +66,7 @@ def fan_out(job: JobRun, ids: Sequence[str], poll: float = POLL_SECONDS) -> int:
             time.sleep(poll)
         done += finished
     job.progress(done, total, force=True)
-    return done
+    return done - first
 
 
 def _status_counts(ctx: Context, ids: Sequence[str]) -> dict[str, int]:
@@ -105,14 +108,16 @@ def run_sweep(job: JobRun) -> dict[str, Any]:
     gone = mark_gone(ctx, portal.id, seen, now)
     due = due_ids(ctx, portal.id, now, all_=job.params["recheck"] == "all")
     job.log.info("portal %s: %d datasets, %d resources (%d new, %d changed, %d gone); %d due", portal.name, packages, len(seen), new, changed, gone, len(due))
-    checked = fan_out(job, due)
+    rest, not_modified = revalidate(ctx, due, workers=ctx.settings.archiver_host_concurrency)
+    job.log.info("portal %s: %d answered 304 to a conditional request; %d go to archive tasks", portal.name, not_modified, len(rest))
+    checked = not_modified + fan_out(job, rest, done=not_modified, total=len(due))
     with ctx.db.session() as s:
         p = s.get(Portal, portal.id)
         p.last_swept_at = utcnow()
         p.last_sweep_job_id = job.job_id
     return {
         "portal": portal.name, "datasets": packages, "resources": len(seen), "new": new, "changed": changed,
-        "gone": gone, "due": len(due), "checked": checked, "statuses": _status_counts(ctx, due),
+        "gone": gone, "due": len(due), "checked": checked, "not_modified": not_modified, "statuses": _status_counts(ctx, due),
     }
 
 
@@ -140,7 +145,7 @@ def inline_dispatcher(ctx: Context, workers: int = 1, fallback: Enqueue | None =
 
     def run(rid: str) -> None:
         try:
-            archive_resource(ctx, rid)
+            archive_resource(ctx, rid, full_record=False)
         except Exception:
             log.exception("archiver: resource %s failed", rid)
 
