@@ -294,3 +294,12 @@ def test_job_creation_on_the_pages_shares_the_tokens_rate_limit(app, ctx):
     assert submit_form(operator, "synthetic", size="5", steps="1", delay="0").status_code == 302
     r = submit_form(operator, "synthetic", size="6", steps="1", delay="0")
     assert r.status_code == 429 and "Retry-After" in r.headers
+
+
+def test_login_attempts_are_throttled_per_address(app):
+    client = app.test_client()
+    statuses = [login(client, f"guess-{i}").status_code for i in range(11)]
+    assert statuses[:10] == [401] * 10 and statuses[10] == 429
+    r = login(client)  # even the right password waits
+    assert r.status_code == 429 and "too many login attempts" in r.get_data(as_text=True)
+    assert login(client, "exp_guess", "/pages/sp/login").status_code == 429

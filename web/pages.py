@@ -36,6 +36,7 @@ from exporter.models import ACTIVE_STATUSES, JOB_STATUSES, Job
 
 bp = Blueprint("pages", __name__, url_prefix="/pages")
 
+LOGIN_RATE = ratelimit.Rate(10, 60)  # failed-or-not login attempts per client address
 BROKEN_LINKS = "exporter.archiver.reports:broken_links"  # (ctx, organization=None) -> {"totals", "organizations": [{..., "rows"}]}
 MODES = ("full", "incremental")
 FORMATS = ("zip", "tar.gz")
@@ -52,6 +53,7 @@ def _session_cookie(state) -> None:
         app.secret_key = app.config["EXPORTER"].settings.secret_key
     app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
     app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
+    app.config.setdefault("SESSION_COOKIE_SECURE", app.config["EXPORTER"].settings.public_url.startswith("https://"))
 
 
 # --- who is logged in -----------------------------------------------------------------
@@ -136,6 +138,18 @@ def operator_required(view: Callable) -> Callable:
     return wrapper
 
 
+def _login_throttled() -> str | None:
+    """A message when this address tried to log in too often (guessing passwords or tokens)."""
+    wait = ratelimit.take(ctx(), f"login:{request.remote_addr}", LOGIN_RATE)
+    return f"too many login attempts; try again in {max(1, math.ceil(wait))} s" if wait > 0 else None
+
+
+def _login_status(error: str | None) -> int:
+    if error is None:
+        return 200
+    return 429 if error.startswith("too many login attempts") else 401
+
+
 def _safe_next(target: str | None, default: str) -> str:
     if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
         return target
@@ -147,7 +161,9 @@ def login():
     error = None
     if request.method == "POST":
         secret = request.form.get("secret", "").strip()
-        if secret.startswith(access.TOKEN_PREFIX):
+        if error := _login_throttled():
+            pass
+        elif secret.startswith(access.TOKEN_PREFIX):
             principal = access.authenticate(ctx(), secret)
             if principal is not None and principal.role == "operator":
                 session["operator"] = {"via": "token", "token_id": principal.token_id}
@@ -160,7 +176,7 @@ def login():
         if error is None:
             access.audit(ctx(), current_operator(), "pages.login", ip=request.remote_addr)
             return redirect(_safe_next(request.args.get("next"), url_for("pages.dashboard")))
-    return render_template("pages/login.html", error=error, title="Operator login", action=url_for("pages.login", next=request.args.get("next")), hint="Operator password or operator API token"), (401 if error else 200)
+    return render_template("pages/login.html", error=error, title="Operator login", action=url_for("pages.login", next=request.args.get("next")), hint="Operator password or operator API token"), _login_status(error)
 
 
 @bp.post("/logout")
@@ -440,13 +456,13 @@ def service_point_required(view: Callable) -> Callable:
 def sp_login():
     error = None
     if request.method == "POST":
-        principal = access.authenticate(ctx(), request.form.get("secret", "").strip())
+        principal = None if (error := _login_throttled()) else access.authenticate(ctx(), request.form.get("secret", "").strip())
         if principal is not None and principal.role == "service_point":
             session["service_point_token"] = principal.token_id
             access.audit(ctx(), principal, "pages.login", ip=request.remote_addr)
             return redirect(url_for("pages.sp_home"))
-        error = "this token is not a valid service-point token"
-    return render_template("pages/login.html", error=error, title="Service point login", action=url_for("pages.sp_login"), hint="Your service point's API token"), (401 if error else 200)
+        error = error or "this token is not a valid service-point token"
+    return render_template("pages/login.html", error=error, title="Service point login", action=url_for("pages.sp_login"), hint="Your service point's API token"), _login_status(error)
 
 
 @bp.post("/sp/logout")
