@@ -262,8 +262,13 @@ def verify_download_link(ctx, job_id: str, artifact: str, expires: str, signatur
     except (TypeError, ValueError):
         raise LinkInvalid("malformed download link", field="signature") from None
     expected = _link_mac(ctx.settings.secret_key, job_id, artifact, expires_at, token_id)
-    if not hmac.compare_digest(expected, signature or ""):
+    if not hmac.compare_digest(expected.encode(), (signature or "").encode("utf-8", "replace")):
         raise LinkInvalid("this download link is not valid (it was changed or is not ours)", field="signature")
+    if token_id is not None:
+        with ctx.db.session() as s:
+            token = s.get(ApiToken, token_id)
+            if token is None or token.revoked_at is not None:
+                raise LinkInvalid("this download link was issued to a token that has been revoked", field="signature")
     if (time.time() if now is None else now) > expires_at:
         raise LinkExpired("this download link has expired; ask for the job again for a new one", field="expires")
     return token_id

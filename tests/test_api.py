@@ -45,7 +45,7 @@ def test_finished_export_shows_links_size_and_expiry(api):
     # A signed link works without a token and redirects to the stored file.
     path = data.split("://", 1)[1].split("/", 1)[1]
     r = api.client.get("/" + path)
-    assert r.status_code == 302
+    assert r.status_code == 302, r.json
     got = api.client.get(urlsplit(r.headers["Location"]).path + "?" + urlsplit(r.headers["Location"]).query)
     assert got.status_code == 200 and got.data == b"PK" + b"x" * 98
 

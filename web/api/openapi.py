@@ -100,6 +100,7 @@ SCHEMAS: dict[str, Any] = {
     },
     "ExportRequest": {
         "type": "object",
+        "example": {"kind": "public", "scope": {"agency": "https://ror.org/038sjwq14"}, "mode": "full", "format": "zip", "description": "nightly"},
         "required": ["kind", "scope"],
         "additionalProperties": False,
         "properties": {
@@ -120,6 +121,7 @@ SCHEMAS: dict[str, Any] = {
     },
     "ArchiveRequest": {
         "type": "object",
+        "example": {"urls": ["https://data.example.org/files/table.csv"], "description": "one table"},
         "description": "Either urls (archive each) or portal (sweep a registered CKAN portal).",
         "additionalProperties": False,
         "minProperties": 1,
