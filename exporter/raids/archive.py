@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import queue
 import tarfile
 import tempfile
+import threading
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +21,37 @@ from datetime import datetime
 from typing import BinaryIO
 
 FORMATS = {"zip": ("raids.zip", "application/zip"), "tar.gz": ("raids.tar.gz", "application/gzip")}
+
+
+class Background:
+    """Writes chunks to `sink` on a thread, so compressing and hashing (which release the GIL)
+    overlap with reading the next page. At most `depth` chunks wait: memory stays bounded."""
+
+    def __init__(self, sink, depth: int = 4):
+        self._sink = sink
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="archive-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._sink.write(chunk)
+                except BaseException as exc:  # handed to the producer at its next write or close
+                    self._error = exc
+
+    def write(self, data: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(data)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 class Member:
@@ -61,7 +94,7 @@ class ArchiveWriter:
             self._tar = tarfile.open(fileobj=self._gz, mode="w|", format=tarfile.PAX_FORMAT)
 
     @contextmanager
-    def member(self, name: str) -> Iterator[Member]:
+    def member(self, name: str) -> Iterator[Member | Background]:
         if self.fmt == "zip":
             info = zipfile.ZipInfo(name, date_time=self.mtime.timetuple()[:6])
             info.compress_type = zipfile.ZIP_DEFLATED
@@ -72,7 +105,11 @@ class ArchiveWriter:
             info.external_attr = 0o644 << 16
             with self._zip.open(info, "w", force_zip64=True) as sink:
                 member = Member(name, sink)
-                yield member
+                background = Background(member)
+                try:
+                    yield background
+                finally:
+                    background.close()
         else:
             with tempfile.TemporaryFile() as spool:
                 member = Member(name, spool)

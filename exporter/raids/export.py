@@ -129,12 +129,24 @@ def snapshot(ctx: Context) -> Iterator[Connection]:
                 conn.rollback()
 
 
-def _columns(scope: Scope, as_of: date) -> list:
+def _columns(scope: Scope, as_of: date, order: str, tombstones: bool) -> list:
+    """What a pass selects: no more than its lines need (every column costs per row)."""
+    keys = [Raid.id, Raid.updated_at] if order == "updated" else [Raid.id]
+    if tombstones:
+        return [*keys, Raid.handle, Raid.deleted_at]
     text = cast(Raid.record, Text)
-    if scope.public:
-        # Defence in depth: the database hands over no JSON of a raid that is not public.
-        text = case((published_in_full_sql(as_of), text), else_=null())
-    return [Raid.id, Raid.handle, text.label("text"), Raid.access_type, Raid.access_statement, Raid.access_statement_language, Raid.embargo_expiry, Raid.created_at, Raid.updated_at, Raid.deleted_at]
+    cols = [*keys, Raid.handle, Raid.access_type, Raid.embargo_expiry]
+    if not scope.public:
+        return [*cols, text.label("text")]
+    # Defence in depth: the database hands over no JSON of a raid that is not public.
+    public = published_in_full_sql(as_of)
+    return [
+        *cols,
+        case((public, text), else_=null()).label("text"),
+        Raid.access_statement,
+        Raid.access_statement_language,
+        case((public, null()), else_=Raid.created_at).label("created_at"),
+    ]
 
 
 def keyset_pages(conn: Connection, query, order: str, page_size: int) -> Iterator[list]:
@@ -219,19 +231,33 @@ def _watermark(conn: Connection, plan: Plan) -> Watermark | None:
 # -- records -------------------------------------------------------------------------------
 
 
-def _record_line(row, scope: Scope, as_of: date, counts: dict[str, Any]) -> bytes:
-    counts["by_access_type"][row.access_type] = counts["by_access_type"].get(row.access_type, 0) + 1
-    if scope.public and not published_in_full(row.access_type, row.embargo_expiry, as_of):
-        counts["redacted"] += 1
-        public = redacted(row.handle, row.created_at, row.access_type, row.access_statement, row.access_statement_language, row.embargo_expiry)
-        return json.dumps(public, separators=(",", ":")).encode()  # ASCII: no U+2028 and kin to split lines
-    if row.text is None:
-        raise RuntimeError(f"raid {row.handle}: the database withheld the record of a raid the export would publish in full")
-    counts["in_full"] += 1
+def _record_line(row, public: bool, as_of: date) -> bytes:
+    if public and not published_in_full(row.access_type, row.embargo_expiry, as_of):
+        record = redacted(row.handle, row.created_at, row.access_type, row.access_statement, row.access_statement_language, row.embargo_expiry)
+        return json.dumps(record, separators=(",", ":")).encode()  # ASCII: no U+2028 and kin to split lines
     text = row.text
+    if text is None:
+        raise RuntimeError(f"raid {row.handle}: the database withheld the record of a raid the export would publish in full")
     if "\n" in text or "\r" in text:  # stored pretty-printed by raw SQL; one line per record
         text = json.dumps(json.loads(text))
     return text.encode()
+
+
+def _counts(conn: Connection, plan: Plan) -> dict[str, Any]:
+    """Records by access type, and how many go out in full or redacted, read from the snapshot."""
+    counts: dict[str, Any] = {"records": 0, "tombstones": 0, "by_access_type": {}, "in_full": 0, "redacted": 0}
+    full = published_in_full_sql(plan.as_of_date) if plan.scope.public else Raid.id.is_not(None)
+    for name, cond, _ in plan.passes():
+        if name == "tombstones.jsonl":
+            counts["tombstones"] += _count(conn, cond)
+            continue
+        for access_type, n, n_full in conn.execute(select(Raid.access_type, func.count(), func.count().filter(full)).where(cond).group_by(Raid.access_type)):
+            counts["by_access_type"][access_type] = counts["by_access_type"].get(access_type, 0) + n
+            counts["records"] += n
+            counts["in_full"] += n_full
+            counts["redacted"] += n - n_full
+    counts["by_access_type"] = dict(sorted(counts["by_access_type"].items()))
+    return counts
 
 
 def _tombstone_line(row) -> bytes:
@@ -286,20 +312,20 @@ def build_export(job: JobRun, scope: Scope) -> dict[str, Any]:
     generated_at = utcnow()
     with ctx.db.session() as s:
         scope.check(s)
+        scope = scope.resolve(s)
         plan = make_plan(s, scope, params, settings.export_settle_seconds, as_of=generated_at)
     prefix = scope.prefix(f"{job.timestamp}-{job.job_id[:8]}")  # unique even for two jobs in one second
     archive_name, content_type = FORMATS[params["format"]]
-    counts: dict[str, Any] = {"records": 0, "tombstones": 0, "by_access_type": {}, "in_full": 0, "redacted": 0}
     with snapshot(ctx) as conn:
         passes = plan.passes()
-        total = sum(_count(conn, cond) for _, cond, _ in passes)
+        counts = _counts(conn, plan)
+        total = counts["records"] + counts["tombstones"]
         watermark = _watermark(conn, plan)
         job.progress(0, total, force=True)
-        columns = _columns(scope, plan.as_of_date)
         with job.artifact("archive", prefix + archive_name, public=scope.public, content_type=content_type) as fh:
             writer = ArchiveWriter(fh, params["format"], settings.export_compress_level, generated_at)
             try:
-                manifest = _write_members(job, conn, plan, writer, passes, columns, counts, watermark, total, generated_at, page_size)
+                manifest = _write_members(job, conn, plan, writer, passes, counts, watermark, total, generated_at, page_size)
             except BaseException:
                 writer.abort()
                 raise
@@ -332,7 +358,7 @@ def build_export(job: JobRun, scope: Scope) -> dict[str, Any]:
     }
 
 
-def _write_members(job: JobRun, conn: Connection, plan: Plan, writer: ArchiveWriter, passes, columns, counts: dict, watermark: Watermark | None, total: int, generated_at: datetime, page_size: int) -> dict[str, Any]:
+def _write_members(job: JobRun, conn: Connection, plan: Plan, writer: ArchiveWriter, passes, counts: dict, watermark: Watermark | None, total: int, generated_at: datetime, page_size: int) -> dict[str, Any]:
     """Stream every pass into its member, then the README and the manifest; returns the manifest."""
     scope, params = plan.scope, job.params
     done = 0
@@ -341,13 +367,13 @@ def _write_members(job: JobRun, conn: Connection, plan: Plan, writer: ArchiveWri
             for name, cond, order in passes:
                 if name != member_name:
                     continue
+                tombstones = name == "tombstones.jsonl"
+                columns = _columns(scope, plan.as_of_date, order, tombstones)
                 for rows in keyset_pages(conn, select(*columns).where(cond), order, page_size):
-                    if name == "tombstones.jsonl":
+                    if tombstones:
                         lines = [_tombstone_line(r) for r in rows]
-                        counts["tombstones"] += len(lines)
                     else:
-                        lines = [_record_line(r, scope, plan.as_of_date, counts) for r in rows]
-                        counts["records"] += len(lines)
+                        lines = [_record_line(r, scope.public, plan.as_of_date) for r in rows]
                     member.write(b"\n".join(lines) + b"\n")
                     done += len(rows)
                     job.progress(done, total)
@@ -414,6 +440,7 @@ def estimate_size(ctx: Context, kind: str, params: dict[str, Any]) -> int:
     as_of = utcnow()
     with ctx.db.session() as s:
         scope.check(s)
+        scope = scope.resolve(s)
         plan = make_plan(s, scope, params, ctx.settings.export_settle_seconds, as_of=as_of)
         cond = plan.live() if plan.mode == "full" else and_(plan.changed(), Raid.deleted_at.is_(None))
         full_cond = published_in_full_sql(plan.as_of_date) if scope.public else Raid.id.is_not(None)

@@ -12,12 +12,14 @@ from html import escape
 from typing import Any
 from xml.sax.saxutils import escape as xml_escape
 
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import Connection, String, and_, case, func, literal, select
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import FunctionElement
 
 from ..runner import JobRun
 from .export import keyset_pages
 from .models import Raid
-from .public import published_in_full
+from .public import published_in_full_sql
 from .scope import Scope
 
 SITEMAP_NS = "http://www.sitemaps.org/schemas/sitemap/0.9"
@@ -26,6 +28,23 @@ HTML_HEAD = """<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1"></head>
 <body><h1>{title}</h1>
 """
+
+
+class UTCDate(FunctionElement):
+    """The UTC calendar date of a UTC timestamp column, as 'YYYY-MM-DD' text, computed by the database."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(UTCDate, "postgresql")
+def _utc_date_pg(element, compiler, **kw):
+    return f"to_char(({compiler.process(element.clauses, **kw)}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+
+
+@compiles(UTCDate)
+def _utc_date_sqlite(element, compiler, **kw):  # SQLite stores 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC
+    return f"substr(({compiler.process(element.clauses, **kw)}), 1, 10)"
 
 
 def landing_url(template: str, handle: str) -> str:
@@ -77,27 +96,37 @@ def write_search_index(job: JobRun, conn: Connection, scope: Scope, prefix: str,
     title = f"Research activities (RAiD) of registration agency {scope.id}"
     sitemaps = Rolling(job, prefix, "sitemap", "xml", "application/xml", lambda _n: f'<?xml version="1.0" encoding="UTF-8"?>\n<urlset xmlns="{SITEMAP_NS}">\n'.encode(), b"</urlset>\n")
     pages = Rolling(job, prefix, "index", "html", "text/html", lambda n: (HTML_HEAD.format(title=escape(f"{title}, page {n}")) + '<p><a href="index.html">All pages</a></p>\n<ul>\n').encode(), b"</ul>\n</body></html>\n")
-    query = select(Raid.id, Raid.handle, Raid.title, Raid.access_type, Raid.embargo_expiry, Raid.created_at, Raid.updated_at).where(and_(scope.condition(), Raid.deleted_at.is_(None)))
+    public = published_in_full_sql(as_of)
+    # Only public facts leave the database: an embargoed raid's title is never selected.
+    query = select(
+        Raid.id,
+        Raid.handle,
+        case((public, func.coalesce(Raid.title, Raid.handle)), else_=Raid.handle).label("shown"),
+        case((public, literal("open")), else_=literal("embargoed")).label("label"),
+        UTCDate(case((public, Raid.updated_at), else_=Raid.created_at)).label("lastmod"),
+        UTCDate(Raid.created_at).label("created"),
+    ).where(and_(scope.condition(), Raid.deleted_at.is_(None)))
     count = 0
     try:
         for rows in keyset_pages(conn, query, "id", settings.export_page_size):
             xml, html = [], []
-            for r in rows:
+            for _id, handle, shown, label, lastmod, created in rows:
                 if count % per_file == 0:
                     sitemaps.open_next()
                     pages.open_next()
                 count += 1
-                url = landing_url(template, r.handle)
-                if published_in_full(r.access_type, r.embargo_expiry, as_of):
-                    lastmod, label, shown = r.updated_at.date(), "open", r.title or r.handle
-                else:
-                    lastmod, label, shown = r.created_at.date(), "embargoed", r.handle
-                xml.append(f"<url><loc>{xml_escape(url)}</loc><lastmod>{lastmod.isoformat()}</lastmod></url>\n")
-                html.append(f'<li><a href="{escape(url)}">{escape(shown)}</a> <small>{escape(r.handle)} · created {r.created_at.date().isoformat()} · {label}</small></li>\n')
-                if count % per_file == 0 or r is rows[-1]:
+                landing = landing_url(template, handle)
+                url = escape(landing)
+                eh = url if handle == landing else escape(handle)
+                xml.append(f"<url><loc>{url}</loc><lastmod>{lastmod}</lastmod></url>\n")
+                html.append(f'<li><a href="{url}">{escape(shown)}</a> <small>{eh} · created {created} · {label}</small></li>\n')
+                if count % per_file == 0:
                     sitemaps.write("".join(xml).encode())
                     pages.write("".join(html).encode())
                     xml, html = [], []
+            if xml:
+                sitemaps.write("".join(xml).encode())
+                pages.write("".join(html).encode())
         sitemaps.close()
         pages.close()
     except BaseException as exc:
