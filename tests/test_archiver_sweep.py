@@ -62,7 +62,7 @@ def test_ckan_client_pages_with_a_stable_sort(portal_site):
     names = [p["name"] for p in client.iter_packages(rows=7)]
     assert len(names) == 26 and len(set(names)) == 26 and "hidden" in names
     searches = [q for path, q in portal_site.calls if path.endswith("package_search")]
-    assert [int(q["start"]) for q in searches] == [0, 7, 14, 21, 28][: len(searches)]
+    assert [int(q["start"]) for q in searches] == [0, 7, 14, 21]
     assert all(q["sort"] == "id asc" for q in searches)
     public = [p["name"] for p in CKANClient(portal_site.url, safe_session(LOCAL)).iter_packages()]
     assert len(public) == 25 and "hidden" not in public

@@ -28,6 +28,8 @@ from .policy import fresh_until
 
 log = logging.getLogger(__name__)
 
+MAX_THREADS = 16  # hosts are checked in parallel, each by at most its own concurrency
+
 
 def _candidates(ctx: Context, ids: Sequence[str]) -> list[tuple[str, str, str | None, str | None]]:
     """(id, url, etag, last_modified) of resources a conditional request can settle."""
@@ -78,7 +80,7 @@ def revalidate(ctx: Context, ids: Sequence[str], workers: int = 4) -> tuple[list
                     if resp.status_code == 304:
                         settled[rid] = (followed.url, {k.lower(): v for k, v in resp.headers.items()})
 
-    with ThreadPoolExecutor(max_workers=lanes * max(1, len(by_host)), thread_name_prefix="revalidate") as pool:
+    with ThreadPoolExecutor(max_workers=min(MAX_THREADS, lanes * max(1, len(by_host))), thread_name_prefix="revalidate") as pool:
         futures = []
         for host, items in by_host.items():
             for lane in range(lanes):
