@@ -59,11 +59,14 @@ def take(ctx, key: str, rate: Rate, now: datetime | None = None) -> float:
             with ctx.db.session() as s:
                 # Write first: it takes the row lock (PostgreSQL) or the write lock (SQLite),
                 # so concurrent requests on the same key queue up instead of both reading.
-                s.execute(update(RateBucket).where(RateBucket.key == key).values(tokens=RateBucket.tokens))
-                row = s.get(RateBucket, key, populate_existing=True)
-                if row is None:
+                locked = s.execute(update(RateBucket).where(RateBucket.key == key).values(tokens=RateBucket.tokens)).rowcount
+                if not locked:
+                    # No row to lock yet: create it; if another request did first, the insert
+                    # fails and the next round locks that row.
                     s.add(RateBucket(key=key, tokens=rate.count - 1.0, updated_at=now))
+                    s.flush()
                     return 0.0
+                row = s.get(RateBucket, key, populate_existing=True)
                 elapsed = max(0.0, (now - row.updated_at).total_seconds())
                 tokens = min(float(rate.count), row.tokens + elapsed * per_second)
                 row.updated_at = max(now, row.updated_at)
