@@ -15,11 +15,12 @@ QUEUES = ("engine", "exports", "archive", "webhooks")
 broker_url = _s.broker_url
 if _s.is_embedded_broker:
     _folder = _s.broker_folder
-    for _sub in ("queue", "processed"):
+    for _sub in ("queue", "processed", "control"):
         (_folder / _sub).mkdir(parents=True, exist_ok=True)
     broker_transport_options = {
         "data_folder_in": str(_folder / "queue"),
         "data_folder_out": str(_folder / "queue"),
+        "control_folder": str(_folder / "control"),
         "processed_folder": str(_folder / "processed"),
         "store_processed": True,
         "polling_interval": 0.02,
@@ -58,7 +59,7 @@ beat_schedule = {
     "cleanup-expired": {"task": "exporter.cleanup", "schedule": timedelta(seconds=_s.cleanup_interval), "options": {"queue": "engine"}},
 }
 beat_schedule["webhook-sweep"] = {"task": "exporter.webhook_sweep", "schedule": timedelta(seconds=_s.webhook_sweep_interval), "options": {"queue": "webhooks"}}
-from celery.schedules import crontab  # noqa: E402
+from celery.schedules import crontab  # noqa: E402, I001
 beat_schedule["export-public-nightly"] = {"task": "exporter.export_public_nightly", "schedule": crontab(hour=_s.export_nightly_hour, minute=0), "options": {"queue": "exports"}}
 beat_schedule["archiver-resweep"] = {"task": "exporter.resweep_portals", "schedule": timedelta(seconds=_s.archiver_sweep_interval), "options": {"queue": "archive"}}
 beat_schedule["archiver-prune"] = {"task": "exporter.prune_archives", "schedule": timedelta(seconds=_s.archiver_sweep_interval), "options": {"queue": "archive"}}

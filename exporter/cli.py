@@ -227,6 +227,13 @@ def up(concurrency: int, no_migrate: bool) -> None:
     }
     procs = {name: subprocess.Popen(argv) for name, argv in children.items()}
     click.echo(f"exporter up: web on {ctx.settings.public_url}, worker (x{concurrency}), beat; Ctrl-C stops")
+    if ctx.settings.operator_password:
+        click.echo("exporter up: operator pages: log in with EXPORTER_OPERATOR_PASSWORD")
+    else:
+        from .config import kept_secret
+
+        kept_secret(ctx.settings.var_dir, "operator_password", 18)
+        click.echo(f"exporter up: operator pages: log in with the password in {ctx.settings.var_dir / 'operator_password'}")
     stopping = False
 
     def stop(signum, _frame):

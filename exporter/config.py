@@ -237,12 +237,9 @@ class Settings:
         return self.broker_url.startswith("filesystem://")
 
 
-def _secret_key(raw: str, var_dir: Path) -> str:
-    if raw:
-        if len(raw) < 16:
-            raise ConfigError(f"{PREFIX}SECRET_KEY must be at least 16 characters")
-        return raw
-    path = var_dir / "secret_key"
+def kept_secret(var_dir: Path, name: str, nbytes: int = 32) -> str:
+    """A random secret generated once and kept in VAR_DIR/<name> (mode 0600), for the embedded mode."""
+    path = var_dir / name
     try:
         return path.read_text().strip()
     except FileNotFoundError:
@@ -253,11 +250,19 @@ def _secret_key(raw: str, var_dir: Path) -> str:
     except FileExistsError:
         return path.read_text().strip()
     except OSError as exc:
-        raise ConfigError(f"{PREFIX}SECRET_KEY is empty and {path} cannot be created: {exc}") from None
-    key = secrets.token_urlsafe(32)
+        raise ConfigError(f"{PREFIX}{name.upper()} is empty and {path} cannot be created: {exc}") from None
+    secret = secrets.token_urlsafe(nbytes)
     with os.fdopen(fd, "w") as fh:
-        fh.write(key)
-    return key
+        fh.write(secret)
+    return secret
+
+
+def _secret_key(raw: str, var_dir: Path) -> str:
+    if raw:
+        if len(raw) < 16:
+            raise ConfigError(f"{PREFIX}SECRET_KEY must be at least 16 characters")
+        return raw
+    return kept_secret(var_dir, "secret_key")
 
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:

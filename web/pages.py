@@ -14,7 +14,6 @@ import hmac
 import importlib
 import json
 import math
-import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from sqlalchemy.orm import selectinload
 from exporter import access, jobs, ratelimit, submissions, webhooks
 from exporter.access import ApiToken, Principal
 from exporter.admission import InsufficientStorage
+from exporter.config import kept_secret
 from exporter.context import Context
 from exporter.errors import InvalidRequest, NotFound
 from exporter.kinds import load_all
@@ -61,22 +61,7 @@ def _session_cookie(state) -> None:
 
 def operator_password(settings) -> str:
     """OPERATOR_PASSWORD, or one generated once and kept in VAR_DIR/operator_password."""
-    if settings.operator_password:
-        return settings.operator_password
-    path = Path(settings.var_dir) / "operator_password"
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    password = secrets.token_urlsafe(18)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(password)
-    return password
+    return settings.operator_password or kept_secret(Path(settings.var_dir), "operator_password", 18)
 
 
 def _password_mark(password: str) -> str:
