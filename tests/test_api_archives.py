@@ -1,0 +1,76 @@
+# ruff: noqa: F811  (pytest fixtures imported from api_support are parameters here)
+"""The archiver through the API: archive URLs, sweep a portal, a resource's record, broken links."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from exporter.archiver.archive import archive_resource
+from exporter.archiver.portals import add_portal
+from exporter.archiver.resources import upsert_url
+from exporter.config import as_networks
+
+from .api_support import api, fake_exports  # noqa: F401
+from .conftest import free_port
+
+
+@pytest.fixture
+def broken_url(api):
+    """A URL on a closed local port, archived once: a broken link with a record."""
+    api.ctx.settings = api.ctx.settings.replace(archiver_allow_networks=as_networks("ARCHIVER_ALLOW_NETWORKS", "127.0.0.0/8"), archiver_retry_backoff_ms=0)
+    url = f"http://127.0.0.1:{free_port()}/data/table.csv"
+    rid = upsert_url(api.ctx, url)
+    archive_resource(api.ctx, rid)
+    return url, rid
+
+
+def test_archive_urls_makes_a_job_on_the_archive_queue_and_joins_equal_ones(api):
+    urls = ["https://data.example.org/a.csv", "https://data.example.org/b.csv"]
+    r = api.post("/archives", {"urls": urls, "description": "two tables"})
+    assert r.status_code == 201, r.json
+    job_id = r.json["jobId"]
+    assert r.json["kind"] == "urls" and r.json["isDuplicated"] is False
+    assert api.ctx.sent == [("exporter.archive_urls", job_id, "archive")]
+    again = api.post("/archives", {"urls": urls})
+    assert again.status_code == 200 and again.json["jobId"] == job_id and again.json["isDuplicated"] is True
+    body = api.get(f"/archives/{job_id}").json
+    assert body["status"] == "pending" and body["description"] == "two tables" and body["result"] is None
+    assert api.get(f"/exports/{job_id}").status_code == 404
+    assert api.get(f"/archives/{job_id}", who="sp_a").status_code == 404
+    from exporter import access
+
+    assert access.list_audit(api.ctx, job_id=job_id)[0].action == "archive.create"
+
+
+def test_sweeping_a_portal_needs_a_registered_one(api):
+    r = api.post("/archives", {"portal": "nowhere"})
+    assert r.status_code == 404 and r.json["field"] == "portal" and "nowhere" in r.json["error"]
+    portal = add_portal(api.ctx, "demo", "https://ckan.example.org")
+    r = api.post("/archives", {"portal": "demo"})
+    assert r.status_code == 201 and r.json["kind"] == "portal"
+    by_id = api.post("/archives", {"portal": portal.id})
+    assert by_id.status_code == 200 and by_id.json["jobId"] == r.json["jobId"]  # name or id: one sweep
+    assert api.ctx.sent[0][0] == "exporter.sweep_portal"
+
+
+def test_resource_record_and_broken_links_report(api, broken_url):
+    url, rid = broken_url
+    record = api.get(f"/resources/{rid}", who="reader")
+    assert record.status_code == 200
+    assert record.json["resource"]["url"] == url and record.json["archival"]["is_broken"] is True
+    assert api.get("/resources/00000000-0000-0000-0000-000000000000").status_code == 404
+    assert api.get(f"/resources/{rid}", who="sp_a").status_code == 403
+
+    report = api.get("/reports/broken-links").json
+    assert report["totals"]["broken"] == 1
+    [row] = report["organizations"][0]["rows"]
+    assert row["url"] == url and row["resource_id"] == rid
+    assert api.get("/reports/broken-links?organization=someone-else").json["totals"]["broken"] == 0
+
+    r = api.get("/reports/broken-links?format=csv")
+    assert r.status_code == 200 and r.mimetype == "text/csv"
+    [line] = list(csv.DictReader(io.StringIO(r.get_data(as_text=True))))
+    assert line["url"] == url and line["status_id"] == str(row["status_id"])
