@@ -26,8 +26,8 @@ from .api_support import SP_A, make_api
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance, response_schema_conformance]
 # A body too large is refused before it is read: 413 rejects invalid data as well as 400 does.
 CONFIG = {"checks": {"negative_data_rejection": {"expected-statuses": ["400", "401", "403", "404", "405", "409", "410", "413", "429"]}}}
-EXAMPLES = {GenerationMode.POSITIVE: 15, GenerationMode.NEGATIVE: 10}
-EXAMPLES_ON_A_GIVEN_JOB = 4
+EXAMPLES = {GenerationMode.POSITIVE: 25, GenerationMode.NEGATIVE: 15}
+EXAMPLES_ON_A_GIVEN_JOB = 5
 
 
 AGENCY = "https://ror.org/038sjwq14"
