@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
@@ -63,7 +63,19 @@ class JobRun:
         self.log = logging.LoggerAdapter(log, {"job_id": job.id})
         self._staged: list[tuple[str, jobs.NewArtifact]] = []
         self._last_progress = 0.0
+        self._outcome_hooks: list[Callable[[str, str | None, dict[str, Any] | None], None]] = []
         self.heartbeat: Heartbeat | None = None
+
+    def on_outcome(self, hook: Callable[[str, str | None, dict[str, Any] | None], None]) -> None:
+        """Call hook(status, error, result) once the job's end is committed: succeeded, failed or lost."""
+        self._outcome_hooks.append(hook)
+
+    def outcome(self, status: str, error: str | None = None, result: dict[str, Any] | None = None) -> None:
+        for hook in self._outcome_hooks:
+            try:
+                hook(status, error, result)
+            except Exception:
+                log.exception("job %s: outcome hook failed", self.job_id)
 
     @property
     def timestamp(self) -> str:
@@ -138,10 +150,12 @@ def run_job(ctx: Context, job_id: str) -> str:
         result.setdefault("duration_seconds", round(time.monotonic() - started, 3))
         artifacts = run.publish()
         jobs.succeed(ctx, job_id, token, result, artifacts)
+        run.outcome("succeeded", None, result)
         return "succeeded"
     except JobLost:
         log.warning("job %s: stopped: it was cancelled or taken over", job_id)
         run.discard()
+        run.outcome("lost", "the job was cancelled or taken over before it finished")
         return "lost"
     except TransientError as exc:
         run.discard()
@@ -150,7 +164,9 @@ def run_job(ctx: Context, job_id: str) -> str:
     except Exception as exc:
         log.exception("job %s: failed", job_id)
         run.discard()
-        jobs.fail(ctx, job_id, token, f"{type(exc).__name__}: {exc}")
+        error = f"{type(exc).__name__}: {exc}"
+        if jobs.fail(ctx, job_id, token, error):
+            run.outcome("failed", error)
         return "failed"
     finally:
         run.heartbeat.stopped.set()

@@ -167,3 +167,25 @@ def test_jobs_cli_lists_and_shows(ctx):
     assert out.exit_code == 0 and json.loads(out.output)["kind"] == "synthetic"
     out = runner_.invoke(main, ["jobs", "show", "no-such-job"])
     assert out.exit_code != 0 and "no job no-such-job" in out.output
+
+
+def test_outcome_hooks_run_after_the_end_is_committed_even_when_publishing_fails(ctx, monkeypatch):
+    from exporter.kinds import KINDS, JobKind
+
+    seen = []
+
+    def body(run):
+        run.on_outcome(lambda status, error, result: seen.append((status, jobs.get(ctx, run.job_id).status, error)))
+        run.add_artifact("data", "x/data.bin", b"payload")
+        return {"ok": True}
+
+    monkeypatch.setitem(KINDS, "synthetic", JobKind(**{**KINDS["synthetic"].__dict__, "run": body}))
+    job = jobs.submit(ctx, "synthetic", {})
+    assert runner.run_job(ctx, job.id) == "succeeded"
+    assert seen == [("succeeded", "succeeded", None)]
+
+    seen.clear()
+    monkeypatch.setattr(type(ctx.storage), "move", lambda self, src, dst: (_ for _ in ()).throw(OSError("disk full")))
+    job = jobs.submit(ctx, "synthetic", {"size": 2})
+    assert runner.run_job(ctx, job.id) == "failed"
+    assert seen == [("failed", "failed", "OSError: disk full")]

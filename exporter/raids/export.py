@@ -27,7 +27,6 @@ from sqlalchemy.orm import Session
 from .. import jobs
 from ..context import Context
 from ..db import UTCDateTime, utcnow
-from ..errors import JobLost
 from ..kinds import get_kind
 from ..models import Artifact, Job
 from ..runner import JobRun
@@ -406,19 +405,15 @@ def _record_outcome(job: JobRun, scope: Scope, state: str, error: str | None = N
 
 
 def run(job: JobRun) -> dict[str, Any]:
-    """The body of both export kinds; writes a task_status row whatever happens."""
+    """The body of both export kinds; a task_status row records how the run ended, once it has."""
     scope = Scope.of(job.job.kind, job.params)
-    try:
-        result = build_export(job, scope)
-    except JobLost:
-        _record_outcome(job, scope, "cancelled", "the job was cancelled or taken over before it finished")
-        raise
-    except Exception as exc:
-        _record_outcome(job, scope, "failed", f"{type(exc).__name__}: {exc}")
-        raise
-    summary = {k: result[k] for k in ("mode", "watermark", "counts", "manifest_key")}
-    _record_outcome(job, scope, "succeeded", value=summary)
-    return result
+
+    def record(status: str, error: str | None, result: dict[str, Any] | None) -> None:
+        summary = {k: result[k] for k in ("mode", "watermark", "counts", "manifest_key")} if result else None
+        _record_outcome(job, scope, "cancelled" if status == "lost" else status, error, summary)
+
+    job.on_outcome(record)
+    return build_export(job, scope)
 
 
 # -- for the API and the CLI ---------------------------------------------------------------
