@@ -49,6 +49,13 @@ def as_positive_int(name: str, raw: str) -> int:
     return as_int(name, raw, 1)
 
 
+def as_hour(name: str, raw: str) -> int:
+    value = as_int(name, raw)
+    if value > 23:
+        raise ConfigError(f"{PREFIX}{name} must be an hour from 0 to 23, got {value}")
+    return value
+
+
 def as_seconds(name: str, raw: str) -> float:
     try:
         value = float(raw)
@@ -203,7 +210,7 @@ SETTINGS: list[Setting] = [
     Setting("EXPORT_SITEMAP_MAX_URLS", "50000", "URLs per sitemap file of a public export (the sitemaps.org limit is 50,000).", as_positive_int),
     Setting("EXPORT_PUBLIC_BASE_URL", "", "Where published public export objects are reachable (the sitemap index links to them); empty means PUBLIC_URL/public."),
     Setting("EXPORT_LANDING_URL", "{handle}", "A raid's landing page in sitemaps and the HTML index; `{handle}` is replaced by the handle (a handle that is a URL is used as it is)."),
-    Setting("EXPORT_NIGHTLY_HOUR", "2", "UTC hour (0-23) at which celery beat starts the public export of every registration agency.", as_int),
+    Setting("EXPORT_NIGHTLY_HOUR", "2", "UTC hour (0-23) at which celery beat starts the public export of every registration agency.", as_hour),
     Setting("EXPORT_NIGHTLY_MODE", "full", "Mode of the nightly public exports: full or incremental."),
     Setting("API_RATE_LIMIT", "30/60", "Job creations allowed per API token: `N/SECONDS` (bursts of up to N, refilled over SECONDS); `0/1` turns the limit off. Over it the API answers 429 with Retry-After.", as_rate),
     Setting("API_MAX_BODY_BYTES", "65536", "Largest request body the JSON API accepts; a bigger one gets 413.", as_positive_int),

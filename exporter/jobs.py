@@ -302,3 +302,13 @@ def record_task_status(
     row.last_updated = utcnow()
     session.flush()
     return row
+
+
+def public_artifact(ctx: Context, key: str) -> Artifact | None:
+    """The published public artifact stored at `key`, if any (never a private or expired one)."""
+    with ctx.db.session() as s:
+        return s.scalars(
+            select(Artifact)
+            .join(Job, Job.id == Artifact.job_id)
+            .where(Artifact.key == key, Artifact.public.is_(True), Artifact.deleted_at.is_(None), Job.status == "succeeded")
+        ).first()

@@ -48,6 +48,7 @@ def test_scaled_out_settings_switch_backends(tmp_path):
         ("PUBLIC_URL", "example.org", "EXPORTER_PUBLIC_URL"),
         ("SECRET_KEY", "short", "EXPORTER_SECRET_KEY"),
         ("TASK_TIME_LIMIT", "10", "EXPORTER_TASK_TIME_LIMIT"),
+        ("EXPORT_NIGHTLY_HOUR", "24", "EXPORTER_EXPORT_NIGHTLY_HOUR"),
     ],
 )
 def test_bad_value_names_the_setting(tmp_path, name, value, words):

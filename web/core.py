@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, jsonify, redirect, request, send_file, url_for
+from flask import Blueprint, Response, abort, current_app, jsonify, redirect, request, send_file, url_for
 
+from exporter import access, jobs
 from exporter.context import Context
 from exporter.errors import InvalidRequest
 from exporter.health import check_all
@@ -31,6 +32,34 @@ def healthz():
     if not ok:
         body["down"] = [c.name for c in checks if not c.ok]
     return jsonify(body), 200 if ok else 503
+
+
+@bp.get("/public/<path:key>")
+def public_file(key: str):
+    """A public export's objects (archive, manifest, sitemaps, HTML index) for anyone, search engines included."""
+    art = jobs.public_artifact(ctx(), key)
+    if art is None:
+        return error(404, "no public object at this address (it may have expired)")
+    if request.if_none_match.contains(art.sha256):
+        return Response(status=304)
+    access.audit(ctx(), None, "download", job_id=art.job_id, target=art.name, ip=request.remote_addr, detail={"key": key, "public": True})
+    body = ctx().storage.open(key)
+
+    def chunks():
+        try:
+            while chunk := body.read(1024 * 1024):
+                yield chunk
+        finally:
+            body.close()
+
+    inline = art.content_type in ("text/html", "application/xml", "application/json")
+    response = Response(chunks(), mimetype=art.content_type, direct_passthrough=True)
+    response.headers["Content-Length"] = str(art.size)
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    response.set_etag(art.sha256)
+    if not inline:
+        response.headers["Content-Disposition"] = f'attachment; filename="{art.filename}"'
+    return response
 
 
 @bp.get("/files/<path:key>")
