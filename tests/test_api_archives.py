@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -15,6 +16,11 @@ from exporter.config import as_networks
 
 from .api_support import api, fake_exports  # noqa: F401
 from .conftest import free_port
+
+
+def _path(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path + ("?" + parts.query if parts.query else "")
 
 
 @pytest.fixture
@@ -74,3 +80,43 @@ def test_resource_record_and_broken_links_report(api, broken_url):
     assert r.status_code == 200 and r.mimetype == "text/csv"
     [line] = list(csv.DictReader(io.StringIO(r.get_data(as_text=True))))
     assert line["url"] == url and line["status_id"] == str(row["status_id"])
+
+
+def test_a_resources_cache_url_redirects_to_its_stored_copy(api, tmp_path):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/csv")
+            self.send_header("Content-Length", "8")
+            self.end_headers()
+            self.wfile.write(b"a,b\n1,2\n")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        api.ctx.settings = api.ctx.settings.replace(archiver_allow_networks=as_networks("ARCHIVER_ALLOW_NETWORKS", "127.0.0.0/8"))
+        rid = upsert_url(api.ctx, f"http://127.0.0.1:{server.server_port}/t.csv")
+        record = archive_resource(api.ctx, rid)
+    finally:
+        server.shutdown()
+    cache_url = record["archival"]["cache_url"]
+    assert cache_url.endswith(f"/api/v1/resources/{rid}/download")
+    r = api.client.get(_path(cache_url))
+    assert r.status_code == 302, r.json
+    assert api.client.get(_path(r.headers["Location"])).data == b"a,b\n1,2\n"
+    from exporter import access
+
+    assert access.list_audit(api.ctx, action="resource.download")[0].detail == {"resource": rid}
+    assert api.get("/resources/00000000-0000-0000-0000-000000000000/download", who=None).status_code == 404
+
+
+def test_a_resource_without_a_stored_copy_has_nothing_to_download(api, broken_url):
+    _, rid = broken_url
+    r = api.get(f"/resources/{rid}/download", who=None)
+    assert r.status_code == 404 and "no stored copy" in r.json["error"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
-from flask import Response, jsonify, request
+from flask import Response, jsonify, redirect, request
 
 from exporter import access, jobs, submissions
 from exporter.errors import InvalidRequest, NotFound
@@ -83,6 +83,23 @@ def get_resource(resource_id: str):
         return jsonify(record(ctx(), resource_id))
     except NotFound as exc:
         raise ApiError(404, str(exc)) from None
+
+
+@bp.get("/resources/<resource_id>/download")
+def download_resource(resource_id: str):
+    """302 to the latest stored copy of a resource: the archive's public cache URL, no token needed."""
+    principal = current_principal()
+    try:
+        record = archiver(ARCHIVAL_RECORD)(ctx(), resource_id, versions=False)
+    except NotFound as exc:
+        raise ApiError(404, str(exc)) from None
+    key = (record.get("archival") or {}).get("cache_key")
+    if not key:
+        raise ApiError(404, f"resource {resource_id} has no stored copy (yet)")
+    filename = key.rsplit("/", 1)[-1]
+    url = ctx().storage.download_url(key, ctx().settings.download_url_ttl, filename)
+    access.audit(ctx(), principal, "resource.download", target=key, ip=client_ip(), detail={"resource": resource_id})
+    return redirect(url, code=302)
 
 
 @bp.get("/reports/broken-links")

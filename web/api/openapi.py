@@ -298,6 +298,20 @@ def _paths() -> dict[str, Any]:
                 "responses": {"200": _json(_ref("ResourceRecord"), "The record."), "400": BAD, "401": UNAUTHORIZED, "403": FORBIDDEN, "404": _err("No such resource.")},
             }
         },
+        "/resources/{resourceId}/download": {
+            "get": {
+                "operationId": "downloadResource",
+                "summary": "Redirect to an expiring URL of the resource's latest stored copy (its cache URL; no token needed).",
+                "security": [{}, {"bearerAuth": []}],
+                "parameters": [{"name": "resourceId", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 64}}],
+                "responses": {
+                    "302": {"description": "To an expiring download URL.", "headers": {"Location": {"schema": {"type": "string"}, "required": True}}},
+                    "400": BAD,
+                    "401": UNAUTHORIZED,
+                    "404": _err("No such resource, or no stored copy."),
+                },
+            }
+        },
         "/reports/broken-links": {
             "get": {
                 "operationId": "brokenLinks",
