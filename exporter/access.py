@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 from sqlalchemy import JSON, ForeignKey, Integer, String, Text, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
+from .crypto import same
 from .db import Base, UTCDateTime, utcnow
 from .errors import InvalidRequest, NotFound
 from .models import Job
@@ -262,7 +263,7 @@ def verify_download_link(ctx, job_id: str, artifact: str, expires: str, signatur
     except (TypeError, ValueError):
         raise LinkInvalid("malformed download link", field="signature") from None
     expected = _link_mac(ctx.settings.secret_key, job_id, artifact, expires_at, token_id)
-    if not hmac.compare_digest(expected.encode(), (signature or "").encode("utf-8", "replace")):
+    if not same(expected, signature):
         raise LinkInvalid("this download link is not valid (it was changed or is not ours)", field="signature")
     if token_id is not None:
         with ctx.db.session() as s:

@@ -34,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .context import Context
+from .crypto import same
 from .db import Base, UTCDateTime, utcnow
 from .errors import InvalidRequest
 from .models import FINAL_STATUSES, Job
@@ -261,7 +262,7 @@ def verify_signature(key: str, timestamp: str, body: bytes, signature: str, tole
         age = abs((time.time() if now is None else now) - int(timestamp))
     except (TypeError, ValueError):
         return False
-    return age <= tolerance and hmac.compare_digest(sign(key, timestamp, body), signature or "")
+    return age <= tolerance and same(sign(key, timestamp, body), signature)
 
 
 def retry_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:

@@ -152,6 +152,7 @@ def test_local_download_url_expires_and_refuses_tampering(make_settings):
     assert r.status_code == 200 and r.data == b"zipzip" and "raids.zip" in r.headers["Content-Disposition"]
     assert client.get(url.replace("dl/data.zip", "dl/other.zip")).status_code == 403
     assert client.get(url.replace("filename=raids.zip", "filename=evil.exe")).status_code == 403
+    assert client.get(url.split("signature=")[0] + "signature=%C3%A9").status_code == 403  # non-ASCII: refused, not a 500
     expired = ctx.storage.download_url("dl/data.zip", -1, filename="raids.zip").removeprefix(ctx.settings.public_url)
     r = client.get(expired)
     assert r.status_code == 410 and "expired" in r.json["error"]

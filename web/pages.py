@@ -30,6 +30,7 @@ from exporter.access import ApiToken, Principal
 from exporter.admission import InsufficientStorage
 from exporter.config import kept_secret
 from exporter.context import Context
+from exporter.crypto import same
 from exporter.errors import InvalidRequest, NotFound
 from exporter.kinds import load_all
 from exporter.models import ACTIVE_STATUSES, JOB_STATUSES, Job
@@ -84,7 +85,7 @@ def current_operator() -> Principal | None:
     if not isinstance(login, dict):
         return None
     if login.get("via") == "password":
-        ok = hmac.compare_digest(login.get("mark", ""), _password_mark(operator_password(ctx().settings)))
+        ok = same(_password_mark(operator_password(ctx().settings)), login.get("mark", ""))
         return Principal(role="operator", name="operator (password)") if ok else None
     return _token_principal(login.get("token_id"), "operator")
 
@@ -106,7 +107,7 @@ def _template_globals() -> dict[str, Any]:
 
 @bp.before_request
 def _check_csrf():
-    if request.method == "POST" and not hmac.compare_digest(request.form.get("csrf", ""), session.get("csrf", "") or "-"):
+    if request.method == "POST" and not same(session.get("csrf", "") or "-", request.form.get("csrf", "")):
         abort(400, description="the form expired or did not come from this site; reload the page and try again")
 
 
@@ -154,7 +155,7 @@ def login():
                 session["operator"] = {"via": "token", "token_id": principal.token_id}
             else:
                 error = "this token is not a valid operator token"
-        elif secret and hmac.compare_digest(secret.encode(), operator_password(ctx().settings).encode()):
+        elif secret and same(operator_password(ctx().settings), secret):
             session["operator"] = {"via": "password", "mark": _password_mark(secret)}
         else:
             error = "wrong password"

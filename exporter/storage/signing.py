@@ -7,6 +7,7 @@ import hmac
 import time
 from urllib.parse import quote, urlencode
 
+from ..crypto import same
 from ..errors import ExporterError
 
 
@@ -36,7 +37,7 @@ def verify(secret: str, key: str, expires: str, filename: str, signature: str, n
     except (TypeError, ValueError):
         raise BadSignature("malformed link: expires is not a number") from None
     expected = _mac(secret, key, expires_at, filename or "")
-    if not hmac.compare_digest(expected, signature or ""):
+    if not same(expected, signature):
         raise BadSignature("this download link is not valid (it was changed or is not ours)")
     if (time.time() if now is None else now) > expires_at:
         raise Expired("this download link has expired; ask for a new one")
