@@ -12,6 +12,7 @@ import pytest
 from exporter.archiver.archive import archive_resource
 from exporter.archiver.portals import add_portal
 from exporter.archiver.resources import upsert_url
+from exporter.archiver.sweep import resweep
 from exporter.config import as_networks
 
 from .api_support import api, fake_exports  # noqa: F401
@@ -60,6 +61,8 @@ def test_sweeping_a_portal_needs_a_registered_one(api):
     by_id = api.post("/archives", {"portal": portal.id})
     assert by_id.status_code == 200 and by_id.json["jobId"] == r.json["jobId"]  # name or id: one sweep
     assert api.ctx.sent[0][0] == "exporter.sweep_portal"
+    # The scheduled re-sweep names the portal the same way, so it joins instead of starting another.
+    assert resweep(api.ctx)["already_running"] == ["demo"]
 
 
 def test_resource_record_and_broken_links_report(api, broken_url):

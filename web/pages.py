@@ -28,6 +28,7 @@ from sqlalchemy.orm import selectinload
 from exporter import access, jobs, ratelimit, submissions, webhooks
 from exporter.access import ApiToken, Principal
 from exporter.admission import InsufficientStorage
+from exporter.archiver.portals import get_portal
 from exporter.config import kept_secret
 from exporter.context import Context
 from exporter.crypto import same
@@ -335,8 +336,8 @@ FORMS: dict[str, JobForm] = {
                 help="Every RAiD of one service point, closed data included; private storage."),
         JobForm("archive", "Archive URLs", "archive_urls", [Field("urls", "URLs to archive (one a line)", "textarea")],
                 lambda v: {"urls": _lines(v["urls"])}, help="Download each URL, store a copy and record the outcome."),
-        JobForm("sweep", "Portal sweep", "sweep_portal", [Field("portal", "Registered portal (id or URL)")],
-                lambda v: {"portal": v["portal"]}, help="Archive every resource of a registered CKAN portal."),
+        JobForm("sweep", "Portal sweep", "sweep_portal", [Field("portal", "Registered portal (name or id)")],
+                lambda v: {"portal": get_portal(ctx(), v["portal"].strip()).name}, help="Archive every resource of a registered CKAN portal."),
         JobForm("synthetic", "Synthetic job (engine test)", "synthetic",
                 [Field("size", "Bytes", "number", default="1048576"), Field("steps", "Steps", "number", default="8"), Field("delay", "Seconds between steps", "number", default="0.25")],
                 lambda v: {"size": _int("size", v["size"]), "steps": _int("steps", v["steps"]), "delay": _number("delay", v["delay"])},

@@ -51,7 +51,7 @@ def create_archive():
             portal = archiver(GET_PORTAL)(ctx(), name)
         except NotFound as exc:
             raise ApiError(404, str(exc), "portal") from None
-        kind, params, target = ARCHIVE_KINDS["portal"], {"portal": portal.id}, f"portal {portal.name}"
+        kind, params, target = ARCHIVE_KINDS["portal"], {"portal": portal.name}, f"portal {portal.name}"
     description = optional_text(body, "description", 1000)
     callbacks = string_list(body, "callbackURLs", 20)
     check_rate(principal)
