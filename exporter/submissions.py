@@ -178,6 +178,20 @@ def _load(ctx, job_id: str) -> Job:
     return get(ctx, job_id)
 
 
+ARTIFACT_LINKS = {"dataURI": "data", "manifestURI": "manifest"}
+
+
+def download_links(ctx, job: Job, principal=None) -> dict[str, str | None]:
+    """Signed, expiring links to a succeeded job's data and manifest, as the API and webhooks show them."""
+    from .access import signed_download_url
+
+    out: dict[str, str | None] = {}
+    for field, which in ARTIFACT_LINKS.items():
+        art = pick_artifact(job, which)
+        out[field] = signed_download_url(ctx, job.id, art.name, principal) if art and art.deleted_at is None else None
+    return out
+
+
 def pick_artifact(job: Job, which: str) -> Artifact | None:
     """The job's `data` or `manifest` artifact (by name, else by filename), or one by exact name."""
     arts = list(job.artifacts)

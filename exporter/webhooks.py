@@ -278,23 +278,14 @@ def api_status(status: str) -> str:
     return API_STATUS.get(status, status)
 
 
-ARTIFACT_LINKS = {"dataURI": "data", "manifestURI": "manifest"}  # as GET /api/v1/exports/{id} shows them
-
-
 def payload(ctx: Context, job: Job, status: str) -> dict[str, Any]:
     """What a callback URL receives: the outcome as the API shows it, with fresh signed download links.
 
     Call inside the session that loaded `job` (its artifacts are read).
     """
-    from .access import signed_download_url
-    from .submissions import file_size, pick_artifact
+    from .submissions import download_links, file_size
 
-    links = None
-    if status == "succeeded" and job.status == "succeeded":
-        links = {}
-        for field, which in ARTIFACT_LINKS.items():
-            art = pick_artifact(job, which)
-            links[field] = signed_download_url(ctx, job.id, art.name) if art and art.deleted_at is None else None
+    links = download_links(ctx, job) if status == "succeeded" and job.status == "succeeded" else None
     return {
         "jobId": job.id,
         "status": api_status(status),

@@ -22,7 +22,6 @@ EXPORT_FIELDS = {"kind", "scope", "mode", "format", "description", "callbackURLs
 MODES = ("full", "incremental")
 FORMATS = ("zip", "tar.gz")
 MAX_CALLBACKS = 20
-ARTIFACT_LINKS = {"dataURI": "data", "manifestURI": "manifest"}
 
 
 def api_kind(job: Job) -> str:
@@ -37,13 +36,7 @@ def api_kind(job: Job) -> str:
 
 def links(job: Job, principal: Principal | None) -> dict[str, str | None] | None:
     """Expiring download links for a succeeded job's data and manifest (None before/after)."""
-    if job.status != "succeeded":
-        return None
-    out: dict[str, str | None] = {}
-    for field, which in ARTIFACT_LINKS.items():
-        art = pick_artifact(job, which)
-        out[field] = access.signed_download_url(ctx(), job.id, art.name, principal) if art and art.deleted_at is None else None
-    return out
+    return submissions.download_links(ctx(), job, principal) if job.status == "succeeded" else None
 
 
 def job_view(job: Job, principal: Principal | None) -> dict:
