@@ -8,14 +8,10 @@ watches the task events and lists every task through /api/tasks.
 from __future__ import annotations
 
 import ipaddress
-import os
-import signal
-import subprocess
 import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 import requests
@@ -25,37 +21,11 @@ from exporter.raids.generator import generate
 
 from .conftest import free_port
 from .webhook_receiver import start_receiver
-from .workers import ROOT, redis_broker, sender, wait_for, worker_env
+from .workers import LoggedProcess as Process
+from .workers import redis_broker, sender, wait_for, worker_env
 
 REDIS_DB = 11
 CSV = b"id,name\n1,alpha\n2,beta\n"
-
-
-class Process:
-    """A subprocess in its own process group, its output in a log file."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path):
-        self.log_path = log_path
-        self.log = open(log_path, "ab")
-        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def alive(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"{self.proc.args[5]} exited ({self.proc.returncode}):\n{self.text()[-3000:]}")
-        return True
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        self.log.close()
 
 
 def celery(*args: str) -> list[str]:

@@ -52,31 +52,34 @@ def worker_env(settings, broker_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
-class WorkerProcess:
-    """`celery worker` in its own process group, with its log in a file."""
+class LoggedProcess:
+    """A subprocess in its own process group, its output in a log file."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, queues: str = "engine,exports,archive,webhooks", pool: str = "solo"):
+    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path):
         self.log_path = log_path
         self.log = open(log_path, "ab")
-        argv = [sys.executable, "-m", "celery", "-A", "workers.app:celery_app", "worker", "-l", "INFO", "-P", pool, "-c", "1", "-Q", queues, "-E", "--without-gossip", "--without-mingle", "-n", f"test-{os.getpid()}-{time.monotonic_ns()}@%h"]
         self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.wait_for_log("ready.", 60)
 
     def text(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        """True while running; a process that exited fails the test with its log."""
+        if self.proc.poll() is not None:
+            raise AssertionError(f"{' '.join(self.proc.args[:6])} exited ({self.proc.returncode}):\n{self.text()[-3000:]}")
+        return True
 
     def wait_for_log(self, needle: str, timeout: float, count: int = 1) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.text().count(needle) >= count:
                 return
-            if self.proc.poll() is not None:
-                raise AssertionError(f"worker exited ({self.proc.returncode}):\n{self.text()[-3000:]}")
+            self.alive()
             time.sleep(0.1)
-        raise AssertionError(f"worker log never showed {needle!r} within {timeout}s:\n{self.text()[-3000:]}")
+        raise AssertionError(f"log never showed {needle!r} within {timeout}s:\n{self.text()[-3000:]}")
 
     def kill(self) -> None:
-        """SIGKILL the whole process group: the worker dies mid-job, as on a lost machine."""
+        """SIGKILL the whole process group: it dies mid-work, as on a lost machine."""
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
@@ -89,6 +92,15 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
         self.log.close()
+
+
+class WorkerProcess(LoggedProcess):
+    """`celery worker`, started and waited for until it is ready."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, queues: str = "engine,exports,archive,webhooks", pool: str = "solo"):
+        argv = [sys.executable, "-m", "celery", "-A", "workers.app:celery_app", "worker", "-l", "INFO", "-P", pool, "-c", "1", "-Q", queues, "-E", "--without-gossip", "--without-mingle", "-n", f"test-{os.getpid()}-{time.monotonic_ns()}@%h"]
+        super().__init__(argv, env, log_path)
+        self.wait_for_log("ready.", 60)
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1):
