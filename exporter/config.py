@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,16 @@ def as_int(name: str, raw: str, minimum: int = 0) -> int:
 
 def as_positive_int(name: str, raw: str) -> int:
     return as_int(name, raw, 1)
+
+
+SITEMAP_URL_LIMIT = 50_000  # sitemaps.org: at most 50,000 URLs per sitemap file
+
+
+def as_sitemap_urls(name: str, raw: str) -> int:
+    value = as_positive_int(name, raw)
+    if value > SITEMAP_URL_LIMIT:
+        raise ConfigError(f"{PREFIX}{name} must be at most {SITEMAP_URL_LIMIT:,} (the sitemaps.org limit), got {value}")
+    return value
 
 
 def as_hour(name: str, raw: str) -> int:
@@ -147,6 +157,12 @@ def as_log_level(name: str, raw: str) -> str:
     return level
 
 
+def as_basic_auth(name: str, raw: str) -> str:
+    if raw and (":" not in raw or not raw.partition(":")[0] or len(raw.partition(":")[2]) < 8):
+        raise ConfigError(f"{PREFIX}{name} must be `user:password` with a password of at least 8 characters")
+    return raw
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -169,7 +185,7 @@ SETTINGS: list[Setting] = [
     Setting("DOWNLOAD_URL_TTL", "3600", "Seconds a download link stays valid.", as_positive_int),
     Setting("HEARTBEAT_SECONDS", "10", "How often a running job writes its heartbeat.", as_seconds),
     Setting("STALE_AFTER_SECONDS", "120", "A running job whose heartbeat is older than this is taken for dead and re-enqueued.", as_seconds),
-    Setting("PENDING_TIMEOUT_SECONDS", "600", "A pending job nobody claimed for this long is taken for a lost message and re-enqueued.", as_seconds),
+    Setting("PENDING_TIMEOUT_SECONDS", "600", "A pending job (or part) nobody claimed for this long is re-enqueued if the broker no longer holds its message; it is never failed for waiting.", as_seconds),
     Setting("MAX_ATTEMPTS", "3", "Times a job may be claimed by a worker before the reaper fails it.", as_positive_int),
     Setting("REAPER_INTERVAL", "60", "Seconds between reaper runs (celery beat).", as_seconds),
     Setting("CLEANUP_INTERVAL", "3600", "Seconds between expired-artifact cleanups (celery beat).", as_seconds),
@@ -178,6 +194,8 @@ SETTINGS: list[Setting] = [
     Setting("JOB_EXPIRY_SECONDS", "604800", "How long a finished job's artifacts are kept, unless its kind sets its own.", as_positive_int),
     Setting("LOG_LEVEL", "INFO", "Logging level: DEBUG, INFO, WARNING or ERROR.", as_log_level),
     Setting("KIND_EXPIRY", "", "Per-kind artifact expiry overriding JOB_EXPIRY_SECONDS: `kind=seconds` pairs, comma-separated (e.g. `export_private=86400`); 0 keeps them forever.", as_kind_seconds),
+    Setting("CACHE_MAX_AGE_SECONDS", "86400", "An equal request is answered with a finished job's result only while that result is younger than this (from when the job finished); 0 reuses it until it expires.", as_int),
+    Setting("KIND_CACHE_MAX_AGE", "", "Per-kind CACHE_MAX_AGE_SECONDS: `kind=seconds` pairs, comma-separated (e.g. `export_public=3600`); 0 reuses a result until it expires.", as_kind_seconds),
     Setting("WEBHOOK_SECRET", "", "Key of the HMAC-SHA256 signature on webhook calls; empty means SECRET_KEY."),
     Setting("WEBHOOK_ALLOW_NETWORKS", "", "Networks callback URLs may reach although private/loopback (CIDR, comma-separated, e.g. `10.0.0.0/8`).", as_networks),
     Setting("WEBHOOK_TIMEOUT", "10", "Seconds one webhook call may take.", as_seconds),
@@ -185,7 +203,9 @@ SETTINGS: list[Setting] = [
     Setting("WEBHOOK_RETRY_CAP", "3600", "Longest wait between two webhook attempts, in seconds.", as_seconds),
     Setting("WEBHOOK_MAX_ATTEMPTS", "15", "Attempts per webhook before giving up (the defaults retry for 4 to 8 hours).", as_positive_int),
     Setting("WEBHOOK_SWEEP_INTERVAL", "300", "Seconds between sweeps that re-send webhooks whose retry message was lost (celery beat).", as_seconds),
-    Setting("FLOWER_URL", "http://127.0.0.1:5555", "Flower (Celery monitor) URL linked from the operator pages.", as_http_url),
+    Setting("FLOWER_URL", "http://127.0.0.1:5555", "Flower (Celery monitor) URL linked from the operator pages; `exporter up` starts Flower on its port.", as_http_url),
+    Setting("FLOWER_BASIC_AUTH", "", "`user:password` of Flower's basic auth; empty means user `operator` with a password generated once into VAR_DIR/flower_password.", as_basic_auth),
+    Setting("ENV", "", "`production` makes the secret checks of production apply even on embedded defaults; a PostgreSQL database or a Redis/RabbitMQ broker is production anyway."),
     Setting("OPERATOR_PASSWORD", "", "Password of the operator pages; empty means generate one once and keep it in VAR_DIR/operator_password. An operator API token also logs in."),
     Setting("ARCHIVER_ALLOW_NETWORKS", "", "Networks the archiver may fetch from although loopback/private/link-local (CIDR, comma-separated, e.g. `127.0.0.1/32`); everything internal is refused otherwise.", as_networks),
     Setting("ARCHIVER_USER_AGENT", "Exporter-archiver/1.0 (+https://github.com/exporter)", "User-Agent header of every archiver request."),
@@ -201,13 +221,18 @@ SETTINGS: list[Setting] = [
     Setting("ARCHIVER_SKIP_CONTENT_TYPES", "text/html,application/xhtml+xml", "Content types that are not data: checked and recorded, not stored (comma-separated; empty stores everything).", as_str),
     Setting("ARCHIVER_RECHECK_SECONDS", "86400", "Seconds until an archived resource is checked again (longer when its Cache-Control says so).", as_positive_int),
     Setting("ARCHIVER_KEEP_VERSIONS", "3", "Stored versions kept per resource when pruning.", as_positive_int),
-    Setting("ARCHIVER_BATCH_SIZE", "200", "Archive tasks a sweep puts on the broker at once; it waits for a batch before sending the next.", as_positive_int),
+    Setting("ARCHIVER_GONE_AFTER_SWEEPS", "3", "A portal's resource is marked gone once absent from this many complete sweeps in a row (or for ARCHIVER_GONE_AFTER_DAYS).", as_positive_int),
+    Setting("ARCHIVER_GONE_AFTER_DAYS", "14", "Days a resource may be absent from complete sweeps before it is marked gone, whatever the sweep count (0: by count only).", as_int),
+    Setting("ARCHIVER_GONE_MAX_PERCENT", "10", "A sweep that would mark more than this percent of a portal's live resources gone marks none and reports it.", as_int),
+    Setting("ARCHIVER_GONE_GRACE_DAYS", "30", "Days prune keeps the last stored copy of a resource after it was marked gone.", as_int),
+    Setting("ARCHIVER_CKAN_MAX_RESPONSE_BYTES", "52428800", "Largest CKAN API answer read (bytes); a longer one is refused with an error.", as_positive_int),
+    Setting("ARCHIVER_BATCH_SIZE", "200", "Resources per part when a sweep or URL list fans out (one `exporter.run_part` task each).", as_positive_int),
     Setting("ARCHIVER_SWEEP_INTERVAL", "86400", "Seconds between re-sweeps of every registered portal (celery beat).", as_seconds),
     Setting("ARCHIVER_CHUNK_BYTES", "1048576", "Bytes read from the network per chunk while streaming a download.", as_positive_int),
     Setting("EXPORT_PAGE_SIZE", "1000", "Raids the RAiD exports read per page (keyset pagination).", as_positive_int),
     Setting("EXPORT_COMPRESS_LEVEL", "1", "zlib level (1-9) of export archives; 1 is the fastest.", as_positive_int),
     Setting("EXPORT_SETTLE_SECONDS", "30", "An incremental export leaves changes younger than this to the next one, so a transaction still committing is never skipped.", as_int),
-    Setting("EXPORT_SITEMAP_MAX_URLS", "50000", "URLs per sitemap file of a public export (the sitemaps.org limit is 50,000).", as_positive_int),
+    Setting("EXPORT_SITEMAP_MAX_URLS", "50000", "URLs per sitemap file of a public export (the sitemaps.org limit is 50,000, the most accepted).", as_sitemap_urls),
     Setting("EXPORT_PUBLIC_BASE_URL", "", "Where published public export objects are reachable (the sitemap index links to them); empty means PUBLIC_URL/public."),
     Setting("EXPORT_LANDING_URL", "{handle}", "A raid's landing page in sitemaps and the HTML index; `{handle}` is replaced by the handle (a handle that is a URL is used as it is)."),
     Setting("EXPORT_NIGHTLY_HOUR", "2", "UTC hour (0-23) at which celery beat starts the public export of every registration agency.", as_hour),
@@ -270,6 +295,32 @@ def _secret_key(raw: str, var_dir: Path) -> str:
             raise ConfigError(f"{PREFIX}SECRET_KEY must be at least 16 characters")
         return raw
     return kept_secret(var_dir, "secret_key")
+
+
+def is_production(env: Mapping[str, str] | None = None) -> bool:
+    """Production: EXPORTER_ENV=production, or any database other than SQLite, or any broker other than the filesystem one."""
+    env = os.environ if env is None else env
+    if env.get(PREFIX + "ENV", "").strip().lower() == "production":
+        return True
+    database = env.get(PREFIX + "DATABASE_URL") or "sqlite:"
+    broker = env.get(PREFIX + "BROKER_URL") or "filesystem://"
+    return not database.startswith("sqlite:") or not broker.startswith("filesystem:")
+
+
+def production_secret_problem(env: Mapping[str, str] | None = None) -> str | None:
+    """One line saying why production settings may not start (no SECRET_KEY given), or None."""
+    env = os.environ if env is None else env
+    if is_production(env) and not env.get(PREFIX + "SECRET_KEY"):
+        return f"{PREFIX}SECRET_KEY is not set: production settings (a server database or broker, or {PREFIX}ENV=production) need a secret of at least 16 characters"
+    return None
+
+
+def flower_credentials(settings: Settings) -> tuple[str, str]:
+    """Flower's basic-auth user and password: FLOWER_BASIC_AUTH, or `operator` and a generated password."""
+    if settings.flower_basic_auth:
+        user, _, password = settings.flower_basic_auth.partition(":")
+        return user, password
+    return "operator", kept_secret(settings.var_dir, "flower_password", 18)
 
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cached_property
 
 from .config import Settings, load_settings
@@ -14,6 +14,9 @@ from .storage import Storage, open_storage
 log = logging.getLogger(__name__)
 
 Enqueue = Callable[[str, str, str], None]  # (task name, job id, queue)
+# The ids (first task argument) of the messages the broker holds on these queues, queued or
+# reserved by a worker; None when this broker cannot tell.
+QueuedIds = Callable[[Sequence[str]], "set[str] | None"]
 
 
 def _no_dispatcher(task: str, job_id: str, queue: str) -> None:
@@ -21,9 +24,10 @@ def _no_dispatcher(task: str, job_id: str, queue: str) -> None:
 
 
 class Context:
-    def __init__(self, settings: Settings, enqueue: Enqueue | None = None):
+    def __init__(self, settings: Settings, enqueue: Enqueue | None = None, queued_ids: QueuedIds | None = None):
         self.settings = settings
         self.enqueue: Enqueue = enqueue or _no_dispatcher
+        self.queued_ids: QueuedIds | None = queued_ids
 
     @cached_property
     def db(self) -> Database:

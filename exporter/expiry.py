@@ -35,3 +35,19 @@ def expiry_seconds(settings, kind: str, kind_default: int | None) -> int:
 def expires_at(settings, kind: str, kind_default: int | None, now: datetime) -> datetime | None:
     seconds = expiry_seconds(settings, kind, kind_default)
     return now + timedelta(seconds=seconds) if seconds else None
+
+
+def cache_max_age_seconds(settings, kind: str) -> int:
+    """How old a finished job's result may be and still answer an equal request; 0 is no limit."""
+    overrides: dict[str, int] = getattr(settings, "kind_cache_max_age", {}) or {}
+    if kind in overrides:
+        return overrides[kind]
+    return settings.cache_max_age_seconds
+
+
+def cache_fresh(settings, kind: str, finished_at: datetime | None, now: datetime) -> bool:
+    """Whether a result finished at `finished_at` is still young enough to be reused at `now`."""
+    seconds = cache_max_age_seconds(settings, kind)
+    if not seconds:
+        return True
+    return finished_at is not None and now - finished_at < timedelta(seconds=seconds)

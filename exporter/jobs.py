@@ -13,6 +13,7 @@ import importlib
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,18 +31,37 @@ from .models import ACTIVE_STATUSES, Artifact, Job, TaskStatus
 log = logging.getLogger(__name__)
 
 
-# Run as hook(ctx, job_id, status) after a job's final status is committed ("module:function").
-ON_FINISHED: list[str] = ["exporter.webhooks:job_finished"]
+# Run as hook(ctx, session, job_id, status) in the transaction that writes a job's final status
+# (succeeded, failed, cancelled, reaped, expired); whatever it writes commits or rolls back with
+# that status (a transactional outbox). It returns a callable to run after the commit, or None.
+ON_FINAL: list[str] = ["exporter.webhooks:on_final"]
+
+
+def on_final(ctx: Context, session: Session, job_id: str, status: str) -> list[Callable[[], None]]:
+    """Run the ON_FINAL hooks inside `session`; an error rolls the final status back too."""
+    after = []
+    for name in ON_FINAL:
+        module, _, attr = name.partition(":")
+        action = getattr(importlib.import_module(module), attr)(ctx, session, job_id, status)
+        if action is not None:
+            after.append(action)
+    return after
+
+
+def after_commit(job_id: str, actions: list[Callable[[], None]]) -> None:
+    """Run what the ON_FINAL hooks left for after the commit; a failure is logged (the outbox rows stay)."""
+    for action in actions:
+        try:
+            action()
+        except Exception:
+            log.exception("job %s: post-commit action failed", job_id)
 
 
 def finished(ctx: Context, job_id: str, status: str) -> None:
-    """Call the ON_FINISHED hooks; a failing hook is logged, never raised."""
-    for name in ON_FINISHED:
-        module, _, attr = name.partition(":")
-        try:
-            getattr(importlib.import_module(module), attr)(ctx, job_id, status)
-        except Exception:
-            log.exception("job %s: finished hook %s failed", job_id, name)
+    """Run the ON_FINAL hooks in a transaction of their own, for a final status committed elsewhere."""
+    with ctx.db.session() as s:
+        actions = on_final(ctx, s, job_id, status)
+    after_commit(job_id, actions)
 
 
 def canonical_json(params: dict[str, Any]) -> str:
@@ -186,8 +206,10 @@ def succeed(ctx: Context, job_id: str, token: str, result: dict[str, Any] | None
         s.flush()
         for a in artifacts:
             s.add(Artifact(job_id=job_id, name=a.name, key=a.key, filename=a.filename, size=a.size, md5=a.md5, sha256=a.sha256, content_type=a.content_type, public=a.public))
+        s.flush()
+        after = on_final(ctx, s, job_id, "succeeded")
     log.info("job %s: succeeded with %d artifact(s)", job_id, len(artifacts))
-    finished(ctx, job_id, "succeeded")
+    after_commit(job_id, after)
     return get(ctx, job_id)
 
 
@@ -197,9 +219,10 @@ def fail(ctx: Context, job_id: str, token: str | None, error: str, result: dict[
     cond = _owned(job_id, token) if token else (Job.id == job_id, Job.status.in_(ACTIVE_STATUSES))
     with ctx.db.session() as s:
         res = s.execute(update(Job).where(*cond).values(status="failed", finished_at=now, error=error[:4000], result=result))
+        after = on_final(ctx, s, job_id, "failed") if res.rowcount == 1 else []
     if res.rowcount == 1:
         log.warning("job %s: failed: %s", job_id, error)
-        finished(ctx, job_id, "failed")
+        after_commit(job_id, after)
     return res.rowcount == 1
 
 
@@ -217,9 +240,9 @@ def cancel(ctx: Context, job_id: str) -> Job:
         if job is None:
             raise NotFound(f"no job {job_id}")
         res = s.execute(update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE_STATUSES)).values(status="cancelled", finished_at=utcnow(), claim_token=None))
+        after = on_final(ctx, s, job_id, "cancelled") if res.rowcount == 1 else []
     log.info("job %s: cancel requested", job_id)
-    if res.rowcount == 1:
-        finished(ctx, job_id, "cancelled")
+    after_commit(job_id, after)
     return get(ctx, job_id)
 
 
@@ -227,45 +250,58 @@ def cancel(ctx: Context, job_id: str) -> Job:
 class ReapReport:
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)  # pending past the timeout, their message still queued
 
 
 def reap(ctx: Context, now: datetime | None = None) -> ReapReport:
-    """Re-enqueue jobs whose worker died or whose message was lost; fail those out of attempts."""
+    """Re-enqueue jobs whose worker died (failing them after MAX_ATTEMPTS) or whose message was lost.
+
+    A pending job is never failed for waiting. It gets a second message only when the
+    broker says its first is no longer there (ctx.queued_ids); with a broker that cannot
+    tell, waiting jobs are only logged.
+    """
+    from .parts import has_parts
+
     now = now or utcnow()
     cfg = ctx.settings
     stale = now - timedelta(seconds=cfg.stale_after_seconds)
     lost = now - timedelta(seconds=cfg.pending_timeout_seconds)
     report = ReapReport()
     to_enqueue: list[Job] = []
+    after_reap: list[Callable[[], None]] = []
     with ctx.db.session() as s:
         candidates = s.scalars(
             select(Job).where(
-                ((Job.status == "running") & (Job.heartbeat_at < stale)) | ((Job.status == "pending") & (Job.queued_at < lost))
+                ((Job.status == "running") & (Job.heartbeat_at < stale) & ~has_parts()) | ((Job.status == "pending") & (Job.queued_at < lost))
             )
         ).all()
+    waiting = [job for job in candidates if job.status == "pending"]
+    in_broker: set[str] | None = None
+    if waiting and ctx.queued_ids is not None:
+        in_broker = ctx.queued_ids(sorted({get_kind(job.kind).queue for job in waiting}))
+    with ctx.db.session() as s:
         for job in candidates:
             was = job.status
+            if was == "pending" and (in_broker is None or job.id in in_broker):
+                report.waiting.append(job.id)
+                log.info("job %s: pending since %s, %s", job.id, job.queued_at, "its message is still queued" if in_broker is not None else "the broker cannot say whether its message is queued")
+                continue
             cond = [Job.id == job.id, Job.status == was]
             cond.append(Job.heartbeat_at == job.heartbeat_at if was == "running" else Job.queued_at == job.queued_at)
-            exhausted = job.attempts >= cfg.max_attempts or job.recoveries >= cfg.max_attempts
-            if exhausted:
-                reason = (
-                    f"gave up after {job.attempts} attempt(s): the worker stopped heart-beating"
-                    if was == "running"
-                    else f"gave up: no worker took the job after {job.recoveries + 1} enqueue(s)"
-                )
+            if was == "running" and (job.attempts >= cfg.max_attempts or job.recoveries >= cfg.max_attempts):
+                reason = f"gave up after {job.attempts} attempt(s): the worker stopped heart-beating"
                 res = s.execute(update(Job).where(*cond).values(status="failed", finished_at=now, claim_token=None, error=reason))
                 if res.rowcount == 1:
                     report.failed.append(job.id)
+                    after_reap += on_final(ctx, s, job.id, "failed")
                     log.warning("job %s: reaper failed it: %s", job.id, reason)
             else:
                 res = s.execute(update(Job).where(*cond).values(status="pending", claim_token=None, queued_at=now, recoveries=Job.recoveries + 1))
                 if res.rowcount == 1:
                     report.requeued.append(job.id)
                     to_enqueue.append(job)
-                    log.warning("job %s: reaper re-enqueues it (was %s)", job.id, was)
-    for job_id in report.failed:
-        finished(ctx, job_id, "failed")
+                    log.warning("job %s: reaper re-enqueues it (was %s)%s", job.id, was, "" if was == "running" else ": its message is not in the broker")
+    after_commit("reaped", after_reap)
     for job in to_enqueue:
         try:
             _enqueue(ctx, job)

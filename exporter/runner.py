@@ -20,6 +20,7 @@ from .context import Context
 from .errors import JobLost, TransientError
 from .kinds import get_kind
 from .models import Job
+from .parts import FANNED_OUT
 from .storage.base import WriteHandle, guess_type
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,9 @@ def run_job(ctx: Context, job_id: str) -> str:
     started = time.monotonic()
     try:
         result = kind.run(run) or {}
+        if result is FANNED_OUT:
+            log.info("job %s: fanned out; its parts finish it", job_id)
+            return "fanned_out"
         result.setdefault("duration_seconds", round(time.monotonic() - started, 3))
         artifacts = run.publish()
         jobs.succeed(ctx, job_id, token, result, artifacts)
@@ -172,27 +176,59 @@ def run_job(ctx: Context, job_id: str) -> str:
         run.heartbeat.stopped.set()
 
 
-def cleanup(ctx: Context, now=None, temporary_age_seconds: float = 86400) -> dict[str, int]:
-    """Delete artifacts of expired jobs (keeping the job rows) and stale temporary objects."""
+def expiry_due(ctx: Context, now) -> list[tuple[str, Any]]:
+    """(job id, expires_at as read) of succeeded jobs whose expiry has passed."""
     from sqlalchemy import select
 
-    from .db import utcnow
+    with ctx.db.session() as s:
+        return [tuple(row) for row in s.execute(select(Job.id, Job.expires_at).where(Job.status == "succeeded", Job.expires_at < now))]
+
+
+def expire(ctx: Context, job_id: str, expires_at, now) -> list[str] | None:
+    """Expire one job if its expiry is still the one read (compare-and-set); returns the keys to delete.
+
+    The job and its artifacts are marked in one committed transaction; the objects are deleted
+    by the caller only after that commit, so a failed commit never leaves rows naming deleted
+    objects (a crash after it leaves only orphans, which cleanup removes later).
+    """
+    from sqlalchemy import select, update
+
     from .models import Artifact
+
+    with ctx.db.session() as s:
+        hit = s.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == "succeeded", Job.expires_at == expires_at, Job.expires_at < now)
+            .values(status="expired")
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if hit != 1:
+            return None
+        arts = s.scalars(select(Artifact).where(Artifact.job_id == job_id, Artifact.deleted_at.is_(None))).all()
+        for art in arts:
+            art.deleted_at = now
+        keys = [art.key for art in arts]
+        after = jobs.on_final(ctx, s, job_id, "expired")
+    jobs.after_commit(job_id, after)
+    return keys
+
+
+def cleanup(ctx: Context, now=None, temporary_age_seconds: float = 86400) -> dict[str, int]:
+    """Delete artifacts of expired jobs (keeping the job rows) and stale temporary objects."""
+    from .db import utcnow
 
     now = now or utcnow()
     expired = 0
     deleted = 0
-    with ctx.db.session() as s:
-        due = s.scalars(select(Job).where(Job.status == "succeeded", Job.expires_at < now)).all()
-        for job in due:
-            for art in s.scalars(select(Artifact).where(Artifact.job_id == job.id, Artifact.deleted_at.is_(None))):
-                deleted += ctx.storage.delete(art.key)
-                art.deleted_at = now
-            job.status = "expired"
-            expired += 1
-            log.info("job %s: expired; artifacts deleted", job.id)
-    for job in due:
-        jobs.finished(ctx, job.id, "expired")
+    for job_id, expires_at in expiry_due(ctx, now):
+        keys = expire(ctx, job_id, expires_at, now)
+        if keys is None:
+            log.info("job %s: expiry moved while cleaning up; kept", job_id)
+            continue
+        expired += 1
+        for key in keys:
+            deleted += ctx.storage.delete(key)
+        log.info("job %s: expired; artifacts deleted", job_id)
     removed_tmp = ctx.storage.cleanup_temporary(temporary_age_seconds)
     cutoff = now - timedelta(seconds=temporary_age_seconds)
     for info in list(ctx.storage.list(STAGING + "/")):

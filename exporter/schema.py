@@ -4,6 +4,7 @@ import importlib
 
 MODEL_MODULES = [
     "exporter.models",
+    "exporter.parts",
     "exporter.archiver.models",
     "exporter.webhooks",
     "exporter.raids.models",

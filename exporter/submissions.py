@@ -1,8 +1,13 @@
 """Turning a client's request into a job: duplicates, admission, callbacks, and what it made.
 
 `request_job` is what the API (and the operator pages) call instead of `jobs.submit`:
-- a request whose kind and canonical params match a succeeded, unexpired job returns that
-  job at once, its expiry pushed forward ("cached");
+- a request whose kind and canonical params match a succeeded, unexpired job younger than
+  the kind's cache max age (`CACHE_MAX_AGE_SECONDS`, `KIND_CACHE_MAX_AGE`, measured from
+  its `finished_at`) returns that job at once ("cached"). A cache hit never changes the
+  job's `expires_at`: a result's life is fixed when it finishes, so cleanup's
+  compare-and-set on `expires_at` never races a hit, and a client asking again later
+  gets a new result once the old one is too old. An incremental request (params
+  `mode: incremental`) is never answered from cache: each one makes a new delta;
 - one matching a pending or running job joins it, its callback URLs merged ("joined");
 - otherwise the export must fit in the storage left (`admission`), and a new job is made.
 
@@ -25,7 +30,8 @@ from sqlalchemy.orm import Session, selectinload
 
 from . import admission
 from .db import utcnow
-from .jobs import _expiry, canonical_json, dedupe_key
+from .expiry import cache_fresh
+from .jobs import canonical_json, dedupe_key
 from .kinds import get_kind
 from .models import ACTIVE_STATUSES, Artifact, Job
 
@@ -82,8 +88,14 @@ def export_params(api_kind: str, scope: dict[str, Any], mode: str, fmt: str) -> 
     return kind, params
 
 
-def find_active_or_fresh_duplicate(session: Session, kind: str, key: str, now: datetime) -> Job | None:
-    """The newest job with this dedupe key that is pending/running, or succeeded, unexpired and intact."""
+def reusable_from_cache(params: dict[str, Any]) -> bool:
+    """Whether a finished job may answer an equal request; an incremental export never may."""
+    return params.get("mode") != "incremental"
+
+
+def find_active_or_fresh_duplicate(session: Session, kind: str, key: str, now: datetime, settings=None, cacheable: bool = True) -> Job | None:
+    """The newest job with this dedupe key that is pending/running, or (when `cacheable`) succeeded,
+    unexpired, intact and younger than the kind's cache max age (`settings`; None means no age limit)."""
     candidates = session.scalars(
         select(Job)
         .options(selectinload(Job.artifacts))
@@ -93,6 +105,10 @@ def find_active_or_fresh_duplicate(session: Session, kind: str, key: str, now: d
     for job in candidates:
         if job.status in ACTIVE_STATUSES:
             return job
+        if not cacheable:
+            continue
+        if settings is not None and not cache_fresh(settings, kind, job.finished_at, now):
+            continue
         if (job.expires_at is None or job.expires_at > now) and all(a.deleted_at is None for a in job.artifacts):
             return job
     return None
@@ -133,14 +149,11 @@ def request_job(
     now = now or utcnow()
     with ctx.db.session() as s:
         _lock(s, key)
-        dup = find_active_or_fresh_duplicate(s, kind, key, now)
+        dup = find_active_or_fresh_duplicate(s, kind, key, now, ctx.settings, reusable_from_cache(params))
         if dup is not None:
             if urls:
                 _webhooks().add_callbacks(s, dup.id, urls)
             if dup.status == "succeeded":
-                pushed = _expiry(ctx, kind, now)
-                if dup.expires_at is not None and (pushed is None or pushed > dup.expires_at):
-                    dup.expires_at = pushed
                 outcome = "cached"
             else:
                 outcome = "joined"

@@ -1,9 +1,9 @@
 """Webhooks: when a job ends, POST its outcome to every callback URL, signed, retried for hours.
 
-A job's callback URLs live in `job_callbacks`. When the job reaches a final status
-(`jobs.finished` calls `job_finished`), one `webhook_notifications` row per callback and
-status is written (the outbox) and the Celery task `exporter.deliver_webhook` is enqueued
-with its id. Each attempt is a `webhook_deliveries` row. A failed attempt sets
+A job's callback URLs live in `job_callbacks`. When the job reaches a final status,
+`on_final` (a `jobs.ON_FINAL` hook) writes one `webhook_notifications` row per callback and
+status in the same transaction as that status (the outbox); after the commit the Celery
+task `exporter.deliver_webhook` is enqueued with its id. Each attempt is a `webhook_deliveries` row. A failed attempt sets
 `next_attempt_at` (exponential backoff with jitter) and the task retries itself; a sweep
 re-enqueues notifications whose retry message was lost, so the database, not the broker,
 keeps the work.
@@ -22,7 +22,7 @@ import logging
 import random
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -211,31 +211,47 @@ def _session(ctx: Context) -> requests.Session:
 # --- when a job ends ---------------------------------------------------------------------
 
 
-def job_finished(ctx: Context, job_id: str, status: str) -> list[int]:
-    """Write a notification for each callback of the job not yet told `status`, then enqueue them."""
+def write_notifications(session: Session, job_id: str, status: str) -> list[int]:
+    """In the caller's transaction: a notification row for each callback of the job not yet told `status`."""
     if status not in FINAL_STATUSES:
         return []
     now = utcnow()
-    created: list[WebhookNotification] = []
+    callbacks = session.scalars(select(JobCallback).where(JobCallback.job_id == job_id).order_by(JobCallback.id)).all()
+    if not callbacks:
+        return []
+    told = set(session.scalars(select(WebhookNotification.callback_id).where(WebhookNotification.job_id == job_id, WebhookNotification.event == status)))
+    created = [
+        WebhookNotification(callback_id=cb.id, job_id=job_id, url=cb.url, event=status, state="pending", attempts=0, next_attempt_at=now) for cb in callbacks if cb.id not in told
+    ]
+    session.add_all(created)
+    session.flush()
+    return [n.id for n in created]
+
+
+def send_notifications(ctx: Context, job_id: str, status: str, ids: list[int]) -> None:
+    """After the commit: one delivery message per notification (the sweep re-sends lost ones)."""
+    for nid in ids:
+        _enqueue(ctx, nid)
+    if ids:
+        log.info("job %s: %d webhook(s) for %s enqueued", job_id, len(ids), status)
+
+
+def on_final(ctx: Context, session: Session, job_id: str, status: str) -> Callable[[], None] | None:
+    """The jobs.ON_FINAL hook: write the outbox rows now, send their messages after the commit."""
+    ids = write_notifications(session, job_id, status)
+    return (lambda: send_notifications(ctx, job_id, status, ids)) if ids else None
+
+
+def job_finished(ctx: Context, job_id: str, status: str) -> list[int]:
+    """Write (in a transaction of its own) and enqueue the notifications of a job that has already ended."""
     try:
         with ctx.db.session() as s:
-            callbacks = s.scalars(select(JobCallback).where(JobCallback.job_id == job_id).order_by(JobCallback.id)).all()
-            if not callbacks:
-                return []
-            told = set(s.scalars(select(WebhookNotification.callback_id).where(WebhookNotification.job_id == job_id, WebhookNotification.event == status)))
-            for cb in callbacks:
-                if cb.id not in told:
-                    n = WebhookNotification(callback_id=cb.id, job_id=job_id, url=cb.url, event=status, state="pending", attempts=0, next_attempt_at=now)
-                    s.add(n)
-                    created.append(n)
+            ids = write_notifications(s, job_id, status)
     except IntegrityError:
         log.info("job %s: %s webhooks already written by another process", job_id, status)
         return []
-    for n in created:
-        _enqueue(ctx, n.id)
-    if created:
-        log.info("job %s: %d webhook(s) for %s enqueued", job_id, len(created), status)
-    return [n.id for n in created]
+    send_notifications(ctx, job_id, status, ids)
+    return ids
 
 
 def _enqueue(ctx: Context, notification_id: int) -> None:
@@ -352,6 +368,19 @@ def deliver(ctx: Context, notification_id: int, now: datetime | None = None) -> 
     return Outcome(state if state != "pending" else "retry", retry_in, code, error)
 
 
+RESPONSE_READ_CAP = 4096  # bytes of a receiver's answer we read at most; the rest is never fetched
+
+
+def _read_capped(resp: requests.Response, cap: int) -> bytes:
+    """At most `cap` bytes of a streamed response body."""
+    out = bytearray()
+    for chunk in resp.iter_content(chunk_size=1024):
+        out += chunk
+        if len(out) >= cap:
+            break
+    return bytes(out[:cap])
+
+
 def _post(ctx: Context, url: str, body: bytes, event: str, notification_id: int, attempt: int) -> tuple[int | None, str | None, bool]:
     """POST the body; returns (status code, error or None, whether the failure is permanent)."""
     from . import netsafety
@@ -367,10 +396,12 @@ def _post(ctx: Context, url: str, body: bytes, event: str, notification_id: int,
     }
     try:
         with _session(ctx) as http:
-            resp = http.post(url, data=body, headers=headers, timeout=ctx.settings.webhook_timeout, allow_redirects=False)
-            code = resp.status_code
-            text = resp.text[:200] if code >= 300 else ""
-            resp.close()
+            resp = http.post(url, data=body, headers=headers, timeout=ctx.settings.webhook_timeout, allow_redirects=False, stream=True)
+            try:
+                code = resp.status_code
+                text = _read_capped(resp, RESPONSE_READ_CAP).decode("utf-8", "replace")[:200] if code >= 300 else ""
+            finally:
+                resp.close()
     except netsafety.BlockedAddress as exc:
         return None, f"blocked: {exc}", True
     except requests.RequestException as exc:

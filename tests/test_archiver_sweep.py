@@ -6,22 +6,21 @@ from __future__ import annotations
 import csv
 import io
 import json
-import threading
-from collections import deque
 
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from exporter import jobs, runner
+from exporter import jobs, parts, runner
 from exporter.archiver.ckan import CKANClient, CKANError
 from exporter.archiver.models import Archival, ArchiveVersion, Resource
 from exporter.archiver.portals import add_portal
 from exporter.archiver.prune import prune
 from exporter.archiver.reports import CSV_COLUMNS, broken_links, broken_links_csv
-from exporter.archiver.sweep import ARCHIVE_TASK, inline_dispatcher, resweep
+from exporter.archiver.sweep import inline_dispatcher, resweep
 from exporter.errors import InvalidRequest
 from exporter.netsafety import safe_session
+from exporter.parts import PART_TASK
 from tests.archiver_fixtures import LOCAL, actx, archive_url, nginx, server, sha256, unique  # noqa: F401
 from tests.http_servers import FakeCKAN, ckan_package
 
@@ -51,10 +50,12 @@ def run_sweep(ctx, portal: str, recheck: str = "due"):
     ctx.enqueue = enqueue
     try:
         job = jobs.submit(ctx, "sweep_portal", {"portal": portal, "recheck": recheck}, enqueue=False)
-        assert runner.run_job(ctx, job.id) == "succeeded"
+        assert runner.run_job(ctx, job.id) in ("succeeded", "fanned_out")
     finally:
         shutdown()
-    return jobs.get(ctx, job.id)
+    job = jobs.get(ctx, job.id)
+    assert job.status == "succeeded", job.error
+    return job
 
 
 def test_ckan_client_pages_with_a_stable_sort(portal_site):
@@ -62,7 +63,8 @@ def test_ckan_client_pages_with_a_stable_sort(portal_site):
     names = [p["name"] for p in client.iter_packages(rows=7)]
     assert len(names) == 26 and len(set(names)) == 26 and "hidden" in names
     searches = [q for path, q in portal_site.calls if path.endswith("package_search")]
-    assert [int(q["start"]) for q in searches] == [0, 7, 14, 21]
+    assert ["start" in q for q in searches] == [False] * 4  # keyset pages: after the last id seen, never an offset
+    assert [q.get("fq") for q in searches] == [None, 'id:{"pkg-ds-06" TO *]', 'id:{"pkg-ds-13" TO *]', 'id:{"pkg-ds-20" TO *]']
     assert all(q["sort"] == "id asc" for q in searches)
     public = [p["name"] for p in CKANClient(portal_site.url, safe_session(LOCAL)).iter_packages()]
     assert len(public) == 25 and "hidden" not in public
@@ -143,39 +145,23 @@ def test_link_check_only_portal_stores_nothing(actx, portal_site):
     assert list(actx.storage.list("archive/")) == []
 
 
-def test_fan_out_keeps_the_broker_bounded(actx, portal_site):
-    """A worker thread drains a queue; the sweep never has more than a batch outstanding."""
-    from exporter.archiver.archive import archive_resource
-
+def test_a_sweep_fans_out_parts_and_returns_without_waiting(actx, portal_site):
+    """The sweep's run returns at once with its parts queued; the last part to run finishes it."""
     actx.settings = actx.settings.replace(archiver_batch_size=4)
     add_portal(actx, "bounded", portal_site.url)
-    queue: deque[str] = deque()
-    peak = [0]
-    stop = threading.Event()
-
-    def enqueue(task, rid, q):
-        assert (task, q) == (ARCHIVE_TASK, "archive")
-        queue.append(rid)
-        peak[0] = max(peak[0], len(queue))
-
-    def worker():
-        while not stop.is_set():
-            if queue:
-                archive_resource(actx, queue.popleft())
-            else:
-                stop.wait(0.01)
-
-    t = threading.Thread(target=worker)
-    t.start()
-    actx.enqueue = enqueue
-    try:
-        job = jobs.submit(actx, "sweep_portal", {"portal": "bounded"}, enqueue=False)
-        runner.run_job(actx, job.id)
-    finally:
-        stop.set()
-        t.join()
-    assert jobs.get(actx, job.id).result["checked"] == 26  # public datasets only: no token
-    assert peak[0] == 4
+    sent: list[tuple[str, str, str]] = []
+    actx.enqueue = lambda task, arg, q: sent.append((task, arg, q))
+    job = jobs.submit(actx, "sweep_portal", {"portal": "bounded"}, enqueue=False)
+    assert runner.run_job(actx, job.id) == "fanned_out"
+    assert jobs.get(actx, job.id).status == "running"
+    assert {(task, q) for task, _, q in sent} == {(PART_TASK, "archive")}
+    assert len(sent) == 7  # 26 public resources in parts of 4
+    outcomes = [parts.run_part(actx, int(arg)) for _, arg, _ in sent]
+    assert outcomes == ["done"] * 7
+    assert parts.run_part(actx, int(sent[0][1])) == "skipped"  # a duplicate message is a no-op
+    job = jobs.get(actx, job.id)
+    assert job.status == "succeeded" and job.result["checked"] == 26
+    assert (job.progress_done, job.progress_total) == (26, 26)
 
 
 def test_archive_urls_job(actx, server, nginx):
@@ -183,7 +169,7 @@ def test_archive_urls_job(actx, server, nginx):
     enqueue, shutdown = inline_dispatcher(actx)
     actx.enqueue = enqueue
     job = jobs.submit(actx, "archive_urls", {"urls": urls}, enqueue=False)
-    assert runner.run_job(actx, job.id) == "succeeded"
+    assert runner.run_job(actx, job.id) == "fanned_out"  # its one part ran inline and finished it
     job = jobs.get(actx, job.id)
     assert (job.progress_done, job.progress_total) == (3, 3)
     assert [r["status_id"] for r in job.result["results"]] == [0, 11, 0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import time
 from datetime import timedelta
 
 import pytest
@@ -267,3 +268,19 @@ def test_kind_expiry_setting_is_parsed_and_checked(make_settings):
     for bad in ("export_private", "x=-1", "=5", "x=soon"):
         with pytest.raises(ConfigError, match="KIND_EXPIRY"):
             make_settings(kind_expiry=bad)
+
+
+def test_a_huge_answer_from_the_receiver_is_read_only_up_to_the_cap(hctx, receiver):
+    receiver.plan = [500]
+    receiver.body_size = 64 * 1024 * 1024
+    job = job_with_callbacks(hctx, [receiver.url])
+    runner.run_job(hctx, job.id)
+    outcome = webhooks.deliver(hctx, int(sent_webhooks(hctx)[0]))
+    assert (outcome.state, outcome.status_code) == ("retry", 500)
+    assert outcome.error == "HTTP 500: " + "x" * 200
+    deadline = time.monotonic() + 20
+    while not receiver.sent and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # The client closed the connection after a few KiB: the server could not send the rest.
+    [sent] = receiver.sent
+    assert sent < 32 * 1024 * 1024

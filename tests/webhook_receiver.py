@@ -25,6 +25,8 @@ class Receiver:
     calls: list[Call] = field(default_factory=list)
     plan: list[int] = field(default_factory=list)  # status codes to answer, in order; then 200
     got_call: threading.Condition = field(default_factory=threading.Condition)
+    body_size: int = 2  # bytes of each answer's body
+    sent: list[int] = field(default_factory=list)  # bytes of the body actually sent, per answer
 
     def wait_for(self, n: int, timeout: float = 30) -> list[Call]:
         with self.got_call:
@@ -44,9 +46,20 @@ def start_receiver() -> tuple[Receiver, ThreadingHTTPServer]:
                 receiver.calls.append(Call(self.path, dict(self.headers.items()), body))
                 receiver.got_call.notify_all()
             self.send_response(code)
-            self.send_header("Content-Length", "2")
+            self.send_header("Content-Length", str(receiver.body_size))
             self.end_headers()
-            self.wfile.write(b"ok")
+            if receiver.body_size == 2:
+                self.wfile.write(b"ok")
+                return
+            sent, chunk = 0, b"x" * 65536
+            try:
+                while sent < receiver.body_size:
+                    self.wfile.write(chunk[: receiver.body_size - sent])
+                    sent += min(len(chunk), receiver.body_size - sent)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            finally:
+                receiver.sent.append(sent)
 
         def log_message(self, *args):
             pass

@@ -19,7 +19,11 @@ def send(task: str, job_id: str, queue: str) -> None:
 
 
 def install_dispatcher() -> None:
-    get_context().enqueue = send
+    from .broker import probe_for
+
+    ctx = get_context()
+    ctx.enqueue = send
+    ctx.queued_ids = probe_for(celery_app.conf.broker_url or "", celery_app.conf.broker_transport_options or {})
 
 
 install_dispatcher()

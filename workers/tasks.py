@@ -58,8 +58,12 @@ for _kind in load_all().values():
 @celery_app.task(name="exporter.reap", ignore_result=True)
 def reap() -> dict:
     """Re-enqueue jobs whose worker died or whose message was lost."""
-    report = jobs.reap(get_context())
-    return {"requeued": report.requeued, "failed": report.failed}
+    from exporter import parts
+
+    ctx = get_context()
+    report = jobs.reap(ctx)
+    done = parts.reap(ctx)
+    return {"requeued": report.requeued, "failed": report.failed, "parts_requeued": done.requeued, "parents_finished": done.finished}
 
 
 @celery_app.task(name="exporter.cleanup", ignore_result=True)
@@ -103,6 +107,14 @@ def archive_resource(resource_id: str) -> dict:
 
     record = archive(get_context(), resource_id, full_record=False)
     return {"resource_id": resource_id, "outcome": record.get("outcome")}
+
+
+@celery_app.task(name="exporter.run_part", ignore_result=True, acks_late=True, reject_on_worker_lost=True)
+def run_part(part_id: str) -> str:
+    """Do one part of a fanned-out job (sent on the job kind's queue); the last part finishes the job."""
+    from exporter import parts
+
+    return parts.run_part(get_context(), int(part_id))
 
 
 @celery_app.task(name="exporter.resweep_portals", ignore_result=True)

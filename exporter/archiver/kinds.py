@@ -6,8 +6,9 @@ from typing import Any
 
 from ..errors import InvalidRequest
 from ..kinds import JobKind, register
+from ..parts import register_handler
 from .resources import validate_url
-from .sweep import run_archive_urls, run_sweep
+from .sweep import archive_part, finish_archive_urls, finish_sweep, run_archive_urls, run_sweep
 
 MAX_URLS = 1000
 
@@ -51,3 +52,5 @@ def normalize_urls(params: dict[str, Any]) -> dict[str, Any]:
 
 register(JobKind(name="sweep_portal", task="exporter.sweep_portal", queue="archive", run=run_sweep, normalize=normalize_sweep, description="enumerate a CKAN portal's resources and archive those due"))
 register(JobKind(name="archive_urls", task="exporter.archive_urls", queue="archive", run=run_archive_urls, normalize=normalize_urls, description="archive a list of URLs"))
+register_handler("sweep_portal", archive_part, finish_sweep)
+register_handler("archive_urls", archive_part, finish_archive_urls)

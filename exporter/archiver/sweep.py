@@ -1,21 +1,21 @@
-"""Portal sweeps and URL lists: enumerate, upsert, fan out archive tasks in bounded batches.
+"""Portal sweeps and URL lists: enumerate, upsert, fan out the archiving in parts.
 
-A sweep never floods the broker: it sends one batch of `exporter.archive_resource` tasks,
-waits (reporting progress) until the archival records of that batch say they were
-checked, then sends the next. The archive task carries only a resource id.
+A sweep never waits inside a worker: it splits the resources due into parts of
+ARCHIVER_BATCH_SIZE (exporter.parts), each an `exporter.run_part` task, and returns. The
+last part to finish computes the sweep's summary and succeeds the job.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
+from .. import parts
 from ..context import Context, Enqueue
 from ..db import utcnow
 from ..models import ACTIVE_STATUSES, Job
@@ -30,43 +30,17 @@ log = logging.getLogger(__name__)
 
 ARCHIVE_TASK = "exporter.archive_resource"
 QUEUE = "archive"
-POLL_SECONDS = 0.2
 
 
-def _checked_since(ctx: Context, ids: Sequence[str], since) -> int:
-    with ctx.db.session() as s:
-        return s.scalar(select(func.count()).select_from(Archival).where(Archival.resource_id.in_(list(ids)), Archival.checked_at >= since)) or 0
+def archive_part(ctx: Context, job: Job, ids: list[str]) -> None:
+    """A part's work: archive each resource (repeating one is harmless); a failure stays with its resource."""
+    from .archive import archive_resource
 
-
-def fan_out(job: JobRun, ids: Sequence[str], poll: float = POLL_SECONDS, done: int = 0, total: int | None = None) -> int:
-    """Enqueue archive tasks batch by batch, waiting for each batch; returns how many were checked.
-    `done`/`total` place this work in the job's overall progress."""
-    ctx = job.ctx
-    batch_size = ctx.settings.archiver_batch_size
-    stall_limit = ctx.settings.archiver_total_timeout + 600
-    total = len(ids) + done if total is None else total
-    first = done
-    job.progress(done, total, force=True)
-    for start in range(0, total, batch_size):
-        batch = ids[start : start + batch_size]
-        sent_at = utcnow()
-        for rid in batch:
-            ctx.enqueue(ARCHIVE_TASK, rid, QUEUE)
-        finished, last_change, last_seen = 0, time.monotonic(), -1
-        while True:
-            finished = _checked_since(ctx, batch, sent_at)
-            job.progress(done + finished, total)
-            if finished >= len(batch):
-                break
-            if finished != last_seen:
-                last_seen, last_change = finished, time.monotonic()
-            elif time.monotonic() - last_change > stall_limit:
-                job.log.warning("batch at %d: %d of %d unchecked after %ds without progress; moving on", start, len(batch) - finished, len(batch), stall_limit)
-                break
-            time.sleep(poll)
-        done += finished
-    job.progress(done, total, force=True)
-    return done - first
+    for rid in ids:
+        try:
+            archive_resource(ctx, rid, full_record=False)
+        except Exception:
+            log.exception("job %s: archiving resource %s failed", job.id, rid)
 
 
 def _status_counts(ctx: Context, ids: Sequence[str]) -> dict[str, int]:
@@ -109,15 +83,25 @@ def run_sweep(job: JobRun) -> dict[str, Any]:
     due = due_ids(ctx, portal.id, now, all_=job.params["recheck"] == "all")
     job.log.info("portal %s: %d datasets, %d resources (%d new, %d changed, %d gone); %d due", portal.name, packages, len(seen), new, changed, gone, len(due))
     rest, not_modified = revalidate(ctx, due, workers=ctx.settings.archiver_host_concurrency)
-    job.log.info("portal %s: %d answered 304 to a conditional request; %d go to archive tasks", portal.name, not_modified, len(rest))
-    checked = not_modified + fan_out(job, rest, done=not_modified, total=len(due))
+    job.log.info("portal %s: %d answered 304 to a conditional request; %d go to archive parts", portal.name, not_modified, len(rest))
+    state = {
+        "portal_id": portal.id, "portal": portal.name, "datasets": packages, "resources": len(seen), "new": new, "changed": changed,
+        "gone": gone, "due": due, "not_modified": not_modified,
+    }
+    return parts.fan_out(ctx, job.job_id, rest, ctx.settings.archiver_batch_size, state, done=not_modified, total=len(due))
+
+
+def finish_sweep(ctx: Context, job: Job, state: dict[str, Any]) -> dict[str, Any]:
+    """The sweep's summary, once every archive part is done; records when the portal was swept."""
+    due = state["due"]
     with ctx.db.session() as s:
-        p = s.get(Portal, portal.id)
+        p = s.get(Portal, state["portal_id"])
         p.last_swept_at = utcnow()
-        p.last_sweep_job_id = job.job_id
+        p.last_sweep_job_id = job.id
+    statuses = _status_counts(ctx, due)
     return {
-        "portal": portal.name, "datasets": packages, "resources": len(seen), "new": new, "changed": changed,
-        "gone": gone, "due": len(due), "checked": checked, "not_modified": not_modified, "statuses": _status_counts(ctx, due),
+        "portal": state["portal"], "datasets": state["datasets"], "resources": state["resources"], "new": state["new"], "changed": state["changed"],
+        "gone": state["gone"], "due": len(due), "checked": sum(n for k, n in statuses.items() if k != "unchecked"), "not_modified": state["not_modified"], "statuses": statuses,
     }
 
 
@@ -126,38 +110,46 @@ def run_archive_urls(job: JobRun) -> dict[str, Any]:
     ctx = job.ctx
     check_only = job.params["link_check_only"]
     ids = [upsert_url(ctx, url, link_check_only=check_only) for url in job.params["urls"]]
-    checked = fan_out(job, ids)
+    return parts.fan_out(ctx, job.job_id, ids, ctx.settings.archiver_batch_size, {"ids": ids})
+
+
+def finish_archive_urls(ctx: Context, job: Job, state: dict[str, Any]) -> dict[str, Any]:
+    """Per-URL results, once every archive part is done."""
+    ids = state["ids"]
     with ctx.db.session() as s:
         archs = {a.resource_id: a for a in s.scalars(select(Archival).where(Archival.resource_id.in_(ids)))}
     results = []
     for url, rid in zip(job.params["urls"], ids, strict=True):
         a = archs.get(rid)
         results.append({"url": url, "resource_id": rid, "status_id": a.status_id if a else None, "status": a.status if a else None, "reason": a.reason if a else None, "sha256": a.sha256 if a else None, "cache_key": a.cache_key if a else None})
-    return {"total": len(ids), "checked": checked, "results": results}
+    return {"total": len(ids), "checked": sum(1 for r in results if r["status"] is not None), "results": results}
 
 
 def inline_dispatcher(ctx: Context, workers: int = 1, fallback: Enqueue | None = None) -> tuple[Enqueue, Callable[[], None]]:
-    """An enqueue function that runs archive tasks in this process (threads), for the CLI,
-    tests and benchmarks; other tasks go to `fallback`. Returns (enqueue, shutdown)."""
+    """An enqueue function that runs archive tasks and fan-out parts in this process (threads),
+    for the CLI, tests and benchmarks; other tasks go to `fallback`. Returns (enqueue, shutdown)."""
     from .archive import archive_resource
 
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="archive") if workers > 1 else None
 
-    def run(rid: str) -> None:
+    def run(task: str, arg: str) -> None:
         try:
-            archive_resource(ctx, rid, full_record=False)
+            if task == parts.PART_TASK:
+                parts.run_part(ctx, int(arg))
+            else:
+                archive_resource(ctx, arg, full_record=False)
         except Exception:
-            log.exception("archiver: resource %s failed", rid)
+            log.exception("archiver: %s %s failed", task, arg)
 
     def enqueue(task: str, arg: str, queue: str) -> None:
-        if task != ARCHIVE_TASK:
+        if task not in (ARCHIVE_TASK, parts.PART_TASK):
             if fallback is None:
                 raise RuntimeError(f"no dispatcher for {task}")
             fallback(task, arg, queue)
         elif pool is not None:
-            pool.submit(run, arg)
+            pool.submit(run, task, arg)
         else:
-            run(arg)
+            run(task, arg)
 
     def shutdown() -> None:
         if pool is not None:

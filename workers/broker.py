@@ -1,0 +1,88 @@
+"""Asking the broker which job (or part) ids it still holds, so the reaper can tell a backlog from a lost message."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from exporter.context import QueuedIds
+
+log = logging.getLogger(__name__)
+
+PRIORITY_SEP = "\x06\x16"  # kombu's Redis transport keeps priorities 3, 6, 9 in lists "<queue>\x06\x16<n>"
+PRIORITY_STEPS = ("3", "6", "9")
+
+
+def message_id_arg(payload: bytes | str | dict) -> str | None:
+    """The first task argument of a kombu message (Celery protocol 2), or None."""
+    try:
+        msg = json.loads(payload) if isinstance(payload, (bytes, str)) else payload
+        body = msg["body"]
+        if msg.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args = json.loads(body)[0]
+        return str(args[0]) if args else None
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+def _ids(payloads: Iterable[bytes | str | dict]) -> set[str]:
+    return {i for i in (message_id_arg(p) for p in payloads) if i is not None}
+
+
+def redis_probe(broker_url: str) -> QueuedIds:
+    """Ids in the queue lists (every priority) and in the `unacked` hash (reserved, not yet acked)."""
+    import redis
+
+    client = redis.Redis.from_url(broker_url)
+
+    def queued_ids(queues: Sequence[str]) -> set[str] | None:
+        try:
+            found: set[str] = set()
+            for q in queues:  # the lists first: a message moving to `unacked` meanwhile is found there
+                for key in (q, *(q + PRIORITY_SEP + p for p in PRIORITY_STEPS)):
+                    found |= _ids(client.lrange(key, 0, -1))
+            for raw in client.hvals("unacked"):
+                try:
+                    found |= _ids([json.loads(raw)[0]])
+                except (ValueError, IndexError, TypeError):
+                    continue
+            return found
+        except redis.RedisError:
+            log.exception("broker probe: Redis did not answer; not re-enqueueing waiting jobs this time")
+            return None
+
+    return queued_ids
+
+
+def filesystem_probe(folder: Path) -> QueuedIds:
+    """Ids of the message files kombu's filesystem transport has not handed to a worker yet."""
+
+    def queued_ids(queues: Sequence[str]) -> set[str] | None:
+        wanted = tuple(f".{q}.msg" for q in queues)
+        found: set[str] = set()
+        try:
+            names = [p for p in folder.iterdir() if p.name.endswith(wanted)]
+        except OSError:
+            return None
+        for path in names:
+            try:
+                found |= _ids([path.read_bytes()])
+            except OSError:
+                continue  # taken by a worker meanwhile
+        return found
+
+    return queued_ids
+
+
+def probe_for(broker_url: str, transport_options: dict) -> QueuedIds | None:
+    """The probe for this broker; None for brokers that cannot tell (AMQP keeps what it was given)."""
+    scheme = broker_url.split(":", 1)[0].lower()
+    if scheme in ("redis", "rediss"):
+        return redis_probe(broker_url)
+    if scheme == "filesystem" and transport_options.get("data_folder_in"):
+        return filesystem_probe(Path(transport_options["data_folder_in"]))
+    return None
