@@ -18,6 +18,7 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -220,6 +221,22 @@ def check_url(url: str) -> str:
     return url
 
 
+CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+BODY_HEADERS = frozenset({"content-type", "content-length", "content-encoding", "transfer-encoding"})
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the scheme's default port filled in."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or DEFAULT_PORTS.get(scheme)
+
+
+def _without_credentials(headers: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (headers or {}).items() if k.lower() not in CREDENTIAL_HEADERS}
+
+
 @dataclass
 class Followed:
     response: requests.Response
@@ -232,7 +249,9 @@ def request_following(
 ) -> Followed:
     """Send a request and follow redirects by hand: every hop is checked and counted.
 
-    303 (and 301/302 after a POST) turn the method into GET, as browsers do. Raises
+    303 (and 301/302) turn the method into GET without a body, as browsers do; 307/308 keep
+    method and body. Authorization, Cookie and Proxy-Authorization are dropped (request
+    headers and the session's own) once a hop changes scheme, host or port. Raises
     UnsafeURL for a non-http(s) hop, BlockedAddress from the connection, and
     TooManyRedirects after `max_redirects` hops; any exception raised carries `history`,
     the URLs reached so far (the failing one last).
@@ -251,9 +270,16 @@ def request_following(
         if resp.status_code not in REDIRECT_CODES or not location:
             return Followed(resp, url, history)
         resp.close()
-        url = urljoin(url, location)
-        if resp.status_code == 303 or (resp.status_code in (301, 302) and method.upper() == "POST"):
+        previous, url = url, urljoin(url, location)
+        if _origin(previous) != _origin(url):
+            kwargs["headers"] = _without_credentials(kwargs.get("headers"))
+            session_credentials = [h for h in session.headers if h.lower() in CREDENTIAL_HEADERS]
+            if session_credentials:
+                kwargs["headers"] = {**{h: None for h in session_credentials}, **kwargs["headers"]}
+        if (resp.status_code == 303 and method.upper() != "HEAD") or (resp.status_code in (301, 302) and method.upper() == "POST"):
             method = "GET"
-            kwargs.pop("data", None)
-            kwargs.pop("json", None)
+            for body_arg in ("data", "json", "files"):
+                kwargs.pop(body_arg, None)
+            if kwargs.get("headers"):
+                kwargs["headers"] = {k: v for k, v in kwargs["headers"].items() if k.lower() not in BODY_HEADERS}
     raise TooManyRedirects(f"more than {max_redirects} redirects; last location {url}", url=url)

@@ -23,6 +23,8 @@ ARCHIVER_TEST_SETTINGS = dict(
     archiver_connect_timeout=1.0,
     archiver_read_timeout=1.0,
     archiver_max_bytes=100_000,
+    archiver_gone_after_sweeps=1,  # tests/test_archiver_safety.py covers the real thresholds
+    archiver_gone_grace_days=0,
 )
 
 

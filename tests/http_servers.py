@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -282,12 +283,21 @@ class ScenarioHandler(BaseHTTPRequestHandler):
             self._raw(404, [("Content-Length", "9"), ("Content-Type", "text/plain")], b"not found")
 
 
+    def do_POST(self) -> None:
+        owner: ScenarioServer = self.server.owner
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        with owner.lock:
+            owner.posts.append((urlsplit(self.path).path, dict(self.headers.items()), body))
+        self.do_GET()
+
+
 class ScenarioServer(_Base):
     """See ScenarioHandler.do_GET for the scenarios; `requests` and `counts` record what arrived."""
 
     def __init__(self):
         self.lock = threading.Lock()
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.posts: list[tuple[str, dict[str, str], bytes]] = []  # POSTs also appear in `requests`
         self.counts: dict[str, int] = defaultdict(int)  # per path
         self.full_counts: dict[str, int] = defaultdict(int)  # per path and query
         self.versioned_body = b"v1\n"
@@ -332,8 +342,11 @@ class CKANHandler(BaseHTTPRequestHandler):
         visible = [p for p in owner.packages if private or not p.get("private")]
         key = (q.get("sort") or "").split()[0] if q.get("sort") else "name"
         visible.sort(key=lambda p: (p.get(key) or "", p["id"]))
+        after = _id_range_start(q.get("fq", ""))
+        if after is not None:  # Solr's exclusive range id:{"x" TO *], as CKAN passes fq through
+            visible = [p for p in visible if p["id"] > after]
         page = visible[start : start + rows]
-        self._json(200, {"success": True, "result": {"count": len(visible), "results": page, "sort": q.get("sort"), "facets": {}, "search_facets": {}}})
+        self._json(200, {"success": True, "result": {"count": len(visible) + owner.count_bonus, "results": page, "sort": q.get("sort"), "facets": {}, "search_facets": {}}})
 
     def do_POST(self) -> None:
         owner: FakeCKAN = self.server.owner
@@ -356,6 +369,12 @@ class CKANHandler(BaseHTTPRequestHandler):
         self._json(404, {"success": False, "error": {"__type": "Not Found Error", "message": "Resource was not found."}})
 
 
+def _id_range_start(fq: str) -> str | None:
+    """x from `id:{"x" TO *]` (the only fq the fake portal understands), else None."""
+    m = re.fullmatch(r'id:\{"((?:[^"\\]|\\.)*)" TO \*\]', fq.strip())
+    return re.sub(r"\\(.)", r"\1", m.group(1)) if m else None
+
+
 class FakeCKAN(_Base):
     """`packages` is a list of CKAN package dicts (with `resources`); tests edit it between sweeps."""
 
@@ -363,6 +382,7 @@ class FakeCKAN(_Base):
         self.packages = packages or []
         self.token = token
         self.max_rows = max_rows
+        self.count_bonus = 0  # > 0: announce more datasets than it lists (a short count)
         self.calls: list[tuple[str, dict]] = []
         self.patches: list[dict] = []
         super().__init__(CKANHandler)

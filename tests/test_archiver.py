@@ -7,7 +7,9 @@ import hashlib
 import re
 import threading
 import tracemalloc
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
 from sqlalchemy import select
 
 from exporter.archiver.archive import archive_resource
@@ -19,7 +21,7 @@ from exporter.models import TaskStatus
 from exporter.netsafety import safe_session
 from tests.archiver_fixtures import LOCAL, actx, archive_url, nginx, server, sha256, unique  # noqa: F401
 
-KEY = re.compile(r"^archive/\d{8}T\d{6}Z/[0-9a-f-]{36}/[A-Za-z0-9._-]+$")
+KEY = re.compile(r"^archive/\d{8}T\d{6}Z/[0-9a-f-]{36}/[0-9a-f]{12}/[A-Za-z0-9._-]+$")
 
 
 def stored_keys(ctx) -> list[str]:
@@ -282,41 +284,168 @@ def test_storage_failure_is_a_system_error(actx, server, monkeypatch):
     assert rec["failure_count"] == 1
 
 
-def test_per_host_concurrency_holds_across_threads(actx, server, monkeypatch):
-    import exporter.archiver.archive as archive_module
+class _MeetingHandler(BaseHTTPRequestHandler):
+    """Counts requests in flight; each waits (up to 5 s) until `meet` of them are in flight at once."""
 
-    actx.settings = actx.settings.replace(archiver_host_concurrency=1)
-    lock, inflight, peak = threading.Lock(), [0], [0]
-    real_fetch = archive_module.fetch
+    protocol_version = "HTTP/1.1"
 
-    def counting_fetch(*args, **kwargs):
-        with lock:
-            inflight[0] += 1
-            peak[0] = max(peak[0], inflight[0])
-        try:
-            return real_fetch(*args, **kwargs)
-        finally:
-            with lock:
-                inflight[0] -= 1
+    def log_message(self, *args) -> None:
+        pass
 
-    monkeypatch.setattr(archive_module, "fetch", counting_fetch)
-    ids = [upsert_url(actx, f"{server.url}/slow?size=4&delay=0.02&n={i}") for i in range(3)]
+    def do_GET(self) -> None:
+        srv = self.server
+        meet = int(self.path.rsplit("meet=", 1)[1].split("&")[0])
+        with srv.cond:
+            srv.inflight += 1
+            srv.peak = max(srv.peak, srv.inflight)
+            srv.cond.notify_all()
+            srv.cond.wait_for(lambda: srv.inflight >= meet, timeout=5)
+            # Counted out before the body is sent: the client still holds its slot until then.
+            srv.inflight -= 1
+        body = b"x" * 8
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Type", "application/octet-stream")
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def meeting_server():
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _MeetingHandler)
+    srv.daemon_threads = True
+    srv.cond, srv.inflight, srv.peak = threading.Condition(), 0, 0
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.mark.parametrize("limit", [1, 2])
+def test_per_host_concurrency_holds_across_threads(actx, meeting_server, limit):
+    """The server sees exactly `limit` requests at once from 4 threads: never more, and the limit is used."""
+    actx.settings = actx.settings.replace(archiver_host_concurrency=limit)
+    actx.__dict__.pop("_archiver_slots", None)
+    url = f"http://127.0.0.1:{meeting_server.server_address[1]}"
+    # Each request waits at the server until `limit` are in flight, so the limit is reached;
+    # a 5th, 6th... would only show up if the archiver let more than `limit` through.
+    ids = [upsert_url(actx, f"{url}/r{i}.bin?meet={limit}") for i in range(4)]
     threads = [threading.Thread(target=archive_resource, args=(actx, rid)) for rid in ids]
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
-    assert peak[0] == 1
+        t.join(timeout=60)
+    assert meeting_server.peak == limit
     assert all(task_status(actx, rid).state == "success" for rid in ids)
-    actx.__dict__.pop("_archiver_slots")
-    actx.settings = actx.settings.replace(archiver_host_concurrency=3)
-    peak[0] = 0
-    threads = [threading.Thread(target=archive_resource, args=(actx, rid), kwargs={"force": True}) for rid in ids]
-    for t in threads:
+
+
+CHILD = """
+import sys, threading
+from exporter.archiver.archive import archive_resource
+from exporter.config import load_settings
+from exporter.context import Context
+ctx = Context(load_settings())
+threads = [threading.Thread(target=archive_resource, args=(ctx, rid)) for rid in sys.argv[1:]]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+"""
+
+
+def test_per_host_concurrency_holds_across_processes(pg_ctx, meeting_server, tmp_path):
+    """Two processes of two threads each, limit 2: the server never sees more than 2 at once, and sees 2."""
+    import os
+    import subprocess
+    import sys
+
+    pg_ctx.settings = pg_ctx.settings.replace(archiver_allow_networks=LOCAL)
+    url = f"http://127.0.0.1:{meeting_server.server_address[1]}"
+    ids = [upsert_url(pg_ctx, f"{url}/p{i}.bin?meet=2") for i in range(4)]
+    env = dict(
+        os.environ,
+        EXPORTER_DATABASE_URL=pg_ctx.settings.database_url,
+        EXPORTER_VAR_DIR=str(pg_ctx.settings.var_dir),
+        EXPORTER_SECRET_KEY="test-secret-key-0123456789",
+        EXPORTER_BROKER_URL="memory://",
+        EXPORTER_ARCHIVER_ALLOW_NETWORKS="127.0.0.1/32",
+        EXPORTER_ARCHIVER_HOST_CONCURRENCY="2",
+        EXPORTER_ARCHIVER_HOST_DELAY_MS="0",
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", CHILD, *pair], env=env) for pair in (ids[:2], ids[2:])]
+    for p in procs:
+        assert p.wait(timeout=60) == 0
+    assert meeting_server.peak == 2
+    assert all(task_status(pg_ctx, rid).state == "success" for rid in ids)
+
+
+def test_host_slot_waiters_do_not_busy_poll_the_database(actx):
+    """Threads of one process wait on a semaphore; only a slot holder's process asks the database, with backoff."""
+    slots = HostSlots(actx, concurrency=1, delay=0, lease_seconds=60)
+    calls: list[str] = []
+    real = slots._try_acquire
+    slots._try_acquire = lambda host, holder: (calls.append(holder), real(host, holder))[1]
+    entered, release = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with slots.hold("example.org"):
+            entered.set()
+            release.wait(10)
+
+    def other() -> None:
+        with slots.hold("example.org"):
+            pass
+
+    holder = threading.Thread(target=first)
+    holder.start()
+    assert entered.wait(10)
+    waiters = [threading.Thread(target=other) for _ in range(3)]
+    for t in waiters:
         t.start()
-    for t in threads:
-        t.join()
-    assert peak[0] >= 1 and all(task_status(actx, rid).state == "success" for rid in ids)
+    # The waiters block on the in-process semaphore: no database attempt while the slot is held.
+    for t in waiters:
+        t.join(timeout=0.3)
+    assert len(calls) == 1
+    release.set()
+    holder.join(10)
+    for t in waiters:
+        t.join(10)
+    assert len(calls) == 4  # one attempt per hold, none wasted on polling
+
+    # Another process holds the only slot row: this one retries with backoff, capped at a few per second.
+    other_process = HostSlots(actx, concurrency=1, delay=0, lease_seconds=60)
+    pauses: list[float] = []
+    waiting = HostSlots(actx, concurrency=1, delay=0, lease_seconds=60, sleep=pauses.append)
+    attempts = iter(range(12))
+    real_try = waiting._try_acquire
+    waiting._try_acquire = lambda host, holder: real_try(host, holder) if next(attempts) == 11 else None
+    with other_process.hold("example.net"):
+        pass
+    with waiting.hold("example.net"):
+        pass
+    assert len(pauses) == 11
+    assert all(b >= a * 0.6 for a, b in zip(pauses, pauses[1:], strict=False))  # backing off
+    assert pauses[0] <= 0.0625 and all(p >= 0.375 for p in pauses[-4:]) and max(pauses) <= 0.625
+
+
+def test_two_archives_of_one_resource_in_the_same_second_keep_two_objects(actx):
+    from datetime import UTC, datetime
+
+    from exporter.archiver.archive import StorageSink
+
+    now = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
+    rid = "0b7c6a3e-2f1d-4c5b-9a8e-7d6c5b4a3f21"
+    a, b = StorageSink(actx.storage, rid, now), StorageSink(actx.storage, rid, now)
+    # Both open before either has written: the old stat-then-write picked one key for both.
+    with a.open("data.csv", "text/csv") as fa, b.open("data.csv", "text/csv") as fb:
+        fa.write(b"first,1\n")
+        fb.write(b"second,22\n")
+    assert a.key != b.key and KEY.match(a.key) and KEY.match(b.key)
+    assert a.key.startswith(f"archive/20260304T050607Z/{rid}/") and a.key.endswith("/data.csv")
+    assert actx.storage.read_bytes(a.key) == b"first,1\n" and actx.storage.read_bytes(b.key) == b"second,22\n"
+    assert (a.info.sha256, b.info.sha256) == (sha256(b"first,1\n"), sha256(b"second,22\n"))
+    assert sorted(k for k in stored_keys(actx) if rid in k) == sorted([a.key, b.key])
 
 
 def test_minimum_delay_between_requests_to_a_host(actx):

@@ -69,14 +69,16 @@ def test_allowlist_opens_only_its_networks():
 
 
 def test_loopback_refused_by_default_and_allowed_by_allowlist(server):
+    path = "/data.csv?probe=refused-by-default"
+    before = server.full_counts[path]
     with pytest.raises(BlockedAddress) as err:
-        safe_session().get(server.url + "/data.csv", timeout=5)
+        safe_session().get(server.url + path, timeout=5)
     assert isinstance(err.value, ExporterError)
     assert "loopback" in str(err.value) and err.value.address == "127.0.0.1"
-    before = server.counts["/data.csv"]
-    assert server.counts["/data.csv"] == before  # refused before any byte was sent
-    resp = safe_session(LOCAL).get(server.url + "/data.csv", timeout=5)
+    assert server.full_counts[path] == before  # refused before any byte was sent
+    resp = safe_session(LOCAL).get(server.url + path, timeout=5)
     assert resp.status_code == 200 and resp.content == b"a,b\n1,2\n"
+    assert server.full_counts[path] == before + 1  # the counter does see a request that gets through
 
 
 def test_name_resolving_to_loopback_is_refused(server):
@@ -151,3 +153,55 @@ def test_environment_proxies_are_ignored(server, monkeypatch):
 def test_only_http_and_https_are_mounted():
     with pytest.raises(requests.exceptions.InvalidSchema):
         safe_session().get("ftp://example.com/file", timeout=5)
+
+
+@pytest.fixture
+def other_server():
+    srv = ScenarioServer().start()
+    yield srv
+    srv.stop()
+
+
+SECRETS = {"Authorization": "portal-token", "Cookie": "session=abc", "Proxy-Authorization": "Basic eA=="}
+
+
+def _seen(srv: ScenarioServer, path: str) -> dict[str, str]:
+    return next(h for p, h in reversed(srv.requests) if p == path)
+
+
+@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
+def test_credentials_are_not_sent_to_another_origin(server, other_server, code):
+    """A redirect to another port (same host, so a different origin) gets no credentials;
+    neither does one given on the session itself."""
+    session = safe_session(LOCAL)
+    session.headers["Authorization"] = "session-token"
+    target = f"{other_server.url}/data.csv?code={code}"
+    followed = request_following(session, "GET", f"{server.url}/redirect?code={code}&to={target}", headers=SECRETS, timeout=5)
+    assert followed.response.status_code == 200 and followed.url == target
+    first, second = _seen(server, "/redirect"), _seen(other_server, "/data.csv")
+    assert first["Authorization"] == "portal-token" and first["Cookie"] == "session=abc"
+    assert not {"Authorization", "Cookie", "Proxy-Authorization"} & set(second)
+
+
+def test_same_origin_redirect_keeps_credentials(server):
+    followed = request_following(safe_session(LOCAL), "GET", f"{server.url}/redirect?n=2&to=/data.csv?same=1", headers=SECRETS, timeout=5)
+    assert followed.response.status_code == 200
+    final = _seen(server, "/data.csv")
+    assert final["Authorization"] == "portal-token" and final["Proxy-Authorization"] == "Basic eA=="
+
+
+def test_307_to_another_origin_keeps_the_body_but_not_the_token(server, other_server):
+    target = f"{other_server.url}/data.csv?post=307"
+    request_following(safe_session(LOCAL), "POST", f"{server.url}/redirect?code=307&to={target}", headers={"Authorization": "t"}, json={"a": 1}, timeout=5)
+    path, headers, body = other_server.posts[-1]
+    assert path == "/data.csv" and body == b'{"a": 1}' and "Authorization" not in headers
+
+
+@pytest.mark.parametrize("code", [301, 302, 303])
+def test_post_becomes_get_without_body_on_301_302_303(server, code):
+    posts_before = len(server.posts)
+    followed = request_following(safe_session(LOCAL), "POST", f"{server.url}/redirect?code={code}&to=/data.csv?after={code}", data=b"secret=1", timeout=5)
+    assert followed.response.status_code == 200
+    assert [p for p, _h, _b in server.posts[posts_before:]] == ["/redirect"]  # only the first hop was a POST
+    final = _seen(server, "/data.csv")
+    assert "Content-Length" not in final and "Content-Type" not in final

@@ -138,7 +138,7 @@ def test_archive_verifies_with_unzip_or_tar_and_sha256sum(rctx, tmp_path, fmt):
     manifest = json.loads(rctx.storage.read_bytes(artifact(job, "manifest").key))
     assert [m["name"] for m in manifest["members"]] == ["raids.jsonl", "README.md"]
     assert manifest["job_id"] == job.id and manifest["schema_version"] == 1 and manifest["format"] == fmt
-    assert manifest["watermark"]["id"] >= 1 and manifest["generated_at"].endswith("Z")
+    assert "watermark" not in manifest and manifest["window"]["changes_up_to"].endswith("Z") and manifest["generated_at"].endswith("Z")
     _verify_with_tools(tmp_path, rctx.storage.read_bytes(artifact(job, "archive").key), manifest, fmt)
     readme = archive_members(rctx, job)["README.md"].decode()
     assert "registration agency 038sjwq14" in readme and "sha256sum" in readme

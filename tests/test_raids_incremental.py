@@ -58,7 +58,10 @@ def test_incremental_exports_exactly_the_delta_with_ties_and_tombstones(rctx):
     assert [x["name"] for x in m["members"]] == ["raids.jsonl", "tombstones.jsonl", "README.md"]
     with rctx.db.session() as s:
         eight = registry.get_raid(s, handle(8))
-    assert m["watermark"] == {"updated_at": eight.updated_at.isoformat().replace("+00:00", "Z"), "id": eight.id}
+    # The watermark (raid 8 is embargoed) stays in the job's result; the manifest has only the window.
+    assert second.result["watermark"] == {"updated_at": eight.updated_at.isoformat().replace("+00:00", "Z"), "id": eight.id}
+    assert "watermark" not in m and "watermark" not in m["follows"]
+    assert m["window"] == {"changes_after": first.result["cutoff"], "changes_up_to": second.result["cutoff"]}
 
     third = run_export(rctx, "export_public", {"agency": "038sjwq14", "mode": "incremental"})
     assert exported(rctx, third) == {} and tombstones(rctx, third) == []
@@ -109,3 +112,33 @@ def test_raw_sql_changes_are_not_missed(rctx):
         s.execute(update(Raid).where(Raid.handle == handle(1)).values(title="bulk"))
     later = run_export(rctx, "export_public", {"agency": "038sjwq14", "mode": "incremental", "sitemaps": False})
     assert list(exported(rctx, later)) == [handle(1)]
+
+
+@pytest.mark.parametrize("newest", ["embargoed", "deleted"])
+def test_public_manifest_names_no_internal_id_or_private_raids_time(rctx, newest):
+    """The newest change is a closed or deleted raid: neither its id nor its change time is published."""
+    save(rctx, record(1), record(2))
+    first = run_export(rctx, "export_public", {"agency": "038sjwq14", "sitemaps": False})
+    with rctx.db.session() as s:
+        if newest == "embargoed":
+            registry.save_raid(s, record(3, access="embargoed", expiry=future(), secret="HIDDEN"))
+        else:
+            registry.delete_raid(s, handle(2))
+    delta = run_export(rctx, "export_public", {"agency": "038sjwq14", "mode": "incremental", "sitemaps": False})
+    with rctx.db.session() as s:
+        raid = registry.get_raid(s, handle(3 if newest == "embargoed" else 2), include_deleted=True)
+    secret_time = raid.updated_at.isoformat().replace("+00:00", "Z")
+    assert delta.result["watermark"] == {"updated_at": secret_time, "id": raid.id}  # kept internally to resume
+    outer = rctx.storage.read_bytes(artifact(delta, "manifest").key).decode()
+    inner = archive_members(rctx, delta)["manifest.json"].decode()
+    readme = archive_members(rctx, delta)["README.md"].decode()
+    for published in (outer, inner, readme):
+        assert "watermark" not in published and secret_time not in published
+        assert f'"id": {raid.id}' not in published and f'"id":{raid.id}' not in published
+    m = json.loads(outer)
+    assert m["window"] == {"changes_after": first.result["cutoff"], "changes_up_to": delta.result["cutoff"]}
+    # Resuming still works: the next incremental starts after the (internal) watermark.
+    with rctx.db.session() as s:
+        registry.save_raid(s, record(1, title="later"))
+    after = run_export(rctx, "export_public", {"agency": "038sjwq14", "mode": "incremental", "sitemaps": False})
+    assert list(exported(rctx, after)) == [handle(1)] and tombstones(rctx, after) == []

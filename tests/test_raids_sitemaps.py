@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+import pytest
+
+from exporter.config import SITEMAP_URL_LIMIT
+from exporter.errors import ConfigError
+from exporter.raids import sitemaps
 from exporter.raids.sitemaps import landing_url
 from tests.raids_helpers import OTHER_AGENCY, OTHER_SP, artifact, future, handle, record, run_export, save
 
@@ -36,8 +41,24 @@ def test_sitemaps_and_html_index_point_at_every_live_raid(ctx):
     assert all(a.public for a in job.artifacts)
 
 
-def test_a_sitemap_never_exceeds_the_limit_of_50000_urls(ctx):
-    assert ctx.settings.export_sitemap_max_urls == 50000
+def test_a_sitemap_never_exceeds_the_limit_of_50000_urls(ctx, make_settings):
+    # The limit is the default, and no setting above it is accepted.
+    assert make_settings().export_sitemap_max_urls == 50000 == SITEMAP_URL_LIMIT
+    assert make_settings(export_sitemap_max_urls="50000").export_sitemap_max_urls == 50000
+    for bad in ("50001", "1000000", "0"):
+        with pytest.raises(ConfigError, match="EXPORTER_EXPORT_SITEMAP_MAX_URLS"):
+            make_settings(export_sitemap_max_urls=bad)
+    # Sitemaps split exactly at a configured limit: 7 raids, 2 per file -> 2, 2, 2, 1.
+    ctx.settings = ctx.settings.replace(export_sitemap_max_urls=2, export_page_size=3, export_settle_seconds=0)
+    save(ctx, *[record(n) for n in range(1, 8)])
+    job = run_export(ctx, "export_public", {"agency": "038sjwq14"})
+    index = ET.fromstring(ctx.storage.read_bytes(artifact(job, "sitemap").key))
+    assert len(index.findall("s:sitemap", NS)) == 4
+    sizes = [len(ET.fromstring(ctx.storage.read_bytes(artifact(job, f"sitemap-0000{i}").key)).findall("s:url", NS)) for i in (1, 2, 3, 4)]
+    assert sizes == [2, 2, 2, 1]
+    # A limit set past the sitemaps.org one in code (not through the parser) is still capped.
+    ctx.settings = ctx.settings.replace(export_sitemap_max_urls=10**9)
+    assert sitemaps.per_file_limit(ctx.settings) == SITEMAP_URL_LIMIT
 
 
 def test_landing_url():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from urllib.parse import parse_qs, urlsplit
 
@@ -165,3 +166,45 @@ def test_cleanup_removes_leftovers_of_killed_writes(make_settings, s3_settings):
     s3 = open_storage(s3_settings)
     s3.client.create_multipart_upload(Bucket=s3.bucket, Key=s3._full("half/obj"))
     assert s3.cleanup_temporary(-60) == 1
+
+
+def test_list_matches_partial_names_and_folders(storage):
+    for key in ("ab/1.txt", "abc/2.txt", "abc/d/3.txt", "b/4.txt", "abx.txt", "top.txt"):
+        storage.write(key, b"x")
+    assert [o.key for o in storage.list("ab")] == ["ab/1.txt", "abc/2.txt", "abc/d/3.txt", "abx.txt"]
+    assert [o.key for o in storage.list("abc/")] == ["abc/2.txt", "abc/d/3.txt"]
+    assert [o.key for o in storage.list("abc/d")] == ["abc/d/3.txt"]
+    assert [o.key for o in storage.list("nothing/")] == []
+    assert len(list(storage.list(""))) == 6
+
+
+def test_local_list_walks_only_the_folder_of_the_prefix(make_settings, monkeypatch):
+    from exporter.storage import local
+
+    storage = open_storage(make_settings())
+    for i in range(5):
+        storage.write(f"other{i}/deep/x.txt", b"x")
+    storage.write("exports/a/1.csv", b"1")
+    storage.write("exports/b/2.csv", b"2")
+    walked = []
+    real_walk = os.walk
+
+    def recording_walk(top, *args, **kwargs):
+        for entry in real_walk(top, *args, **kwargs):
+            walked.append(os.path.relpath(entry[0], storage.root))
+            yield entry
+
+    monkeypatch.setattr(local.os, "walk", recording_walk)
+    assert [o.key for o in storage.list("exports/a")] == ["exports/a/1.csv"]
+    assert sorted(walked) == ["exports", "exports/a"]
+
+
+def test_local_move_and_delete_remove_emptied_folders(make_settings):
+    storage = open_storage(make_settings())
+    storage.write("staging/job1/part/a.csv", b"a")
+    storage.write("staging/job2/b.csv", b"b")
+    storage.move("staging/job1/part/a.csv", "exports/a.csv")
+    assert not (storage.root / "staging" / "job1").exists()
+    storage.delete("staging/job2/b.csv")
+    assert not (storage.root / "staging").exists()
+    assert storage.read_bytes("exports/a.csv") == b"a"

@@ -7,6 +7,7 @@ Every attempt updates the resource's archival record and writes a `task_status` 
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -59,27 +60,31 @@ def cache_url_for(ctx: Context, resource_id: str) -> str:
     return f"{ctx.settings.public_url}/api/v1/resources/{resource_id}/download"
 
 
+KEY_TOKEN_BYTES = 6
+
+
 def key_timestamp(now: datetime) -> str:
     return now.strftime("%Y%m%dT%H%M%SZ")
 
 
 class StorageSink:
-    """Streams a body to `archive/<UTC timestamp>/<resource id>/<filename>`."""
+    """Streams a body to `archive/<UTC timestamp>/<resource id>/<random token>/<filename>`.
+
+    The token makes every archive's key its own, so two archives of one resource within the
+    same second (two workers, or a forced re-archive) never write to, or overwrite, one object.
+    """
 
     def __init__(self, storage: Storage, resource_id: str, now: datetime):
         self.storage = storage
-        self.prefix = f"archive/{key_timestamp(now)}/{resource_id}"
+        self.base = f"archive/{key_timestamp(now)}/{resource_id}"
         self.key: str | None = None
         self.info: ObjectInfo | None = None
 
     @contextmanager
     def open(self, filename: str, mimetype: str | None):
-        self.key = f"{self.prefix}/{filename}"
-        n = 1
-        while self.storage.stat(self.key) is not None:  # archived twice within a second
-            stem, dot, ext = filename.rpartition(".")
-            self.key = f"{self.prefix}/{stem}-{n}.{ext}" if dot and stem else f"{self.prefix}/{filename}-{n}"
-            n += 1
+        self.key = f"{self.base}/{secrets.token_hex(KEY_TOKEN_BYTES)}/{filename}"
+        while self.storage.stat(self.key) is not None:
+            self.key = f"{self.base}/{secrets.token_hex(KEY_TOKEN_BYTES)}/{filename}"
         with self.storage.open_write(self.key, mimetype) as handle:
             yield handle
         self.info = handle.info

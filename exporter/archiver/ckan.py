@@ -6,6 +6,7 @@ archiver request.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -22,19 +23,55 @@ log = logging.getLogger(__name__)
 
 PAGE_ROWS = 100
 STABLE_SORT = "id asc"  # unique, so paging neither skips nor repeats a dataset
+MAX_RESPONSE_BYTES = 50 * 1024 * 1024
 
 
 class CKANError(ExporterError):
     """The portal answered with an error envelope, a non-JSON body, or not at all."""
 
 
+class IncompleteEnumeration(CKANError):
+    """The portal's listing ended short of the count it announced, or ignored the paging filter."""
+
+
+def _solr_quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 class CKANClient:
-    def __init__(self, base_url: str, session: requests.Session, token: str | None = None, timeout: float = 60, max_redirects: int = 5):
+    def __init__(
+        self,
+        base_url: str,
+        session: requests.Session,
+        token: str | None = None,
+        timeout: float = 60,
+        max_redirects: int = 5,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+    ):
         self.base_url = base_url.rstrip("/")
         self.session = session
         self.token = token
         self.timeout = timeout
         self.max_redirects = max_redirects
+        self.max_response_bytes = max_response_bytes
+
+    def _read_capped(self, name: str, resp: requests.Response) -> bytes:
+        """The body, refused (CKANError) once it grows past max_response_bytes."""
+        declared = resp.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self.max_response_bytes:
+            resp.close()
+            raise CKANError(f"{name} on {self.base_url}: answer of {int(declared)} bytes is larger than the limit of {self.max_response_bytes}")
+        body = bytearray()
+        try:
+            for chunk in resp.iter_content(65536):
+                body += chunk
+                if len(body) > self.max_response_bytes:
+                    raise CKANError(f"{name} on {self.base_url}: answer larger than the limit of {self.max_response_bytes} bytes")
+        except requests.RequestException as exc:
+            raise CKANError(f"{name} on {self.base_url}: reading the answer failed: {exc}") from None
+        finally:
+            resp.close()
+        return bytes(body)
 
     def action(self, name: str, params: dict[str, Any] | None = None, data: dict[str, Any] | None = None) -> Any:
         """Call an action (GET with params, POST with a JSON body) and unwrap `{"success": true, "result": ...}`."""
@@ -44,12 +81,13 @@ class CKANClient:
             headers["Authorization"] = self.token
         method, kwargs = ("POST", {"json": data}) if data is not None else ("GET", {"params": params or {}})
         try:
-            followed = request_following(self.session, method, url, max_redirects=self.max_redirects, headers=headers, timeout=self.timeout, **kwargs)
+            followed = request_following(self.session, method, url, max_redirects=self.max_redirects, headers=headers, timeout=self.timeout, stream=True, **kwargs)
         except requests.RequestException as exc:
             raise CKANError(f"{name} on {self.base_url} failed: {exc}") from None
         resp = followed.response
+        body = self._read_capped(name, resp)
         try:
-            envelope = resp.json()
+            envelope = json.loads(body)
         except ValueError:
             raise CKANError(f"{name} on {self.base_url}: HTTP {resp.status_code}, not a CKAN JSON answer") from None
         if not isinstance(envelope, dict) or not envelope.get("success"):
@@ -59,21 +97,33 @@ class CKANClient:
         return envelope.get("result")
 
     def iter_packages(self, include_private: bool = True, rows: int = PAGE_ROWS) -> Iterator[dict[str, Any]]:
-        """Every dataset, page by page (`rows`/`start`, stable sort); private ones when the token allows."""
-        start = 0
-        seen: set[str] = set()
+        """Every dataset, in id order, by keyset pages (`fq=id:{last TO *]`, sort `id asc`).
+
+        A dataset added or deleted during the sweep shifts no page, so none is skipped.
+        Raises IncompleteEnumeration when a page is short of the announced count or the
+        portal ignores the sort or filter: a caller must then treat the listing as partial.
+        """
+        last: str | None = None
         while True:
-            params = {"q": "*:*", "rows": rows, "start": start, "sort": STABLE_SORT}
+            params: dict[str, Any] = {"q": "*:*", "rows": rows, "sort": STABLE_SORT}
+            if last is not None:
+                params["fq"] = f"id:{{{_solr_quote(last)} TO *]"
             if include_private and self.token:
                 params["include_private"] = "true"
             result = self.action("package_search", params)
             page = result.get("results") or []
+            count = int(result.get("count") or 0)
+            if not page:
+                if count:
+                    raise IncompleteEnumeration(f"package_search on {self.base_url}: an empty page while {count} datasets remain")
+                return
             for pkg in page:
-                if pkg.get("id") not in seen:
-                    seen.add(pkg.get("id"))
-                    yield pkg
-            start += len(page)
-            if not page or start >= int(result.get("count") or 0):
+                pid = str(pkg.get("id") or "")
+                if not pid or (last is not None and pid <= last):
+                    raise IncompleteEnumeration(f"package_search on {self.base_url}: datasets out of id order ({pid!r} after {last!r}); the portal ignores sort or fq")
+                last = pid
+                yield pkg
+            if count <= len(page):
                 return
 
     def resource_patch(self, resource_id: str, **fields: Any) -> dict[str, Any]:
@@ -96,6 +146,7 @@ def resource_rows(package: dict[str, Any]) -> list[dict[str, Any]]:
                 "package_id": (package.get("id") or None) and str(package["id"])[:100],
                 "package_name": (package.get("name") or None) and str(package["name"])[:200],
                 "organization": (org.get("name") or None) and str(org["name"])[:200],
+                "private": package.get("private") is True or str(package.get("private")).lower() == "true",
             }
         )
     return rows
@@ -105,7 +156,10 @@ def client_for(ctx: Context, portal: Portal) -> CKANClient:
     from .archive import session_for
 
     s = ctx.settings
-    return CKANClient(portal.base_url, session_for(ctx), portal.api_token, timeout=s.archiver_read_timeout * 2, max_redirects=s.archiver_max_redirects)
+    return CKANClient(
+        portal.base_url, session_for(ctx), portal.api_token, timeout=s.archiver_read_timeout * 2, max_redirects=s.archiver_max_redirects,
+        max_response_bytes=s.archiver_ckan_max_response_bytes,
+    )
 
 
 def write_back_archival(ctx: Context, resource_id: str) -> dict[str, Any]:

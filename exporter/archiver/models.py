@@ -91,6 +91,9 @@ class Resource(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     gone_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)  # left the portal
+    private: Mapped[bool] = mapped_column(Boolean, default=False)  # from a private CKAN dataset
+    missing_sweeps: Mapped[int] = mapped_column(Integer, default=0)  # complete sweeps in a row that did not list it
+    missing_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -107,6 +110,7 @@ class Resource(Base):
             "created_at": _iso(self.created_at),
             "updated_at": _iso(self.updated_at),
             "gone_at": _iso(self.gone_at),
+            "private": self.private,
         }
 
 

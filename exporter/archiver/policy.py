@@ -4,12 +4,19 @@ Politeness holds across every worker process because it lives in the database: a
 N slot rows (at most N requests at once) and one gate row (slot -1) whose `until` is the
 earliest moment the next request may start. Leases expire, so a killed worker cannot keep
 a slot forever.
+
+Waiting does not busy-poll the database: threads of one process first take a per-host
+in-process semaphore of the same size (so at most `concurrency` of them per process ever
+ask the database, the rest block on the semaphore), and a thread that holds it but finds
+every slot row leased by other processes retries with exponential backoff, at most a few
+times a second (`max_poll`).
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -88,14 +95,31 @@ def _insert_ignore(ctx: Context, rows: list[dict]) -> None:
 class HostSlots:
     """At most `concurrency` requests at once per host, starting at least `delay` apart."""
 
-    def __init__(self, ctx: Context, concurrency: int, delay: float, lease_seconds: float, poll: float = 0.05, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self, ctx: Context, concurrency: int, delay: float, lease_seconds: float,
+        poll: float = 0.05, max_poll: float = 0.5, sleep: Callable[[float], None] = time.sleep,
+    ):
         self.ctx = ctx
         self.concurrency = concurrency
         self.delay = delay
         self.lease = lease_seconds
         self.poll = poll
+        self.max_poll = max(poll, max_poll)
         self.sleep = sleep
         self._known: set[str] = set()
+        self._local: dict[str, threading.BoundedSemaphore] = {}
+        self._local_lock = threading.Lock()
+
+    def _semaphore(self, host: str) -> threading.BoundedSemaphore:
+        with self._local_lock:
+            sem = self._local.get(host)
+            if sem is None:
+                sem = self._local[host] = threading.BoundedSemaphore(self.concurrency)
+            return sem
+
+    def pause(self, attempt: int) -> float:
+        """Seconds to wait before the `attempt`-th retry (0-based): doubling from `poll`, capped at `max_poll`, +-25% jitter."""
+        return min(self.max_poll, self.poll * 2 ** min(attempt, 30)) * random.uniform(0.75, 1.25)
 
     @classmethod
     def from_settings(cls, ctx: Context) -> HostSlots:
@@ -146,20 +170,27 @@ class HostSlots:
         """Hold one of the host's slots; yields the function to call before each request."""
         host = host.lower()
         self._ensure(host)
-        holder = str(uuid.uuid4())
-        waited = 0.0
-        while (slot := self._try_acquire(host, holder)) is None:
-            pause = self.poll * random.uniform(0.5, 1.5)
-            self.sleep(pause)
-            waited += pause
-            if waited > self.lease:
-                raise TimeoutError(f"no request slot for host {host} after {waited:.0f}s")
+        sem = self._semaphore(host)
+        if not sem.acquire(timeout=self.lease):
+            raise TimeoutError(f"no request slot for host {host} after {self.lease:.0f}s")
         try:
-            yield lambda: self.wait_turn(host)
+            holder = str(uuid.uuid4())
+            waited, attempt = 0.0, 0
+            while (slot := self._try_acquire(host, holder)) is None:
+                pause = self.pause(attempt)
+                attempt += 1
+                self.sleep(pause)
+                waited += pause
+                if waited > self.lease:
+                    raise TimeoutError(f"no request slot for host {host} after {waited:.0f}s")
+            try:
+                yield lambda: self.wait_turn(host)
+            finally:
+                with self.ctx.db.session() as s:
+                    s.execute(
+                        update(HostSlot)
+                        .where(and_(HostSlot.host == host, HostSlot.slot == slot, HostSlot.holder == holder))
+                        .values(holder=None, until=None)
+                    )
         finally:
-            with self.ctx.db.session() as s:
-                s.execute(
-                    update(HostSlot)
-                    .where(and_(HostSlot.host == host, HostSlot.slot == slot, HostSlot.holder == holder))
-                    .values(holder=None, until=None)
-                )
+            sem.release()

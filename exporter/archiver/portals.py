@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 
 from ..config import as_http_url
 from ..context import Context
@@ -45,6 +45,16 @@ def get_portal(ctx: Context, name_or_id: str) -> Portal:
         return portal
 
 
-def list_portals(ctx: Context) -> list[Portal]:
+def list_portals(ctx: Context, q: str | None = None, limit: int | None = None) -> list[Portal]:
+    """Portals by name; with q, those whose name or base URL contains q (any case)."""
+    query = select(Portal).order_by(Portal.name).limit(limit)
+    if q and q.strip():
+        needle = q.strip().lower()
+        query = query.where(or_(func.lower(Portal.name).contains(needle, autoescape=True), func.lower(Portal.base_url).contains(needle, autoescape=True)))
     with ctx.db.session() as s:
-        return list(s.scalars(select(Portal).order_by(Portal.name)))
+        return list(s.scalars(query))
+
+
+def count_portals(ctx: Context) -> int:
+    with ctx.db.session() as s:
+        return s.scalar(select(func.count()).select_from(Portal)) or 0

@@ -18,8 +18,13 @@ CSV_COLUMNS = ["organization", "resource_id", "package", "name", "url", "status_
 NO_ORG = "(no organisation)"
 
 
-def broken_links(ctx: Context, organization: str | None = None, portal: str | None = None) -> dict[str, Any]:
-    """Per organisation: resource counts (checked, broken, unknown) and one row per broken resource."""
+REPORT_BATCH = 1000
+
+
+def broken_links(ctx: Context, organization: str | None = None, portal: str | None = None, batch: int = REPORT_BATCH) -> dict[str, Any]:
+    """Per organisation: resource counts (checked, broken, unknown) and one row per broken resource.
+
+    Rows are streamed from the database `batch` at a time; only counts and broken rows are kept."""
     q = (
         select(Resource, Archival)
         .outerjoin(Archival, Archival.resource_id == Resource.id)
@@ -32,7 +37,7 @@ def broken_links(ctx: Context, organization: str | None = None, portal: str | No
         q = q.join(Portal, Portal.id == Resource.portal_id).where((Portal.name == portal) | (Portal.id == portal))
     orgs: dict[str, dict[str, Any]] = defaultdict(lambda: {"resources": 0, "checked": 0, "broken": 0, "unknown": 0, "rows": []})
     with ctx.db.session() as s:
-        for res, arch in s.execute(q):
+        for res, arch in s.execute(q.execution_options(yield_per=batch)):
             org = orgs[res.organization or NO_ORG]
             org["resources"] += 1
             if arch is None or arch.status_id is None:

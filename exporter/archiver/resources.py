@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime
+import hashlib
+import hmac
+import logging
+import uuid
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -13,6 +17,8 @@ from ..db import utcnow
 from ..errors import InvalidRequest
 from ..netsafety import UnsafeURL, check_url
 from .models import Archival, Resource, resource_id_for
+
+log = logging.getLogger(__name__)
 
 MAX_URL = 4000
 
@@ -30,9 +36,16 @@ def validate_url(url: Any, field: str = "url") -> str:
     return url
 
 
+def adhoc_resource_id(secret_key: str, url: str) -> str:
+    """An ad-hoc URL's resource id: keyed (HMAC-SHA256 with the secret key), so nobody who
+    lacks the key can compute it from the URL; stable, so the same URL is one resource."""
+    digest = hmac.new(secret_key.encode(), f"adhoc\n{url}".encode(), hashlib.sha256).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=4))
+
+
 def upsert_url(ctx: Context, url: str, name: str | None = None, link_check_only: bool = False) -> str:
     """The ad-hoc resource for `url` (created on first use); returns its id."""
-    rid = resource_id_for(None, url)
+    rid = adhoc_resource_id(ctx.settings.secret_key, url)
     with ctx.db.session() as s:
         res = s.get(Resource, rid)
         if res is None:
@@ -64,20 +77,91 @@ def upsert_portal_resources(ctx: Context, portal_id: str, rows: Iterable[dict[st
                     setattr(res, k, v)
                     dirty = True
             res.gone_at = None
+            res.missing_sweeps = 0
+            res.missing_since = None
             res.updated_at = now if dirty else res.updated_at
             changed += dirty
     return new, changed
 
 
-def mark_gone(ctx: Context, portal_id: str, seen: set[str], now: datetime) -> int:
-    """Resources of the portal not seen in this sweep left it; returns how many newly gone."""
-    gone = 0
-    with ctx.db.session() as s:
-        for res in s.scalars(select(Resource).where(Resource.portal_id == portal_id, Resource.gone_at.is_(None))):
-            if res.id not in seen:
-                res.gone_at = now
-                gone += 1
-    return gone
+GONE_BATCH = 1000
+
+
+def _live_batches(ctx: Context, portal_id: str, batch: int = GONE_BATCH) -> Iterator[list[str]]:
+    """Ids of the portal's live resources, in keyset batches (memory bounded by `batch`)."""
+    last = ""
+    while True:
+        with ctx.db.session() as s:
+            ids = list(
+                s.scalars(
+                    select(Resource.id)
+                    .where(Resource.portal_id == portal_id, Resource.gone_at.is_(None), Resource.id > last)
+                    .order_by(Resource.id)
+                    .limit(batch)
+                )
+            )
+        if not ids:
+            return
+        yield ids
+        last = ids[-1]
+
+
+def _is_due_gone(missing_sweeps: int, missing_since: datetime | None, now: datetime, after_sweeps: int, after_days: int) -> bool:
+    if missing_sweeps >= after_sweeps:
+        return True
+    return bool(after_days) and missing_since is not None and now - missing_since >= timedelta(days=after_days)
+
+
+def sweep_gone(ctx: Context, portal_id: str, seen: set[str], now: datetime, complete: bool = True, batch: int = GONE_BATCH) -> dict[str, Any]:
+    """Count one more absence for each live resource the sweep did not list, and mark gone
+    those absent from ARCHIVER_GONE_AFTER_SWEEPS complete sweeps (or ARCHIVER_GONE_AFTER_DAYS).
+
+    An incomplete enumeration changes nothing; neither does a sweep that would mark more
+    than ARCHIVER_GONE_MAX_PERCENT of the portal's live resources gone (logged, and
+    `refused` says why). Returns {"gone", "missing", "live", "refused"}.
+    """
+    st = ctx.settings
+    after_sweeps, after_days, max_percent = st.archiver_gone_after_sweeps, st.archiver_gone_after_days, st.archiver_gone_max_percent
+    outcome: dict[str, Any] = {"gone": 0, "missing": 0, "live": 0, "refused": None}
+    if not complete:
+        outcome["refused"] = "the portal's listing was incomplete; no resource is counted missing"
+        log.warning("archiver: portal %s: %s", portal_id, outcome["refused"])
+        return outcome
+    would_be_gone = live = 0
+    for ids in _live_batches(ctx, portal_id, batch):
+        live += len(ids)
+        absent = [i for i in ids if i not in seen]
+        if not absent:
+            continue
+        with ctx.db.session() as s:
+            for row in s.execute(select(Resource.missing_sweeps, Resource.missing_since).where(Resource.id.in_(absent))):
+                would_be_gone += _is_due_gone((row.missing_sweeps or 0) + 1, row.missing_since or now, now, after_sweeps, after_days)
+    outcome["live"] = live
+    if would_be_gone and would_be_gone * 100 > max_percent * live:
+        outcome["refused"] = (
+            f"{would_be_gone} of {live} resources would be marked gone, more than ARCHIVER_GONE_MAX_PERCENT={max_percent}%; "
+            "none marked (check the portal and its token)"
+        )
+        log.warning("archiver: portal %s: %s", portal_id, outcome["refused"])
+        return outcome
+    for ids in _live_batches(ctx, portal_id, batch):
+        absent = [i for i in ids if i not in seen]
+        if not absent:
+            continue
+        with ctx.db.session() as s:
+            for res in s.scalars(select(Resource).where(Resource.id.in_(absent))):
+                res.missing_sweeps = (res.missing_sweeps or 0) + 1
+                res.missing_since = res.missing_since or now
+                outcome["missing"] += 1
+                if _is_due_gone(res.missing_sweeps, res.missing_since, now, after_sweeps, after_days):
+                    res.gone_at = now
+                    outcome["gone"] += 1
+    return outcome
+
+
+def mark_gone(ctx: Context, portal_id: str, seen: set[str], now: datetime, complete: bool = True) -> int:
+    """sweep_gone, returning only how many resources were newly marked gone."""
+    return sweep_gone(ctx, portal_id, seen, now, complete=complete)["gone"]
 
 
 def due_ids(ctx: Context, portal_id: str | None, now: datetime, all_: bool = False) -> list[str]:

@@ -9,6 +9,11 @@ and stream the records into `raids.jsonl` inside the archive, which flows on to 
 Incremental mode exports only the raids whose (updated_at, id) lies after the watermark
 of the last successful export of the same scope, plus deletions as tombstones; a public
 incremental also republishes raids whose embargo expired since that export.
+
+The watermark is internal: it names a raid's id and change time, and that raid may be
+closed, embargoed or deleted. It stays in the job's result (the database); the manifests
+publish only the export's time window (`window`: changes after the previous export's
+cutoff, up to this one's), which is all a reader needs to resume from the next export.
 """
 
 from __future__ import annotations
@@ -90,9 +95,11 @@ class Previous:
     finished_at: datetime | None
     as_of: datetime
     watermark: Watermark | None
+    cutoff: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "finished_at": _iso(self.finished_at), "as_of": _iso(self.as_of), "watermark": self.watermark.to_dict() if self.watermark else None}
+        """What a manifest may say about the export this one follows: no watermark."""
+        return {"job_id": self.job_id, "finished_at": _iso(self.finished_at), "as_of": _iso(self.as_of)}
 
 
 def previous_export(session: Session, scope: Scope) -> Previous | None:
@@ -104,7 +111,8 @@ def previous_export(session: Session, scope: Scope) -> Previous | None:
     ).first()
     if job is None or not job.result or "as_of" not in job.result:
         return None
-    return Previous(job.id, job.finished_at, _parse_iso(job.result["as_of"]), Watermark.from_dict(job.result.get("watermark")))
+    cutoff = job.result.get("cutoff")
+    return Previous(job.id, job.finished_at, _parse_iso(job.result["as_of"]), Watermark.from_dict(job.result.get("watermark")), _parse_iso(cutoff) if cutoff else None)
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -181,6 +189,11 @@ class Plan:
 
     def live(self):
         return and_(self.scope.condition(), Raid.deleted_at.is_(None))
+
+    def window(self) -> dict[str, str | None]:
+        """The public bounds of the changes covered: after the previous export's cutoff (None: from the start), up to this one's."""
+        after = self.previous.cutoff if self.mode == "incremental" and self.previous else None
+        return {"changes_after": _iso(after), "changes_up_to": _iso(self.cutoff)}
 
     def changed(self):
         conds = [self.scope.condition(), Raid.updated_at <= self.cutoff]
@@ -269,8 +282,8 @@ README = """\
 Generated {generated_at} by Exporter (job {job_id}); mode: {mode}.
 
 - `raids.jsonl`: one raid a line, RAiD API JSON, in a stable order ({order}).
-{public_note}{tombstone_note}- `manifest.json`: job, scope, mode, counts by access type, the watermark this export
-  reached, the export it follows (incremental), and the size and sha256 of every member.
+{public_note}{tombstone_note}- `manifest.json`: job, scope, mode, counts by access type, the time window of the
+  changes it covers, the export it follows (incremental), and the size and sha256 of every member.
 
 Verify: `unzip -t` (or `tar -tzf`) the archive, extract it, and compare `sha256sum` of each
 member with the manifest. The manifest stored beside the archive also carries the
@@ -324,7 +337,7 @@ def build_export(job: JobRun, scope: Scope) -> dict[str, Any]:
         with job.artifact("archive", prefix + archive_name, public=scope.public, content_type=content_type) as fh:
             writer = ArchiveWriter(fh, params["format"], settings.export_compress_level, generated_at)
             try:
-                manifest = _write_members(job, conn, plan, writer, passes, counts, watermark, total, generated_at, page_size)
+                manifest = _write_members(job, conn, plan, writer, passes, counts, total, generated_at, page_size)
             except BaseException:
                 writer.abort()
                 raise
@@ -348,7 +361,8 @@ def build_export(job: JobRun, scope: Scope) -> dict[str, Any]:
         "requested_mode": plan.requested_mode,
         "as_of": _iso(plan.as_of),
         "generated_at": _iso(generated_at),
-        "watermark": manifest["watermark"],
+        "watermark": watermark.to_dict() if watermark else None,
+        "cutoff": _iso(plan.cutoff),
         "follows": plan.previous.job_id if plan.previous else None,
         "counts": counts,
         "archive": archive,
@@ -357,7 +371,7 @@ def build_export(job: JobRun, scope: Scope) -> dict[str, Any]:
     }
 
 
-def _write_members(job: JobRun, conn: Connection, plan: Plan, writer: ArchiveWriter, passes, counts: dict, watermark: Watermark | None, total: int, generated_at: datetime, page_size: int) -> dict[str, Any]:
+def _write_members(job: JobRun, conn: Connection, plan: Plan, writer: ArchiveWriter, passes, counts: dict, total: int, generated_at: datetime, page_size: int) -> dict[str, Any]:
     """Stream every pass into its member, then the README and the manifest; returns the manifest."""
     scope, params = plan.scope, job.params
     done = 0
@@ -387,7 +401,7 @@ def _write_members(job: JobRun, conn: Connection, plan: Plan, writer: ArchiveWri
         "format": params["format"],
         "generated_at": _iso(generated_at),
         "as_of": _iso(plan.as_of),
-        "watermark": watermark.to_dict() if watermark else None,
+        "window": plan.window(),
         "follows": plan.previous.to_dict() if plan.previous else None,
         "counts": counts,
         "members": list(writer.members),

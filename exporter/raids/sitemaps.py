@@ -16,6 +16,7 @@ from sqlalchemy import Connection, String, and_, case, func, literal, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
 
+from ..config import SITEMAP_URL_LIMIT
 from ..runner import JobRun
 from .export import keyset_pages
 from .models import Raid
@@ -87,10 +88,15 @@ class Rolling:
                 cm.__exit__(type(exc), exc, exc.__traceback__)
 
 
+def per_file_limit(settings) -> int:
+    """URLs per sitemap file: the setting, never above the sitemaps.org limit."""
+    return min(settings.export_sitemap_max_urls, SITEMAP_URL_LIMIT)
+
+
 def write_search_index(job: JobRun, conn: Connection, scope: Scope, prefix: str, as_of: date, archive_name: str = "raids.zip") -> dict[str, Any]:
     """Write the sitemaps, sitemap index and HTML index of the agency's live raids."""
     settings = job.settings
-    per_file = settings.export_sitemap_max_urls
+    per_file = per_file_limit(settings)
     base = (settings.export_public_base_url or settings.public_url + "/public").rstrip("/") + "/"
     template = settings.export_landing_url
     title = f"Research activities (RAiD) of registration agency {scope.id}"

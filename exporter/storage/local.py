@@ -19,6 +19,11 @@ from .base import CHUNK, Data, HashingReader, ObjectInfo, ObjectNotFound, Storag
 TMP = ".tmp"
 
 
+def _may_hold(folder: str, prefix: str) -> bool:
+    """Whether keys under `folder` (ending in "/") can start with `prefix`."""
+    return folder.startswith(prefix) or prefix.startswith(folder)
+
+
 class LocalStorage(Storage):
     scheme = "file"
 
@@ -81,12 +86,20 @@ class LocalStorage(Storage):
         return self._info(key, path) if path.is_file() else None
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Objects whose key starts with `prefix`; walks only the folder the prefix names."""
+        folder = prefix if prefix.endswith("/") or not prefix else os.path.dirname(prefix)
+        folder = folder.strip("/")
+        start = self.path(folder) if folder else self.root
+        if not start.is_dir():
+            return
         keys = []
-        for dirpath, dirnames, filenames in os.walk(self.root):
+        for dirpath, dirnames, filenames in os.walk(start):
             rel_dir = os.path.relpath(dirpath, self.root)
             if rel_dir == ".":
                 dirnames[:] = [d for d in dirnames if not d.startswith(".")]
                 rel_dir = ""
+            rel_dir = rel_dir.replace(os.sep, "/")
+            dirnames[:] = [d for d in dirnames if _may_hold(f"{rel_dir}/{d}/" if rel_dir else f"{d}/", prefix)]
             for name in filenames:
                 key = f"{rel_dir}/{name}" if rel_dir else name
                 if key.startswith(prefix):
@@ -97,12 +110,8 @@ class LocalStorage(Storage):
             except FileNotFoundError:
                 continue
 
-    def delete(self, key: str) -> bool:
-        path = self.path(key)
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            return False
+    def _prune(self, path: Path) -> None:
+        """Remove the emptied folders above `path`, up to the root."""
         for parent in path.parents:
             if parent == self.root:
                 break
@@ -110,6 +119,14 @@ class LocalStorage(Storage):
                 parent.rmdir()
             except OSError:
                 break
+
+    def delete(self, key: str) -> bool:
+        path = self.path(key)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        self._prune(path)
         return True
 
     def move(self, src: str, dst: str) -> ObjectInfo:
@@ -117,7 +134,7 @@ class LocalStorage(Storage):
         if not source.is_file():
             raise ObjectNotFound(f"no object {src!r}")
         dest = self._commit(str(source), dst)
-        self.delete(src)  # prunes the emptied folders; the file itself is already gone
+        self._prune(source)
         return self._info(dst, dest)
 
     def download_url(self, key: str, expires_in: int, filename: str | None = None) -> str:

@@ -87,12 +87,15 @@ def get_resource(resource_id: str):
 
 @bp.get("/resources/<resource_id>/download")
 def download_resource(resource_id: str):
-    """302 to the latest stored copy of a resource: the archive's public cache URL, no token needed."""
+    """302 to the latest stored copy of a resource: the archive's public cache URL, no token
+    needed, except for a resource of a private dataset: operators only, 404 to anyone else."""
     principal = current_principal()
     try:
         record = archiver(ARCHIVAL_RECORD)(ctx(), resource_id, versions=False)
-    except NotFound as exc:
-        raise ApiError(404, str(exc)) from None
+    except NotFound:
+        record = None
+    if record is None or (record["resource"].get("private") and not (principal and principal.role == "operator")):
+        raise ApiError(404, f"no archive resource {resource_id}")
     key = (record.get("archival") or {}).get("cache_key")
     if not key:
         raise ApiError(404, f"resource {resource_id} has no stored copy (yet)")

@@ -1,0 +1,262 @@
+# ruff: noqa: F811 - fixtures come from tests.archiver_fixtures
+"""Archived copies are not lost by mistake: keyset enumeration, gone only after complete
+sweeps and under a share threshold, a grace period in prune, bounded reads and loops."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler
+
+import pytest
+from sqlalchemy import select
+
+from exporter import jobs, runner
+from exporter.archiver.archive import archive_resource
+from exporter.archiver.ckan import CKANClient, CKANError, IncompleteEnumeration, resource_rows
+from exporter.archiver.models import Archival, ArchiveVersion, Resource, resource_id_for
+from exporter.archiver.portals import add_portal
+from exporter.archiver.prune import prune
+from exporter.archiver.reports import broken_links
+from exporter.archiver.resources import sweep_gone, upsert_portal_resources, upsert_url
+from exporter.archiver.sweep import inline_dispatcher
+from exporter.db import utcnow
+from exporter.netsafety import safe_session
+from tests.api_support import api, fake_exports  # noqa: F401
+from tests.archiver_fixtures import LOCAL, actx, nginx, server  # noqa: F401
+from tests.http_servers import FakeCKAN, ScenarioServer, _Base, ckan_package
+
+TOKEN = "safety-token"
+
+
+@pytest.fixture
+def site():
+    packages = [ckan_package(f"ds-{i:02d}", "org", [(f"r-{i:02d}", f"http://127.0.0.1:9/{i}.csv")]) for i in range(20)]
+    srv = FakeCKAN(packages, token=TOKEN, max_rows=5).start()
+    yield srv
+    srv.stop()
+
+
+def test_a_dataset_deleted_mid_sweep_makes_no_other_skipped(site):
+    names = []
+    listing = CKANClient(site.url, safe_session(LOCAL), token=TOKEN).iter_packages(rows=5)
+    for pkg in listing:
+        names.append(pkg["name"])
+        if len(names) == 5:  # the first page is read: the portal deletes one dataset of it
+            site.packages = [p for p in site.packages if p["name"] != "ds-01"]
+    assert names == [f"ds-{i:02d}" for i in range(20)]  # offset paging would have skipped ds-05
+
+
+def test_a_short_count_is_an_incomplete_listing(site):
+    site.count_bonus = 3
+    with pytest.raises(IncompleteEnumeration, match="remain"):
+        list(CKANClient(site.url, safe_session(LOCAL), token=TOKEN).iter_packages(rows=5))
+
+
+def test_a_portal_ignoring_the_keyset_filter_is_refused(site, monkeypatch):
+    monkeypatch.setattr("tests.http_servers._id_range_start", lambda fq: None)
+    with pytest.raises(IncompleteEnumeration, match="out of id order"):
+        list(CKANClient(site.url, safe_session(LOCAL), token=TOKEN).iter_packages(rows=5))
+
+
+def _upsert(ctx, portal_id, packages, now):
+    rows = [r for p in packages for r in resource_rows(p)]
+    upsert_portal_resources(ctx, portal_id, rows, now)
+    return {resource_id_for(portal_id, r["external_id"]) for r in rows}
+
+
+def test_gone_only_after_n_complete_sweeps_and_never_from_an_incomplete_one(actx, site):
+    actx.settings = actx.settings.replace(archiver_gone_after_sweeps=2, archiver_gone_after_days=0, archiver_gone_max_percent=10)
+    portal = add_portal(actx, "gone-n", site.url)
+    now = utcnow()
+    _upsert(actx, portal.id, site.packages, now)
+    rest = site.packages[1:]
+    seen = _upsert(actx, portal.id, rest, now)
+    assert sweep_gone(actx, portal.id, seen, now, complete=False)["refused"]
+    first = sweep_gone(actx, portal.id, seen, now + timedelta(hours=1))
+    assert (first["gone"], first["missing"], first["live"], first["refused"]) == (0, 1, 20, None)
+    second = sweep_gone(actx, portal.id, seen, now + timedelta(hours=2))
+    assert (second["gone"], second["missing"]) == (1, 1)
+    with actx.db.session() as s:
+        res = s.scalars(select(Resource).where(Resource.external_id == "r-00", Resource.portal_id == portal.id)).one()
+        assert res.gone_at is not None and res.missing_sweeps == 2
+    _upsert(actx, portal.id, site.packages[:1], now)  # listed again: live, counters reset
+    with actx.db.session() as s:
+        res = s.get(Resource, res.id)
+        assert res.gone_at is None and res.missing_sweeps == 0 and res.missing_since is None
+
+
+def test_gone_after_d_days_absent(actx, site):
+    actx.settings = actx.settings.replace(archiver_gone_after_sweeps=100, archiver_gone_after_days=3, archiver_gone_max_percent=10)
+    portal = add_portal(actx, "gone-d", site.url)
+    now = utcnow()
+    _upsert(actx, portal.id, site.packages, now)
+    seen = _upsert(actx, portal.id, site.packages[1:], now)
+    assert sweep_gone(actx, portal.id, seen, now, batch=3)["gone"] == 0
+    assert sweep_gone(actx, portal.id, seen, now + timedelta(days=3), batch=3)["gone"] == 1
+
+
+def run_sweep_job(ctx, portal: str):
+    enqueue, shutdown = inline_dispatcher(ctx, workers=2)
+    ctx.enqueue = enqueue
+    try:
+        job = jobs.submit(ctx, "sweep_portal", {"portal": portal, "recheck": "due"}, enqueue=False)
+        runner.run_job(ctx, job.id)
+    finally:
+        shutdown()
+    return jobs.get(ctx, job.id)
+
+
+def test_a_token_that_lost_access_marks_nothing_gone(actx, nginx):
+    """Half the portal is private; the token stops seeing it: the share threshold refuses."""
+    (nginx.root / "safety.csv").write_bytes(b"s,1\n")
+    packages = [ckan_package(f"p-{i}", "org", [(f"pr-{i}", f"{nginx.url}/safety.csv")], private=i % 2 == 0) for i in range(6)]
+    site = FakeCKAN(packages, token=TOKEN, max_rows=4).start()
+    try:
+        add_portal(actx, "lost-token", site.url, api_token=TOKEN)
+        assert run_sweep_job(actx, "lost-token").status == "succeeded"
+        site.token = "rotated"
+        job = run_sweep_job(actx, "lost-token")
+        assert job.status == "succeeded" and job.result["gone"] == 0
+        site.count_bonus = 1
+        assert run_sweep_job(actx, "lost-token").status == "failed"  # a short listing fails the sweep
+    finally:
+        site.stop()
+    with actx.db.session() as s:
+        rows = s.scalars(select(Resource).where(Resource.external_id.like("pr-%"))).all()
+        assert len(rows) == 6 and all(r.gone_at is None and r.missing_sweeps == 0 for r in rows)
+        assert sorted(r.private for r in rows) == [False] * 3 + [True] * 3
+
+
+def _two_versions(ctx, srv: ScenarioServer, n: int) -> list[str]:
+    ids = []
+    for i in range(n):
+        rid = upsert_url(ctx, f"{srv.url}/versioned?res={i}&u={id(ctx)}")
+        for body in (b"one\n", b"two\n"):
+            srv.versioned_body = body + str(i).encode()
+            assert archive_resource(ctx, rid, force=True)["archival"]["status_id"] == 0
+        ids.append(rid)
+    return ids
+
+
+@pytest.fixture
+def own_server():
+    srv = ScenarioServer().start()
+    yield srv
+    srv.stop()
+
+
+def test_prune_keeps_the_last_copy_of_a_gone_resource_for_the_grace_period(actx, own_server):
+    actx.settings = actx.settings.replace(archiver_gone_grace_days=30)
+    [rid] = _two_versions(actx, own_server, 1)
+    with actx.db.session() as s:
+        s.get(Resource, rid).gone_at = utcnow() - timedelta(days=1)
+        newest = s.get(Archival, rid).cache_key
+    report = prune(actx, keep=3)
+    assert report["versions_deleted"] == 1 and report["gone_kept_for_grace"] == 1
+    assert actx.storage.stat(newest) is not None
+    with actx.db.session() as s:
+        assert s.get(Archival, rid).cache_key == newest
+        s.get(Resource, rid).gone_at = utcnow() - timedelta(days=31)
+    assert prune(actx, keep=3)["versions_deleted"] == 1
+    assert actx.storage.stat(newest) is None
+
+
+def test_prune_and_report_page_through_more_rows_than_one_batch(actx, own_server):
+    ids = _two_versions(actx, own_server, 5)
+    report = prune(actx, keep=1, batch=2)
+    assert report["versions_deleted"] == 5
+    with actx.db.session() as s:
+        live = s.scalars(select(ArchiveVersion.resource_id).where(ArchiveVersion.resource_id.in_(ids), ArchiveVersion.deleted_at.is_(None))).all()
+    assert sorted(live) == sorted(ids)
+    assert broken_links(actx, batch=2)["totals"] == broken_links(actx)["totals"]
+    assert broken_links(actx, batch=2)["totals"]["resources"] >= 5
+
+
+class Endless(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        owner = self.server.owner
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        if "declared" in self.path:
+            self.send_header("Content-Length", str(10**12))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        try:
+            self.wfile.write(b'{"success": true, "result": {"results": [')
+            for _ in range(100_000):  # bounded: about 6.5 GB if the client read it all
+                self.wfile.write(b"[" * 65536)
+                owner.sent += 65536
+        except OSError:
+            pass
+
+
+class EndlessCKAN(_Base):
+    def __init__(self):
+        self.sent = 0
+        super().__init__(Endless)
+
+
+def test_a_huge_ckan_answer_is_refused_with_a_bounded_read():
+    srv = EndlessCKAN().start()
+    try:
+        client = CKANClient(srv.url, safe_session(LOCAL), timeout=5, max_response_bytes=1_000_000)
+        with pytest.raises(CKANError, match="larger than the limit of 1000000"):
+            client.action("package_search")
+        assert srv.sent < 50_000_000  # the client hung up; socket buffers hold the rest
+        declared = CKANClient(srv.url + "/declared", safe_session(LOCAL), timeout=5, max_response_bytes=1_000_000)
+        with pytest.raises(CKANError, match="larger than the limit"):
+            declared.action("package_search")
+    finally:
+        srv.stop()
+
+
+def test_a_private_datasets_copy_is_served_to_operators_only(api):
+    """Swept from a fake portal whose token sees one private dataset: its cache URL answers
+    404 without a token and to a read-only token, 302 to an operator; public ones stay open."""
+    from exporter.config import as_networks
+    from tests.test_api_archives import _path
+
+    api.ctx.settings = api.ctx.settings.replace(archiver_allow_networks=as_networks("ARCHIVER_ALLOW_NETWORKS", "127.0.0.0/8"))
+    files = ScenarioServer().start()
+    packages = [
+        ckan_package("open", "org", [("res-open", f"{files.url}/data.csv?body=open")]),
+        ckan_package("secret", "org", [("res-secret", f"{files.url}/data.csv?body=secret")], private=True),
+    ]
+    site = FakeCKAN(packages, token=TOKEN).start()
+    try:
+        portal = add_portal(api.ctx, "private-portal", site.url, api_token=TOKEN)
+        client = CKANClient(site.url, safe_session(LOCAL), token=TOKEN)
+        rows = [r for p in client.iter_packages() for r in resource_rows(p)]
+        upsert_portal_resources(api.ctx, portal.id, rows, utcnow())
+        ids = {r["external_id"]: resource_id_for(portal.id, r["external_id"]) for r in rows}
+        urls = {ext: archive_resource(api.ctx, rid)["archival"]["cache_url"] for ext, rid in ids.items()}
+    finally:
+        site.stop()
+        files.stop()
+    secret, open_ = _path(urls["res-secret"]), _path(urls["res-open"])
+    assert api.client.get(open_).status_code == 302
+    missing = api.client.get(f"/api/v1/resources/{resource_id_for(portal.id, 'no-such')}/download")
+    hidden = api.client.get(secret)
+    assert hidden.status_code == 404 and hidden.json["error"] == missing.json["error"].replace(resource_id_for(portal.id, "no-such"), ids["res-secret"])
+    assert api.get(secret.removeprefix("/api/v1"), who="reader").status_code == 404
+    served = api.get(secret.removeprefix("/api/v1"), who="operator")
+    assert served.status_code == 302 and api.client.get(_path(served.headers["Location"])).data == b"secret"
+
+
+def test_ad_hoc_resource_ids_are_not_computable_from_the_url(actx):
+    import uuid
+
+    url = "http://127.0.0.1:9/report.csv"
+    rid = upsert_url(actx, url)
+    assert rid == upsert_url(actx, url)  # one resource per URL
+    assert rid != resource_id_for(None, url)  # the old, unkeyed uuid5 of the URL
+    assert uuid.UUID(rid).version == 4
+    other = actx.settings.replace(secret_key="another-secret-key-0123456789")
+    from exporter.archiver.resources import adhoc_resource_id
+
+    assert adhoc_resource_id(other.secret_key, url) != rid
