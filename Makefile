@@ -2,17 +2,27 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# One stamp per level: `make run` installs the runtime dependencies only; `make test` adds the
+# `test` extras on top (after `make run` it installs just those).
+RUN_STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: run test setup system-deps lint bench clean readme
+.PHONY: run test setup setup-test system-deps lint bench clean readme
 
-$(STAMP): setup.cfg pyproject.toml
+$(RUN_STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(PIP) --upgrade pip
+	$(PIP) -e .
 	touch $@
 
-setup: $(STAMP)
+$(TEST_STAMP): $(RUN_STAMP)
+	$(PIP) -e '.[test]'
+	touch $@
+
+setup: $(RUN_STAMP)
+
+setup-test: $(TEST_STAMP)
 
 run: setup
 	$(BIN)/exporter db upgrade
@@ -33,13 +43,13 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-test: setup system-deps
+test: setup-test system-deps
 	$(BIN)/python -m pytest
 
-lint: setup
+lint: setup-test
 	$(BIN)/ruff check exporter workers web tests bench celeryconfig.py
 
-bench: setup
+bench: setup-test
 	$(BIN)/python bench/bench_export.py
 	$(BIN)/python bench/bench_archive.py
 

@@ -43,14 +43,52 @@ class ExporterGroup(click.Group):
             raise click.ClickException(str(exc)) from None
 
 
+# Commands that run on a database that is not (fully) migrated: they migrate it, or do not need it.
+NO_MIGRATION_CHECK = {"db", "up", "config", "check"}
+# Commands that start a long-running service: they refuse production settings without a secret.
+SERVICES = {"up", "web", "worker", "beat"}
+
+
 @click.group(cls=ExporterGroup)
 @click.version_option(package_name="exporter")
-def main() -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Show INFO log lines (or set EXPORTER_LOG_LEVEL).")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
     """Exporter: registry exports, resource archives and the jobs that make them."""
-    from .config import load_settings
+    from .config import PREFIX, load_settings, production_secret_problem
     from .logs import configure_logging
 
-    configure_logging(load_settings().log_level)
+    if ctx.invoked_subcommand in SERVICES:
+        problem = production_secret_problem()
+        if problem:
+            raise click.ClickException(problem)
+    settings = load_settings()
+    if verbose:
+        level = "DEBUG" if settings.log_level == "DEBUG" else "INFO"
+    elif os.environ.get(PREFIX + "LOG_LEVEL"):
+        level = settings.log_level
+    else:
+        level = "WARNING"
+    configure_logging(level)
+    if verbose:
+        os.environ[PREFIX + "LOG_LEVEL"] = level
+    command = ctx.invoked_subcommand
+    if command is None or ctx.resilient_parsing or any(a in ("--help", "-h") for a in sys.argv[1:]):
+        return
+    if command not in NO_MIGRATION_CHECK:
+        require_migrated(context().settings.database_url)
+
+
+def require_migrated(url: str) -> None:
+    """Stop with one line when the database lacks migrations this code needs."""
+    from . import migrate
+
+    try:
+        missing = migrate.missing_heads(url)
+    except Exception as exc:
+        raise click.ClickException(f"database {url.split('@')[-1]} cannot be read: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    if missing:
+        raise click.ClickException(f"the database is not migrated (missing {', '.join(sorted(missing))}): run `exporter db upgrade`")
 
 
 @main.group()
@@ -82,6 +120,18 @@ def config_cmd(markdown: bool) -> None:
     for s in SETTINGS:
         value = getattr(settings, s.name.lower())
         click.echo(f"{PREFIX}{s.name}={'***' if s.name == 'SECRET_KEY' else value}")
+
+
+@main.command("check")
+def check_cmd() -> None:
+    """Check a deployment's settings and services; one line per check, non-zero exit if any is wrong."""
+    from .health import check_deployment
+
+    checks = check_deployment(context())
+    for c in checks:
+        click.echo(f"{'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}")
+    if not all(c.ok for c in checks):
+        sys.exit(1)
 
 
 @main.command()
@@ -201,12 +251,56 @@ def beat() -> None:
 @main.command()
 @click.option("--host")
 @click.option("--port", type=int)
-def web(host: str | None, port: int | None) -> None:
-    """Run the web app on the built-in threaded server (use gunicorn at scale)."""
-    from web import create_app
-
+@click.option("--workers", "-w", default=2, show_default=True, type=click.IntRange(1, 64), help="gunicorn worker processes.")
+def web(host: str | None, port: int | None, workers: int) -> None:
+    """Run the web app on gunicorn (replaces this process)."""
     settings = context().settings
-    create_app().run(host=host or settings.web_host, port=port or settings.web_port, threaded=True, use_reloader=False)
+    bind = f"{host or settings.web_host}:{port or settings.web_port}"
+    argv = [sys.executable, "-m", "gunicorn", "--bind", bind, "--workers", str(workers), "--threads", "4", "--access-logfile", "-"]
+    if _gunicorn_version() >= (27,):
+        argv.append("--no-control-socket")  # one per user home otherwise: two instances would share it
+    argv.append("web:create_app()")
+    os.execv(argv[0], argv)
+
+
+def _gunicorn_version() -> tuple[int, ...]:
+    import gunicorn
+
+    return tuple(gunicorn.version_info)
+
+
+def flower_argv(settings, address: str | None = None) -> tuple[list[str], dict[str, str]]:
+    """`celery flower` on FLOWER_URL's host and port, and the environment giving it basic auth (kept out of `ps`)."""
+    from urllib.parse import urlsplit
+
+    from .config import flower_credentials
+
+    url = urlsplit(settings.flower_url)
+    user, password = flower_credentials(settings)
+    address = address or (url.hostname if url.hostname in ("127.0.0.1", "localhost", "::1") else "0.0.0.0")
+    argv = _celery_argv("flower", f"--port={url.port or 80}", f"--address={address}")
+    prefix = url.path.strip("/")
+    if prefix:
+        argv.append(f"--url-prefix={prefix}")
+    return argv, {"FLOWER_BASIC_AUTH": f"{user}:{password}"}
+
+
+@main.command()
+@click.option("--address", help="Address to listen on (default: FLOWER_URL's host if local, else all).")
+def flower(address: str | None) -> None:
+    """Run Flower, the Celery monitor, behind basic auth (replaces this process)."""
+    argv, env = flower_argv(context().settings, address)
+    os.environ.update(env)
+    os.execv(argv[0], argv)
+
+
+def _die_with_parent() -> None:
+    """In a child of `exporter up`: get SIGTERM when `up` dies, even by SIGKILL, so nothing is orphaned (Linux)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @main.command()
@@ -219,14 +313,22 @@ def up(concurrency: int, no_migrate: bool) -> None:
     ctx = context()
     if not no_migrate:
         migrate.upgrade(ctx.settings.database_url)
+    from .config import flower_credentials
+
+    flower_credentials(ctx.settings)  # generate the password before Flower and this message need it
     exe = [sys.executable, "-m", "exporter.cli"]
     children = {
         "web": exe + ["web"],
         "worker": exe + ["worker", "-c", str(concurrency)],
         "beat": exe + ["beat"],
+        "flower": exe + ["flower"],
     }
-    procs = {name: subprocess.Popen(argv) for name, argv in children.items()}
-    click.echo(f"exporter up: web on {ctx.settings.public_url}, worker (x{concurrency}), beat; Ctrl-C stops")
+    procs = {name: subprocess.Popen(argv, preexec_fn=_die_with_parent) for name, argv in children.items()}
+    click.echo(f"exporter up: web on {ctx.settings.public_url}, worker (x{concurrency}), beat, Flower on {ctx.settings.flower_url}; Ctrl-C stops")
+    if ctx.settings.flower_basic_auth:
+        click.echo("exporter up: Flower: log in with EXPORTER_FLOWER_BASIC_AUTH")
+    else:
+        click.echo(f"exporter up: Flower: log in as operator with the password in {ctx.settings.var_dir / 'flower_password'}")
     if ctx.settings.operator_password:
         click.echo("exporter up: operator pages: log in with EXPORTER_OPERATOR_PASSWORD")
     else:

@@ -40,3 +40,24 @@ def current(url: str) -> str:
             return ", ".join(sorted(heads)) or "(empty)"
     finally:
         engine.dispose()
+
+
+def missing_heads(url: str) -> set[str]:
+    """Heads of the migration scripts the database has not reached (all of them on an empty database)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import create_engine
+
+    script = ScriptDirectory.from_config(alembic_config(url))
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            current = set(MigrationContext.configure(conn).get_current_heads())
+    finally:
+        engine.dispose()
+    reached: set[str] = set()
+    for rev in current:
+        if script.get_revision(rev) is None:
+            continue
+        reached.update(r.revision for r in script.iterate_revisions(rev, "base"))
+    return set(script.get_heads()) - reached

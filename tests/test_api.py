@@ -64,7 +64,7 @@ def test_equal_pending_request_joins_the_job_and_merges_callbacks(api):
     assert other.status_code == 201 and other.json["jobId"] != first.json["jobId"]
 
 
-def test_equal_request_after_success_returns_it_at_once_with_expiry_pushed(api):
+def test_equal_request_after_success_returns_it_at_once_with_expiry_unchanged(api):
     job_id = api.post("/exports", PUBLIC).json["jobId"]
     runner.run_job(api.ctx, job_id)
     soon = utcnow() + timedelta(minutes=5)
@@ -75,7 +75,8 @@ def test_equal_request_after_success_returns_it_at_once_with_expiry_pushed(api):
     body = r.json
     assert body["jobId"] == job_id and body["isDuplicated"] is True
     assert body["status"] == "completed" and body["links"]["dataURI"] and body["fileSize"] == 100
-    assert body["expirationTime"] > soon.isoformat().replace("+00:00", "Z")
+    # A hit never extends the result's life: cleanup's compare-and-set on expires_at stays valid.
+    assert body["expirationTime"] == soon.isoformat().replace("+00:00", "Z")
     assert len(api.ctx.sent) == 1
     outcomes = [row.detail["outcome"] for row in access.list_audit(api.ctx, job_id=job_id, action="export.create")]
     assert sorted(outcomes) == ["cached", "created"]
@@ -92,6 +93,49 @@ def test_expired_or_deleted_result_is_not_reused(api):
     with api.ctx.db.session() as s:
         s.execute(update(Job).where(Job.id == r.json["jobId"]).values(expires_at=utcnow() - timedelta(seconds=1)))
     assert api.post("/exports", PUBLIC).status_code == 201
+
+
+def _finished_ago(ctx, job_id: str, seconds: float) -> None:
+    with ctx.db.session() as s:
+        s.execute(update(Job).where(Job.id == job_id).values(finished_at=utcnow() - timedelta(seconds=seconds)))
+
+
+def test_a_result_older_than_the_cache_max_age_makes_a_new_job(api):
+    api.ctx.settings = api.ctx.settings.replace(cache_max_age_seconds=3600)
+    job_id = api.post("/exports", PUBLIC).json["jobId"]
+    assert runner.run_job(api.ctx, job_id) == "succeeded"
+    _finished_ago(api.ctx, job_id, 3500)
+    assert api.post("/exports", PUBLIC).json["jobId"] == job_id  # young enough: cached
+    _finished_ago(api.ctx, job_id, 3601)
+    r = api.post("/exports", PUBLIC)
+    assert r.status_code == 201 and r.json["jobId"] != job_id and r.json["isDuplicated"] is False
+    assert len(api.ctx.sent) == 2
+    # The old result is still served by its own id until it expires.
+    assert api.get(f"/exports/{job_id}").json["status"] == "completed"
+
+
+def test_a_per_kind_cache_max_age_overrides_the_default(api):
+    from exporter.expiry import as_kind_seconds
+
+    api.ctx.settings = api.ctx.settings.replace(cache_max_age_seconds=0, kind_cache_max_age=as_kind_seconds("KIND_CACHE_MAX_AGE", "test_export_public=60"))
+    pub = api.post("/exports", PUBLIC).json["jobId"]
+    priv = api.post("/exports", PRIVATE_A).json["jobId"]
+    for job_id in (pub, priv):
+        assert runner.run_job(api.ctx, job_id) == "succeeded"
+        _finished_ago(api.ctx, job_id, 120)
+    assert api.post("/exports", PUBLIC).json["jobId"] != pub
+    assert api.post("/exports", PRIVATE_A).json["jobId"] == priv  # 0: reused until it expires
+
+
+def test_an_incremental_request_is_never_answered_from_cache(api):
+    body = {**PUBLIC, "mode": "incremental"}
+    first = api.post("/exports", body).json["jobId"]
+    joined = api.post("/exports", body)
+    assert joined.status_code == 200 and joined.json["jobId"] == first  # an active one is joined
+    assert runner.run_job(api.ctx, first) == "succeeded"
+    again = api.post("/exports", body)
+    assert again.status_code == 201 and again.json["jobId"] != first and again.json["isDuplicated"] is False
+    assert [row.detail["outcome"] for row in access.list_audit(api.ctx, action="export.create")].count("cached") == 0
 
 
 def test_failed_and_cancelled_jobs_are_not_joined(api):

@@ -18,6 +18,7 @@ from playwright.sync_api import expect, sync_playwright
 from werkzeug.serving import make_server
 
 from exporter import access, runner
+from exporter.raids import registry
 from exporter.raids.generator import generate
 from web import create_app
 
@@ -27,6 +28,7 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-component-update", "--disable-sync", "--no-first-run"]
 PASSWORD = "browser-test-password"
 AGENCY = "https://ror.org/038sjwq14"
+AGENCY_NAME = "Australian Research Data Commons"
 WAIT_MS = 30_000
 
 
@@ -91,6 +93,18 @@ def browser():
             b.close()
 
 
+def name_agency(ctx, ror: str = AGENCY, name: str = AGENCY_NAME) -> None:
+    with ctx.db.session() as s:
+        registry.ensure_agency(s, ror, name)
+
+
+def log_in(page, base: str) -> None:
+    page.goto(base + "/pages/login")
+    page.fill("input[name=secret]", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page.locator("h1")).to_have_text("Jobs")
+
+
 def archive_lines(path: Path) -> list[dict]:
     with zipfile.ZipFile(path) as zf:
         return [json.loads(line) for line in zf.read("raids.jsonl").decode().splitlines()]
@@ -98,6 +112,7 @@ def archive_lines(path: Path) -> list[dict]:
 
 def test_operator_starts_a_public_export_watches_it_finish_and_downloads_it(served, browser, tmp_path):
     ctx, base, gate = served
+    name_agency(ctx)
     generate(ctx, 25, agency=AGENCY, service_points=[20000000, 20000001], seed=5)
     page = browser.new_context(accept_downloads=True).new_page()
     page.set_default_timeout(WAIT_MS)
@@ -114,7 +129,7 @@ def test_operator_starts_a_public_export_watches_it_finish_and_downloads_it(serv
 
     page.click("text=New job")
     form = page.locator("#form-public")
-    form.locator("input[name=agency]").fill(AGENCY)
+    form.locator("select[name=agency]").select_option(label=f"{AGENCY_NAME} (038sjwq14)")  # a short list: a plain <select>
     form.locator("select[name=mode]").select_option("full")
     form.locator("select[name=format]").select_option("zip")
     form.locator("input[name=description]").fill("from chromium")
@@ -123,6 +138,7 @@ def test_operator_starts_a_public_export_watches_it_finish_and_downloads_it(serv
     expect(page.locator("h1")).to_contain_text("export_public job")
     expect(page.locator("#job .status")).to_have_text("pending")
     assert '"agency": "038sjwq14"' in page.locator("#params").inner_text()
+    expect(page.locator("#scope")).to_have_text(f"{AGENCY_NAME} (038sjwq14)")
     gate.release()
     expect(page.locator("#job .status")).to_have_text("succeeded")  # the page follows the job by itself
     expect(page.locator("#job .pct")).to_have_text("100%")
@@ -146,6 +162,60 @@ def test_operator_starts_a_public_export_watches_it_finish_and_downloads_it(serv
     row = page.locator("#jobs tbody tr").first
     expect(row.locator(".status")).to_have_text("succeeded")
     expect(row).to_contain_text("from chromium")
+    expect(row.locator(".scope")).to_have_text(f"Registration agency {AGENCY_NAME} (038sjwq14)")
+
+
+def test_operator_finds_an_agency_among_hundreds_by_typing_part_of_its_name(served, browser):
+    ctx, base, gate = served
+    with ctx.db.session() as s:
+        for i in range(300):
+            registry.ensure_agency(s, f"https://ror.org/0a{i:07d}", f"Agency number {i:03d}")
+    name_agency(ctx)
+    generate(ctx, 5, agency=AGENCY, service_points=[20000000], seed=7)
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    page.set_default_timeout(WAIT_MS)
+    log_in(page, base)
+    page.goto(base + "/pages/new")
+    form = page.locator("#form-public")
+    box = form.locator("input[name=agency]")
+    expect(box).to_have_attribute("placeholder", "type part of a name or id (301 registered)")
+
+    box.click()
+    expect(form.locator("[role=option]")).to_have_count(20)  # browsing: the first names, and a note that more match
+    expect(form.locator(".picker-note")).to_contain_text("More match")
+    box.press_sequentially("number 12")
+    expect(form.locator("[role=option]")).to_have_count(10)
+    expect(form.locator("[role=option]").first).to_have_text("Agency number 120 (0a0000120)")
+    box.fill("")
+    box.press_sequentially("research da")
+    options = form.locator("[role=option]")
+    expect(options).to_have_count(1)
+    expect(options.first).to_have_text(f"{AGENCY_NAME} (038sjwq14)")
+    expect(box).to_have_attribute("aria-expanded", "true")
+    box.press("ArrowDown")
+    expect(options.first).to_have_attribute("aria-selected", "true")
+    box.press("Enter")  # picks the suggestion; does not submit the form
+    expect(box).to_have_value("038sjwq14")
+    expect(form.locator(".picker-chosen")).to_have_text(f"{AGENCY_NAME} (038sjwq14)")
+    expect(form.locator(".picker-list")).to_be_hidden()
+    expect(page).to_have_url(base + "/pages/new")
+
+    form.locator("select[name=format]").select_option("zip")
+    form.locator("button[type=submit]").click()
+    expect(page.locator("h1")).to_contain_text("export_public job")
+    expect(page.locator("#scope")).to_have_text(f"{AGENCY_NAME} (038sjwq14)")
+
+    page.goto(base + "/pages/new")  # the mouse, and a name nobody has
+    box = page.locator("#form-public input[name=agency]")
+    box.press_sequentially("AGENCY NUMBER 299")
+    page.locator("#form-public [role=option]", has_text="0a0000299").click()
+    expect(box).to_have_value("0a0000299")
+    box.fill("nobody registered this")
+    expect(page.locator("#form-public .picker-note")).to_have_text("Nothing registered matches “nobody registered this”.")
+    page.locator("#form-public button[type=submit]").click()
+    expect(page.locator("#form-public .form-error")).to_have_text("Registration agency: no agency 'nobody registered this' is registered; pick one from the list")
+    expect(page.locator("#form-public input[name=agency]")).to_have_class("field-error")
+    gate.release()
 
 
 def test_dashboard_progress_bars_move_live(served, browser):
@@ -177,6 +247,9 @@ def test_dashboard_progress_bars_move_live(served, browser):
 
 def test_service_point_requests_its_private_export_and_downloads_it(served, browser, tmp_path):
     ctx, base, gate = served
+    name_agency(ctx)
+    with ctx.db.session() as s:
+        registry.ensure_service_point(s, 20000001, AGENCY, "ARDC service desk")
     generate(ctx, 12, agency=AGENCY, service_points=[20000000, 20000001], seed=6)
     _row, raw = access.create_token(ctx, "service_point", service_point_id="20000001", name="sp one")
     page = browser.new_context(accept_downloads=True).new_page()
@@ -185,7 +258,8 @@ def test_service_point_requests_its_private_export_and_downloads_it(served, brow
     expect(page).to_have_url(base + "/pages/sp/login")
     page.fill("input[name=secret]", raw)
     page.click("button[type=submit]")
-    expect(page.locator("h1")).to_have_text("Private exports of service point 20000001")
+    expect(page.locator("h1")).to_have_text("Private exports of ARDC service desk (20000001)")
+    expect(page.locator("#sp-agency")).to_have_text(f"A service point of {AGENCY_NAME} (038sjwq14)")
     page.locator("#request-export select[name=format]").select_option("zip")
     page.click("#request-export button[type=submit]")
     row = page.locator("#sp-jobs tbody tr").first

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import importlib
+import re
 
 import click
+import pytest
 import yaml
 
+from exporter.cli import flower_argv
 from exporter.cli import main as cli
+from exporter.config import is_production, load_settings, production_secret_problem
 
 
 def load(project_root):
@@ -67,3 +71,80 @@ def test_every_command_points_at_an_entry_point_that_exists(project_root):
             raise AssertionError(f"service {name}: unknown program {program!r}")
         checked += 1
     assert checked >= 5
+
+
+SECRET_WORDS = ("SECRET", "PASSWORD", "BASIC_AUTH")
+VARIABLE = re.compile(r"\$\$|\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
+
+
+class Missing(Exception):
+    pass
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's variable substitution: `${VAR}`, `${VAR:-default}`, `${VAR:?message}`, `$$`."""
+
+    def one(match: re.Match) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, op, arg = match.groups()
+        given = env.get(name)
+        if op in (":?", "?") and not given:
+            raise Missing(f"{name}: {arg}")
+        if op in (":-", "-") and not given:
+            return arg
+        return given or ""
+
+    return VARIABLE.sub(one, value)
+
+
+def environments(project_root) -> dict[str, dict[str, str]]:
+    return {name: svc.get("environment") or {} for name, svc in load(project_root)["services"].items()}
+
+
+def test_no_secret_has_a_default_every_one_is_required(project_root):
+    checked = 0
+    for env in environments(project_root).values():
+        for key, value in env.items():
+            value = str(value)
+            if any(w in key for w in SECRET_WORDS) or "@" in value:
+                with pytest.raises(Missing):
+                    interpolate(value, {})
+                checked += 1
+    assert checked >= 8
+    text = (project_root / "docker-compose.yml").read_text()
+    assert "change-me" not in text and "exporter-secret" not in text
+
+
+def test_compose_settings_are_production_and_refuse_to_start_without_a_secret(project_root):
+    given = {"EXPORTER_SECRET_KEY": "k" * 48, "EXPORTER_FLOWER_BASIC_AUTH": "operator:a-long-password", "POSTGRES_PASSWORD": "pw", "MINIO_ROOT_PASSWORD": "minio-password"}
+    env = {k: interpolate(str(v), given) for k, v in environments(project_root)["worker"].items()}
+    assert is_production(env)
+    assert production_secret_problem(env) is None
+    settings = load_settings(env | {"EXPORTER_VAR_DIR": "/nonexistent-var"})
+    assert settings.flower_basic_auth == "operator:a-long-password"
+    without = {k: v for k, v in env.items() if k != "EXPORTER_SECRET_KEY"}
+    assert "EXPORTER_SECRET_KEY is not set" in production_secret_problem(without)
+
+
+def test_flower_runs_behind_basic_auth_from_the_required_setting(project_root):
+    flower = load(project_root)["services"]["flower"]
+    assert flower["command"][:2] == ["exporter", "flower"]
+    assert "--basic-auth" not in " ".join(flower["command"]), "credentials belong in the environment, not in ps"
+    assert "EXPORTER_FLOWER_BASIC_AUTH" in flower["environment"]
+    settings = load_settings({"EXPORTER_FLOWER_BASIC_AUTH": "operator:a-long-password", "EXPORTER_VAR_DIR": "/nonexistent-var", "EXPORTER_SECRET_KEY": "k" * 48})
+    argv, env = flower_argv(settings, "0.0.0.0")
+    assert env == {"FLOWER_BASIC_AUTH": "operator:a-long-password"}
+    assert "--address=0.0.0.0" in argv and "--port=5555" in argv
+
+
+def test_every_long_running_service_has_a_health_check(project_root):
+    services = load(project_root)["services"]
+    one_shot = {"migrate", "createbucket"}
+    for name, svc in services.items():
+        if name in one_shot:
+            continue
+        assert svc.get("healthcheck", {}).get("test"), f"service {name} has no health check"
+    for name in ("web", "flower"):
+        probe = services[name]["healthcheck"]["test"]
+        assert probe[:2] == ["CMD", "python"] and "urllib.request" in probe[-1]

@@ -1,4 +1,4 @@
-"""`exporter up`: web, worker and beat in one process tree on embedded defaults (no servers)."""
+"""`exporter up`: web (gunicorn), worker, beat and Flower in one process tree on embedded defaults (no servers)."""
 
 from __future__ import annotations
 
@@ -36,14 +36,14 @@ def alive(pid: int) -> bool:
 def test_up_serves_runs_jobs_and_stops_cleanly_on_ctrl_c(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTER_")}
-    env.update({"EXPORTER_VAR_DIR": str(tmp_path / "var"), "EXPORTER_WEB_PORT": str(port), "EXPORTER_PUBLIC_URL": f"http://127.0.0.1:{port}", "PYTHONUNBUFFERED": "1"})
+    env.update({"EXPORTER_VAR_DIR": str(tmp_path / "var"), "EXPORTER_WEB_PORT": str(port), "EXPORTER_PUBLIC_URL": f"http://127.0.0.1:{port}", "EXPORTER_FLOWER_URL": f"http://127.0.0.1:{free_port()}", "PYTHONUNBUFFERED": "1"})
     log = open(tmp_path / "up.log", "wb")
     up = subprocess.Popen([sys.executable, "-m", "exporter.cli", "up", "-c", "1"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         def healthy():
             try:
                 r = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # gunicorn listens before its workers have loaded the app
                 return None
             return r.json() if r.status_code == 200 else None
 
@@ -67,10 +67,10 @@ def test_up_serves_runs_jobs_and_stops_cleanly_on_ctrl_c(tmp_path):
         assert not (ROOT / "control").exists(), "the filesystem broker wrote outside VAR_DIR"
 
         kids = children_of(up.pid)
-        assert len(kids) == 3
+        assert len(kids) == 4
         up.send_signal(signal.SIGINT)
         assert up.wait(40) == 0
-        wait_for(lambda: not any(alive(k) for k in kids), 20, "web, worker and beat to exit")
+        wait_for(lambda: not any(alive(k) for k in kids), 20, "web, worker, beat and Flower to exit")
     finally:
         if up.poll() is None:
             up.kill()

@@ -9,11 +9,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from exporter import access, jobs, runner, webhooks
 from exporter.access import AuditLog
+from exporter.archiver.portals import add_portal
 from exporter.models import Job
+from exporter.raids import registry
 from exporter.raids.generator import generate
 from web import create_app
 from web.pages import operator_password
@@ -144,7 +146,7 @@ def test_forms_start_jobs_and_show_what_was_wrong(operator, ctx):
 def test_export_and_archive_forms_submit_their_kinds(operator, ctx):
     generate(ctx, 3, service_points=[20000000], seed=1)
     r = submit_form(operator, "public", agency="https://ror.org/000000000", mode="full", format="zip")
-    assert r.status_code == 400 and "no registration agency" in r.get_data(as_text=True)
+    assert r.status_code == 400 and "Registration agency: no agency" in r.get_data(as_text=True)
     r = submit_form(operator, "public", agency="https://ror.org/038sjwq14", mode="incremental", format="tar.gz")
     assert r.status_code == 302, r.get_data(as_text=True)
     job = jobs.get(ctx, r.headers["Location"].rsplit("/", 1)[1])
@@ -160,6 +162,139 @@ def test_export_and_archive_forms_submit_their_kinds(operator, ctx):
     assert [u if isinstance(u, str) else u.get("url") for u in job.params["urls"]] == ["https://data.example.org/a.csv", "https://data.example.org/b.csv"]
     r = submit_form(operator, "sweep", portal="")
     assert r.status_code == 400
+    add_portal(ctx, "data-gov", "https://data.example.gov")
+    r = submit_form(operator, "sweep", portal="data-gov")
+    assert r.status_code == 302, r.get_data(as_text=True)
+    assert jobs.get(ctx, r.headers["Location"].rsplit("/", 1)[1]).params["portal"] == "data-gov"
+
+
+ARDC = "https://ror.org/038sjwq14"
+
+
+def register(ctx, agencies: dict[str, str], service_points: dict[int, tuple[str, str]] = {}) -> None:  # noqa: B006
+    """Agencies {ROR: name} and service points {id: (agency ROR, name)}, in one transaction."""
+    with ctx.db.session() as s:
+        for ror, name in agencies.items():
+            registry.ensure_agency(s, ror, name)
+        for number, (ror, name) in service_points.items():
+            registry.ensure_service_point(s, number, ror, name)
+
+
+def options(html: str, name: str) -> list[tuple[str, str]]:
+    """(value, label) of each option of the <select name=...> in html."""
+    select = re.search(rf'<select name="{name}"[^>]*>(.*?)</select>', html, re.S).group(1)
+    return re.findall(r'<option value="([^"]*)"[^>]*>([^<]*)</option>', select)
+
+
+def test_forms_offer_the_registered_agencies_service_points_and_portals(operator, ctx):
+    html = operator.get("/pages/new").get_data(as_text=True)
+    assert options(html, "agency") == [("", "– none registered –")] and "No registration agency is registered yet" in html
+    assert options(html, "portal") == [("", "– none registered –")]
+    register(ctx, {ARDC: "Australian Research Data Commons", "https://ror.org/02stey378": "ANDS"},
+             {20000000: (ARDC, "ARDC service desk"), 30000000: ("https://ror.org/02stey378", "ANDS desk")})
+    add_portal(ctx, "data-gov", "https://data.example.gov")
+    html = operator.get("/pages/new").get_data(as_text=True)
+    assert options(html, "agency") == [("", "– choose one –"), ("02stey378", "ANDS (02stey378)"), ("038sjwq14", "Australian Research Data Commons (038sjwq14)")]
+    assert options(html, "service_point") == [
+        ("", "– choose one –"),
+        ("30000000", "ANDS desk (30000000) of ANDS (02stey378)"),
+        ("20000000", "ARDC service desk (20000000) of Australian Research Data Commons (038sjwq14)"),
+    ]
+    assert options(html, "portal") == [("", "– choose one –"), ("data-gov", "data-gov · https://data.example.gov")]
+    assert "data-picker-url" not in html  # short lists are plain <select>s
+
+    r = submit_form(operator, "public", agency="038sjwq14", mode="full", format="zip")
+    assert r.status_code == 302, r.get_data(as_text=True)
+    assert jobs.get(ctx, r.headers["Location"].rsplit("/", 1)[1]).params["agency"] == "038sjwq14"
+    r = submit_form(operator, "private", service_point="ardc SERVICE desk", mode="full", format="zip")  # an exact name, any case
+    assert r.status_code == 302, r.get_data(as_text=True)
+    assert jobs.get(ctx, r.headers["Location"].rsplit("/", 1)[1]).params["service_point"] == 20000000
+
+
+def test_a_long_list_gets_a_search_box_over_a_json_endpoint(operator, app, ctx):
+    register(ctx, {f"https://ror.org/0a{i:07d}": f"Agency number {i:03d}" for i in range(300)} | {ARDC: "Australian Research Data Commons"})
+    html = operator.get("/pages/new").get_data(as_text=True)
+    assert '<select name="agency"' not in html
+    box = re.search(r'<input type="text" name="agency"[^>]*>', html, re.S).group(0)
+    assert 'data-picker-url="/pages/choices/agencies.json"' in box and 'role="combobox"' in box and "301 registered" in box
+    assert "picker.js" in html and operator.get("/static/picker.js").status_code == 200
+
+    def search(q, source="agencies"):
+        return operator.get(f"/pages/choices/{source}.json", query_string={"q": q}).get_json()
+
+    assert search("research data") == {"choices": [{"value": "038sjwq14", "label": "Australian Research Data Commons (038sjwq14)"}], "more": False}
+    assert search("NUMBER 27")["choices"] == [{"value": f"0a0000{n}", "label": f"Agency number {n} (0a0000{n})"} for n in range(270, 280)]
+    assert search("0a0000123")["choices"] == [{"value": "0a0000123", "label": "Agency number 123 (0a0000123)"}]
+    assert search("https://ror.org/038sjwq14")["choices"][0]["value"] == "038sjwq14"
+    first = search("")
+    assert len(first["choices"]) == 20 and first["more"] is True
+    assert search("%") == {"choices": [], "more": False}  # typed text is matched literally
+    assert search("no such agency") == {"choices": [], "more": False}
+    add_portal(ctx, "data-gov", "https://data.example.gov")
+    add_portal(ctx, "city", "https://opendata.city.example")
+    assert [c["value"] for c in search("EXAMPLE", "portals")["choices"]] == ["city", "data-gov"]
+    assert search("opendata", "portals")["choices"] == [{"value": "city", "label": "city · https://opendata.city.example"}]
+    r = operator.get("/pages/choices/planets.json")
+    assert r.status_code == 404 and r.get_json()["field"] == "source"
+    assert app.test_client().get("/pages/choices/agencies.json?q=a").status_code == 401
+
+    register(ctx, {}, {20000000 + i: (f"https://ror.org/0a{i % 300:07d}", f"Desk {i}") for i in range(60)})
+    assert [c["value"] for c in search("desk 4", "service_points")["choices"]] == ["20000004", *(str(20000040 + i) for i in range(10))]
+    assert search("agency number 005", "service_points")["choices"] == [{"value": "20000005", "label": "Desk 5 (20000005) of Agency number 005 (0a0000005)"}]
+    assert search("2000001", "service_points")["choices"][0]["value"] == "20000010"
+    html = operator.get("/pages/new").get_data(as_text=True)
+    assert 'data-picker-url="/pages/choices/service_points.json"' in html
+    r = submit_form(operator, "public", agency="0a0000042", mode="weekly", format="zip")  # comes back with the agency named
+    assert r.status_code == 400 and "mode must be one of" in r.get_data(as_text=True)
+    assert '<span class="picker-chosen" aria-live="polite">Agency number 042 (0a0000042)</span>' in r.get_data(as_text=True)
+    r = submit_form(operator, "public", agency="agency number 042", mode="full", format="zip")
+    assert r.status_code == 302, r.get_data(as_text=True)
+    assert jobs.get(ctx, r.headers["Location"].rsplit("/", 1)[1]).params["agency"] == "0a0000042"
+
+
+def test_unknown_or_malformed_choices_are_refused_naming_the_field(operator, ctx):
+    register(ctx, {ARDC: "Twin", "https://ror.org/02stey378": "twin"}, {20000000: (ARDC, "Desk")})
+    cases = [
+        ("public", "agency", "nobody", "Registration agency: no agency &#39;nobody&#39; is registered"),
+        ("public", "agency", "Twin", "Registration agency: no agency &#39;Twin&#39;"),  # a name two agencies have
+        ("public", "agency", "a/b%c" + "x" * 300, "Registration agency: no agency"),
+        ("private", "service_point", "30000000", "Service point: no service point &#39;30000000&#39; is registered"),
+        ("private", "service_point", str(2**70), "Service point: no service point"),
+        ("private", "service_point", "-5", "Service point: no service point"),
+        ("private", "service_point", "²", "Service point: no service point"),
+        ("sweep", "portal", "nowhere", "Portal: no portal &#39;nowhere&#39; is registered"),
+    ]
+    for form, name, value, message in cases:
+        r = submit_form(operator, form, **{name: value, "mode": "full", "format": "zip"})
+        html = r.get_data(as_text=True)
+        assert r.status_code == 400, (form, value, r.status_code)
+        assert message in html, (form, value)
+        assert re.search(rf'<(select|input)[^>]*name="{name}"[^>]*class="field-error"', html), (form, value)
+    with ctx.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Job)) == 0
+
+
+def test_pages_show_the_agency_or_service_point_name_beside_its_id(app, operator, ctx):
+    register(ctx, {ARDC: "Australian Research Data Commons"}, {20000001: (ARDC, "ARDC service desk")})
+    public = jobs.submit(ctx, "export_public", {"agency": ARDC}, enqueue=False)
+    private = _private_job(ctx, 20000001)
+    orphan = jobs.submit(ctx, "export_private", {"service_point": 40000000}, enqueue=False)
+    html = operator.get("/pages/").get_data(as_text=True)
+    rows = {job_id: re.search(rf'<tr data-job-id="{job_id}".*?</tr>', html, re.S).group(0) for job_id in (public.id, private.id, orphan.id)}
+    assert "Registration agency</span> Australian Research Data Commons (038sjwq14)" in rows[public.id]
+    assert "Service point</span> ARDC service desk (20000001) of Australian Research Data Commons (038sjwq14)" in rows[private.id]
+    assert "40000000 (not registered)" in rows[orphan.id]
+    page = operator.get(f"/pages/jobs/{public.id}").get_data(as_text=True)
+    assert '<th>Registration agency</th><td id="scope">Australian Research Data Commons (038sjwq14)</td>' in page
+    page = operator.get(f"/pages/jobs/{private.id}").get_data(as_text=True)
+    assert '<td id="scope">ARDC service desk (20000001) of Australian Research Data Commons (038sjwq14)</td>' in page
+
+    _row, raw = access.create_token(ctx, "service_point", service_point_id="20000001")
+    client = app.test_client()
+    login(client, raw, "/pages/sp/login")
+    page = client.get("/pages/sp/").get_data(as_text=True)
+    assert "<h1>Private exports of ARDC service desk (20000001)</h1>" in page
+    assert "A service point of Australian Research Data Commons (038sjwq14)" in page
 
 
 def test_job_page_shows_params_artifacts_downloads_and_webhooks(operator, ctx):
@@ -211,8 +346,9 @@ def test_broken_links_page_lists_what_the_archiver_found_broken(operator, ctx):
         ctx.settings = ctx.settings.replace(archiver_allow_networks=(ipaddress.ip_network("127.0.0.1/32"),), archiver_retry_backoff_ms=1)
         ctx.enqueue, shutdown = inline_dispatcher(ctx, fallback=ctx.enqueue)
         job = jobs.submit(ctx, "archive_urls", {"urls": [base + "/ok.csv", base + "/missing.csv"]}, enqueue=False)
-        assert runner.run_job(ctx, job.id) == "succeeded"
+        assert runner.run_job(ctx, job.id) == "fanned_out"  # its part ran inline and finished it
         shutdown()
+        assert jobs.get(ctx, job.id).status == "succeeded"
     finally:
         server.shutdown()
         server.server_close()

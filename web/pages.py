@@ -15,8 +15,8 @@ import importlib
 import json
 import math
 import secrets
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
 from functools import wraps
 from pathlib import Path
 from typing import Any
@@ -28,13 +28,15 @@ from sqlalchemy.orm import selectinload
 from exporter import access, jobs, ratelimit, submissions, webhooks
 from exporter.access import ApiToken, Principal
 from exporter.admission import InsufficientStorage
-from exporter.archiver.portals import get_portal
+from exporter.archiver.portals import count_portals, get_portal, list_portals
 from exporter.config import kept_secret
 from exporter.context import Context
 from exporter.crypto import same
 from exporter.errors import InvalidRequest, NotFound
 from exporter.kinds import load_all
 from exporter.models import ACTIVE_STATUSES, JOB_STATUSES, Job
+from exporter.raids import registry
+from exporter.raids.models import RegistrationAgency, ServicePoint
 
 bp = Blueprint("pages", __name__, url_prefix="/pages")
 
@@ -42,6 +44,8 @@ LOGIN_RATE = ratelimit.Rate(10, 60)  # failed-or-not login attempts per client a
 BROKEN_LINKS = "exporter.archiver.reports:broken_links"  # (ctx, organization=None) -> {"totals", "organizations": [{..., "rows"}]}
 MODES = ("full", "incremental")
 FORMATS = ("zip", "tar.gz")
+SELECT_MAX = 40  # a choice among more than this many gets a search box instead of a <select>
+SEARCH_LIMIT = 20  # suggestions per search
 
 
 def ctx() -> Context:
@@ -172,6 +176,97 @@ def logout():
     return redirect(url_for("pages.login"))
 
 
+# --- agencies, service points and portals: to pick from, and to name ---------------------
+
+
+@dataclass(frozen=True)
+class Choice:
+    value: str  # what the form submits (an id or a portal's name)
+    label: str  # what a person reads
+
+
+def agency_label(agency: RegistrationAgency) -> str:
+    return f"{agency.name} ({agency.id})"
+
+
+def service_point_label(sp: ServicePoint, agency: RegistrationAgency) -> str:
+    return f"{sp.name} ({sp.id}) of {agency_label(agency)}"
+
+
+def _agency_choices(q: str | None, limit: int | None) -> list[Choice]:
+    with ctx().db.session() as s:
+        return [Choice(a.id, agency_label(a)) for a in registry.list_agencies(s, q, limit)]
+
+
+def _service_point_choices(q: str | None, limit: int | None) -> list[Choice]:
+    with ctx().db.session() as s:
+        return [Choice(str(sp.id), service_point_label(sp, ag)) for sp, ag in registry.list_service_points(s, q, limit)]
+
+
+def _portal_choices(q: str | None, limit: int | None) -> list[Choice]:
+    return [Choice(p.name, f"{p.name} · {p.base_url}") for p in list_portals(ctx(), q, limit)]
+
+
+def _counted(count: Callable[[Any], int]) -> Callable[[], int]:
+    def run() -> int:
+        with ctx().db.session() as s:
+            return count(s)
+
+    return run
+
+
+@dataclass(frozen=True)
+class ChoiceSource:
+    count: Callable[[], int]
+    search: Callable[[str | None, int | None], list[Choice]]
+    empty: str  # shown when there is nothing to pick
+
+
+CHOICES: dict[str, ChoiceSource] = {
+    "agencies": ChoiceSource(_counted(registry.count_agencies), _agency_choices, "No registration agency is registered yet (importing raids registers theirs)."),
+    "service_points": ChoiceSource(_counted(registry.count_service_points), _service_point_choices, "No service point is registered yet (importing raids registers theirs)."),
+    "portals": ChoiceSource(lambda: count_portals(ctx()), _portal_choices, "No portal is registered yet (`exporter portals add`)."),
+}
+
+
+def _service_point_number(value: Any) -> int | None:
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def scope_labels(rows: Iterable[Job]) -> dict[str, tuple[str, str]]:
+    """For each job that names an agency or a service point: (what it is, its name and id)."""
+    rows = list(rows)
+    agency_ids = {a for j in rows if isinstance(a := (j.params or {}).get(submissions.AGENCY_PARAM), str)}
+    sp_ids = {n for j in rows if (n := _service_point_number((j.params or {}).get(submissions.SERVICE_POINT_PARAM))) is not None}
+    if not agency_ids and not sp_ids:
+        return {}
+    with ctx().db.session() as s:
+        agencies = registry.agencies_by_id(s, agency_ids)
+        points = registry.service_points_by_id(s, sp_ids)
+    labels = {}
+    for j in rows:
+        agency = (j.params or {}).get(submissions.AGENCY_PARAM)
+        number = _service_point_number((j.params or {}).get(submissions.SERVICE_POINT_PARAM))
+        if isinstance(agency, str):
+            labels[j.id] = ("Registration agency", agency_label(agencies[agency]) if agency in agencies else f"{agency} (not registered)")
+        elif number is not None:
+            labels[j.id] = ("Service point", service_point_label(*points[number]) if number in points else f"{number} (not registered)")
+    return labels
+
+
+@bp.get("/choices/<source>.json")
+@operator_required
+def choices(source: str):
+    """Up to SEARCH_LIMIT agencies, service points or portals matching ?q=, for the forms' search boxes."""
+    src = CHOICES.get(source)
+    if src is None:
+        return jsonify({"error": f"no list {source!r}; one of {', '.join(CHOICES)}", "field": "source"}), 404
+    found = src.search(request.args.get("q", "")[:200] or None, SEARCH_LIMIT + 1)
+    return jsonify({"choices": [asdict(c) for c in found[:SEARCH_LIMIT]], "more": len(found) > SEARCH_LIMIT})
+
+
 # --- dashboard and job page -------------------------------------------------------------
 
 
@@ -196,7 +291,7 @@ def dashboard():
     if status not in (None, *JOB_STATUSES):
         status = None
     rows = jobs.list_jobs(ctx(), status=status, kind=kind, limit=200)
-    return render_template("pages/dashboard.html", jobs=rows, status=status, kind=kind, statuses=JOB_STATUSES, kinds=sorted(load_all()))
+    return render_template("pages/dashboard.html", jobs=rows, scopes=scope_labels(rows), status=status, kind=kind, statuses=JOB_STATUSES, kinds=sorted(load_all()))
 
 
 @bp.get("/jobs.json")
@@ -219,6 +314,7 @@ def job_page(job_id: str):
     return render_template(
         "pages/job.html",
         job=job,
+        scope=scope_labels([job]).get(job.id),
         params=json.dumps(job.params, indent=2, sort_keys=True),
         result=json.dumps(job.result, indent=2, sort_keys=True) if job.result else None,
         callbacks=[webhooks.redact(u) for u in webhooks.callbacks_of(ctx(), job_id)],
@@ -286,11 +382,12 @@ def check_rate(principal: Principal) -> None:
 class Field:
     name: str
     label: str
-    kind: str = "text"  # text, number, select, textarea, checkbox
+    kind: str = "text"  # text, number, select, textarea, checkbox, pick (one of CHOICES[source])
     choices: tuple[str, ...] = ()
     default: str = ""
     help: str = ""
     required: bool = True
+    source: str = ""  # for kind "pick": the name of its list in CHOICES
 
 
 @dataclass
@@ -315,6 +412,29 @@ def _int(name: str, raw: str) -> int:
         raise InvalidRequest(f"{name} must be a whole number", field=name) from None
 
 
+def _agency(raw: str) -> str:
+    with ctx().db.session() as s:
+        agency = registry.find_agency(s, raw)
+    if agency is None:
+        raise InvalidRequest(f"Registration agency: no agency {raw!r} is registered; pick one from the list", field="agency")
+    return agency.id
+
+
+def _service_point(raw: str) -> int:
+    with ctx().db.session() as s:
+        sp = registry.find_service_point(s, raw)
+    if sp is None:
+        raise InvalidRequest(f"Service point: no service point {raw!r} is registered; pick one from the list", field="service_point")
+    return sp.id
+
+
+def _portal(raw: str) -> str:
+    try:
+        return get_portal(ctx(), raw).name
+    except NotFound:
+        raise InvalidRequest(f"Portal: no portal {raw!r} is registered; pick one from the list", field="portal") from None
+
+
 def _number(name: str, raw: str) -> float:
     try:
         return float(raw)
@@ -328,16 +448,16 @@ MODE_FORMAT = [Field("mode", "Mode", "select", MODES, "full"), Field("format", "
 FORMS: dict[str, JobForm] = {
     f.name: f
     for f in [
-        JobForm("public", "Public export", "export_public", [Field("agency", "Registration agency (short ROR id)"), *MODE_FORMAT],
-                lambda v: {"agency": v["agency"], "mode": v["mode"], "format": v["format"]},
+        JobForm("public", "Public export", "export_public", [Field("agency", "Registration agency", "pick", source="agencies"), *MODE_FORMAT],
+                lambda v: {"agency": _agency(v["agency"]), "mode": v["mode"], "format": v["format"]},
                 help="Every open RAiD in full and the public fields of the others, for one agency."),
-        JobForm("private", "Private export", "export_private", [Field("service_point", "Service point id", "number"), *MODE_FORMAT],
-                lambda v: {"service_point": _int("service_point", v["service_point"]), "mode": v["mode"], "format": v["format"]},
+        JobForm("private", "Private export", "export_private", [Field("service_point", "Service point", "pick", source="service_points"), *MODE_FORMAT],
+                lambda v: {"service_point": _service_point(v["service_point"]), "mode": v["mode"], "format": v["format"]},
                 help="Every RAiD of one service point, closed data included; private storage."),
         JobForm("archive", "Archive URLs", "archive_urls", [Field("urls", "URLs to archive (one a line)", "textarea")],
                 lambda v: {"urls": _lines(v["urls"])}, help="Download each URL, store a copy and record the outcome."),
-        JobForm("sweep", "Portal sweep", "sweep_portal", [Field("portal", "Registered portal (name or id)")],
-                lambda v: {"portal": get_portal(ctx(), v["portal"].strip()).name}, help="Archive every resource of a registered CKAN portal."),
+        JobForm("sweep", "Portal sweep", "sweep_portal", [Field("portal", "Registered portal", "pick", source="portals")],
+                lambda v: {"portal": _portal(v["portal"])}, help="Archive every resource of a registered CKAN portal."),
         JobForm("synthetic", "Synthetic job (engine test)", "synthetic",
                 [Field("size", "Bytes", "number", default="1048576"), Field("steps", "Steps", "number", default="8"), Field("delay", "Seconds between steps", "number", default="0.25")],
                 lambda v: {"size": _int("size", v["size"]), "steps": _int("steps", v["steps"]), "delay": _number("delay", v["delay"])},
@@ -360,9 +480,29 @@ def _form_values(form: JobForm) -> dict[str, str]:
     return values
 
 
+def _pickers(forms: Iterable[JobForm]) -> dict[str, dict[str, Any]]:
+    """For each list the forms pick from: all its choices when few (a <select>), else a search URL."""
+    pickers: dict[str, dict[str, Any]] = {}
+    for f in (f for form in forms for f in form.fields if f.source and f.source not in pickers):
+        src = CHOICES[f.source]
+        count = src.count()
+        pickers[f.source] = {"count": count, "empty": src.empty, "url": url_for("pages.choices", source=f.source), "options": src.search(None, None) if count <= SELECT_MAX else None}
+    return pickers
+
+
 def _render_forms(errors: dict[str, tuple[str, str | None]] | None = None, values: dict[str, dict[str, str]] | None = None, status: int = 200):
     kinds = load_all()
-    return render_template("pages/new.html", forms=FORMS.values(), common=COMMON, installed={n: f.kind in kinds for n, f in FORMS.items()}, errors=errors or {}, values=values or {}), status
+    installed = {n: f.kind in kinds for n, f in FORMS.items()}
+    pickers = _pickers(f for n, f in FORMS.items() if installed[n])
+    chosen = {}  # the name beside an id already in a search box (the form came back with an error)
+    for name, submitted in (values or {}).items():
+        for f in FORMS[name].fields:
+            value = str(submitted.get(f.name) or "").strip()
+            if value and f.source in pickers and pickers[f.source]["options"] is None:
+                chosen[(name, f.name)] = next((c.label for c in CHOICES[f.source].search(value, SEARCH_LIMIT) if c.value == value), "")
+    return render_template(
+        "pages/new.html", forms=FORMS.values(), common=COMMON, installed=installed, pickers=pickers, chosen=chosen, errors=errors or {}, values=values or {}
+    ), status
 
 
 @bp.get("/new")
@@ -480,7 +620,14 @@ def sp_home():
         else:
             access.audit(ctx(), principal, "pages.create", job_id=sub.job.id, target=kind, ip=request.remote_addr, detail={"outcome": sub.outcome})
             return redirect(url_for("pages.sp_home"))
-    return render_template("pages/service_point.html", principal=principal, jobs=service_point_jobs(principal), error=error, modes=MODES, formats=FORMATS), status, headers
+    number = _service_point_number(principal.service_point_id)
+    with ctx().db.session() as s:
+        known = registry.service_points_by_id(s, [number] if number is not None else []).get(number)
+    sp_name = f"{known[0].name} ({known[0].id})" if known else f"service point {principal.service_point_id}"
+    return render_template(
+        "pages/service_point.html", principal=principal, sp_name=sp_name, sp_agency=agency_label(known[1]) if known else None,
+        jobs=service_point_jobs(principal), error=error, modes=MODES, formats=FORMATS,
+    ), status, headers
 
 
 @bp.get("/sp/jobs.json")

@@ -6,10 +6,11 @@ A change bumps the raid's updated_at and version; a deletion leaves a tombstone
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import String, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from ..db import utcnow
@@ -59,6 +60,80 @@ def get_service_point(session: Session, service_point_id: int) -> ServicePoint:
     if row is None:
         raise NotFound(f"no service point {service_point_id}")
     return row
+
+
+MAX_SERVICE_POINT_ID = 2**63 - 1  # a BIGINT
+
+
+def _matches(q: str, *columns) -> Any:
+    """Any of `columns` contains q literally, in any case."""
+    needle = q.strip().lower()
+    return or_(*(func.lower(c).contains(needle, autoescape=True) for c in columns))
+
+
+def count_agencies(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(RegistrationAgency)) or 0
+
+
+def list_agencies(session: Session, q: str | None = None, limit: int | None = 50) -> list[RegistrationAgency]:
+    """Agencies by name; with q, those whose name, short id or ROR contains q (any case)."""
+    query = select(RegistrationAgency).order_by(func.lower(RegistrationAgency.name), RegistrationAgency.id).limit(limit)
+    if q and q.strip():
+        query = query.where(_matches(q, RegistrationAgency.name, RegistrationAgency.id, RegistrationAgency.ror))
+    return list(session.scalars(query))
+
+
+def agencies_by_id(session: Session, ids: Iterable[str]) -> dict[str, RegistrationAgency]:
+    ids = {i for i in ids if i}
+    if not ids:
+        return {}
+    return {a.id: a for a in session.scalars(select(RegistrationAgency).where(RegistrationAgency.id.in_(ids)))}
+
+
+def find_agency(session: Session, text: str) -> RegistrationAgency | None:
+    """The agency a person means by `text`: its ROR, short ROR id, or its exact name (any case) if only one has it."""
+    text = text.strip()
+    short = text.rstrip("/").rsplit("/", 1)[-1]
+    if short and short.replace("-", "").isalnum() and (row := session.get(RegistrationAgency, short)) is not None:
+        return row
+    named = session.scalars(select(RegistrationAgency).where(func.lower(RegistrationAgency.name) == text.lower()).limit(2)).all()
+    return named[0] if len(named) == 1 else None
+
+
+def count_service_points(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(ServicePoint)) or 0
+
+
+def list_service_points(session: Session, q: str | None = None, limit: int | None = 50) -> list[tuple[ServicePoint, RegistrationAgency]]:
+    """Service points with their agency, by name; with q, those whose name, id or agency's name contains q."""
+    query = (
+        select(ServicePoint, RegistrationAgency)
+        .join(RegistrationAgency, ServicePoint.agency_id == RegistrationAgency.id)
+        .order_by(func.lower(ServicePoint.name), ServicePoint.id)
+        .limit(limit)
+    )
+    if q and q.strip():
+        query = query.where(_matches(q, ServicePoint.name, cast(ServicePoint.id, String), RegistrationAgency.name, RegistrationAgency.id))
+    return [(sp, ag) for sp, ag in session.execute(query)]
+
+
+def service_points_by_id(session: Session, ids: Iterable[int]) -> dict[int, tuple[ServicePoint, RegistrationAgency]]:
+    """Each known service point of `ids`, with its agency."""
+    ids = {i for i in ids if 0 < i <= MAX_SERVICE_POINT_ID}
+    if not ids:
+        return {}
+    query = select(ServicePoint, RegistrationAgency).join(RegistrationAgency, ServicePoint.agency_id == RegistrationAgency.id).where(ServicePoint.id.in_(ids))
+    return {sp.id: (sp, ag) for sp, ag in session.execute(query)}
+
+
+def find_service_point(session: Session, text: str) -> ServicePoint | None:
+    """The service point a person means by `text`: its number, or its exact name (any case) if only one has it."""
+    text = text.strip()
+    if text.isascii() and text.isdigit():
+        number = int(text)
+        return session.get(ServicePoint, number) if 0 < number <= MAX_SERVICE_POINT_ID else None
+    named = session.scalars(select(ServicePoint).where(func.lower(ServicePoint.name) == text.lower()).limit(2)).all()
+    return named[0] if len(named) == 1 else None
 
 
 def get_raid(session: Session, handle: str, include_deleted: bool = False) -> Raid:

@@ -1,0 +1,71 @@
+"""The CLI on a database that is not (fully) migrated, its quiet default, and production settings without a secret."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from exporter import migrate
+
+from .workers import ROOT
+
+
+def run(folder: Path, *args: str, **extra: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTER_")}
+    env.update({"EXPORTER_VAR_DIR": str(folder / "var"), "PYTHONPATH": str(ROOT)}, **extra)
+    return subprocess.run([sys.executable, "-m", "exporter.cli", *args], cwd=folder, env=env, capture_output=True, text=True, timeout=120)
+
+
+def one_line_error(result: subprocess.CompletedProcess, *needles: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("argv", [
+    ["archive", "http://127.0.0.1:9/data.csv"],
+    ["jobs", "list"],
+    ["tokens", "list"],
+    ["demo"],
+])
+def test_a_command_on_a_new_folder_says_to_run_db_upgrade(tmp_path, argv):
+    one_line_error(run(tmp_path, *argv), "not migrated", "exporter db upgrade")
+
+
+def test_a_database_missing_a_head_stops_every_command_until_upgraded(tmp_path):
+    url = f"sqlite:///{tmp_path / 'var' / 'exporter.db'}"
+    (tmp_path / "var").mkdir()
+    heads = sorted(migrate.missing_heads(url))
+    migrate.upgrade(url, heads[0])
+    assert migrate.missing_heads(url) == set(heads[1:])
+    one_line_error(run(tmp_path, "jobs", "list"), heads[-1], "exporter db upgrade")
+    assert run(tmp_path, "db", "upgrade").returncode == 0
+    listed = run(tmp_path, "jobs", "list")
+    assert (listed.returncode, listed.stdout.strip()) == (0, "no jobs")
+
+
+def test_the_cli_is_quiet_by_default_and_verbose_on_request(tmp_path):
+    quiet = run(tmp_path, "db", "upgrade")
+    assert quiet.returncode == 0 and quiet.stdout.startswith("database at revision")
+    assert " INFO " not in quiet.stderr, quiet.stderr
+    (tmp_path / "var" / "exporter.db").unlink()
+    verbose = run(tmp_path, "-v", "db", "upgrade")
+    assert verbose.returncode == 0 and " INFO " in verbose.stderr and "Running upgrade" in verbose.stderr
+    (tmp_path / "var" / "exporter.db").unlink()
+    by_setting = run(tmp_path, "db", "upgrade", EXPORTER_LOG_LEVEL="INFO")
+    assert "Running upgrade" in by_setting.stderr
+    one_line_error(run(tmp_path, "jobs", "show", "no-such-job"), "no-such-job")
+
+
+@pytest.mark.parametrize("command", [["worker"], ["web"], ["beat"], ["up", "--no-migrate"]])
+@pytest.mark.parametrize("production", [{"EXPORTER_ENV": "production"}, {"EXPORTER_BROKER_URL": "redis://127.0.0.1:6379/0"}])
+def test_production_settings_without_a_secret_refuse_to_start(tmp_path, command, production):
+    one_line_error(run(tmp_path, *command, **production), "EXPORTER_SECRET_KEY is not set")
+    assert not (tmp_path / "var" / "secret_key").exists()
