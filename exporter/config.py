@@ -189,6 +189,7 @@ SETTINGS: list[Setting] = [
     Setting("MAX_ATTEMPTS", "3", "Times a job may be claimed by a worker before the reaper fails it.", as_positive_int),
     Setting("REAPER_INTERVAL", "60", "Seconds between reaper runs (celery beat).", as_seconds),
     Setting("CLEANUP_INTERVAL", "3600", "Seconds between expired-artifact cleanups (celery beat).", as_seconds),
+    Setting("ORPHAN_GRACE_SECONDS", "3600", "Cleanup deletes an object at a final key that no row names (left by an interrupted run) once it is older than this.", as_seconds),
     Setting("TASK_SOFT_TIME_LIMIT", "21600", "Soft time limit of one task in seconds (the job is failed and cleans up).", as_positive_int),
     Setting("TASK_TIME_LIMIT", "22200", "Hard time limit of one task in seconds (the worker process is killed); must exceed the soft limit.", as_positive_int),
     Setting("JOB_EXPIRY_SECONDS", "604800", "How long a finished job's artifacts are kept, unless its kind sets its own.", as_positive_int),

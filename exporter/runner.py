@@ -1,8 +1,14 @@
 """Running one job: claim it, heartbeat while the kind works, publish its artifacts, finish it.
 
-Running a job twice is harmless: artifacts are written under a staging key that belongs to
-this claim, and published under their final keys (derived from the job, not the run) in
-the last step, just before the job is marked succeeded.
+Running a job twice is harmless and publication is fenced by the claim:
+- artifacts are written under a staging key that belongs to this claim;
+- their final keys carry `JobRun.run_id` (from the claim token), so two runs of one job
+  (a reaped worker that wakes up, and the run that replaced it) never write one object;
+- the last step re-checks the claim, moves the staged objects to their final keys and
+  records them with the job's success in one compare-and-set transaction. A run that lost
+  its claim (cancelled, reaped) meanwhile removes what it moved; whatever a crash leaves at
+  a final key is named by no row, so no reader ever finds it, and cleanup removes it
+  (exporter.orphans).
 """
 
 from __future__ import annotations
@@ -66,6 +72,12 @@ class JobRun:
         self._last_progress = 0.0
         self._outcome_hooks: list[Callable[[str, str | None, dict[str, Any] | None], None]] = []
         self.heartbeat: Heartbeat | None = None
+        self._published: list[str] = []
+
+    @property
+    def run_id(self) -> str:
+        """Unique to this claim of the job: every final key must contain it."""
+        return self.token.replace("-", "")[:8]
 
     def on_outcome(self, hook: Callable[[str, str | None, dict[str, Any] | None], None]) -> None:
         """Call hook(status, error, result) once the job's end is committed: succeeded, failed or lost."""
@@ -96,9 +108,14 @@ class JobRun:
     def staging_key(self, name: str) -> str:
         return f"{STAGING}/{self.job_id}/{self.token}/{name}"
 
+    def _check_final_key(self, key: str) -> None:
+        if self.run_id not in key:
+            raise ValueError(f"artifact key {key!r} must contain the run id {self.run_id!r} (JobRun.run_id), so two runs never share an object")
+
     @contextmanager
     def artifact(self, name: str, key: str, filename: str | None = None, public: bool = False, content_type: str | None = None) -> Iterator[WriteHandle]:
         """Write an artifact; it is published at `key` when the job succeeds."""
+        self._check_final_key(key)
         content_type = content_type or guess_type(key)
         with self.storage.open_write(self.staging_key(name), content_type) as handle:
             yield handle
@@ -112,6 +129,7 @@ class JobRun:
 
     def add_artifact(self, name: str, key: str, data, filename: str | None = None, public: bool = False, content_type: str | None = None) -> jobs.NewArtifact:
         """Store bytes, a file or an iterable of chunks as an artifact."""
+        self._check_final_key(key)
         content_type = content_type or guess_type(key)
         info = self.storage.write(self.staging_key(name), data, content_type)
         art = jobs.NewArtifact(name=name, key=key, filename=filename or key.rsplit("/", 1)[-1], size=info.size, md5=info.md5, sha256=info.sha256, content_type=content_type, public=public)
@@ -119,11 +137,24 @@ class JobRun:
         return art
 
     def publish(self) -> list[jobs.NewArtifact]:
+        """Move the staged objects to their final keys (this run's own); readers find them only
+        once `jobs.succeed` records them."""
         for staged, art in self._staged:
             self.storage.move(staged, art.key)
+            self._published.append(art.key)
         return [art for _, art in self._staged]
 
+    def keep_published(self) -> None:
+        self._published.clear()
+
     def discard(self) -> None:
+        """Remove this run's staged objects and any it already moved to a final key."""
+        for key in self._published:
+            try:
+                self.storage.delete(key)
+            except Exception:
+                log.exception("job %s: could not remove %s; cleanup will", self.job_id, key)
+        self._published.clear()
         try:
             self.storage.delete_prefix(f"{STAGING}/{self.job_id}/{self.token}/")
         except Exception:
@@ -152,8 +183,15 @@ def run_job(ctx: Context, job_id: str) -> str:
             log.info("job %s: fanned out; its parts finish it", job_id)
             return "fanned_out"
         result.setdefault("duration_seconds", round(time.monotonic() - started, 3))
+        jobs.heartbeat(ctx, job_id, token)  # the fence: a run that lost its claim publishes nothing
         artifacts = run.publish()
-        jobs.succeed(ctx, job_id, token, result, artifacts)
+        try:
+            jobs.succeed(ctx, job_id, token, result, artifacts)
+        except JobLost:
+            raise
+        except Exception:
+            run.keep_published()  # the commit may have happened: never delete what rows may name
+            raise
         run.outcome("succeeded", None, result)
         return "succeeded"
     except JobLost:
@@ -213,8 +251,10 @@ def expire(ctx: Context, job_id: str, expires_at, now) -> list[str] | None:
     return keys
 
 
-def cleanup(ctx: Context, now=None, temporary_age_seconds: float = 86400) -> dict[str, int]:
-    """Delete artifacts of expired jobs (keeping the job rows) and stale temporary objects."""
+def cleanup(ctx: Context, now=None, temporary_age_seconds: float = 86400, orphan_grace_seconds: float | None = None) -> dict[str, int]:
+    """Delete artifacts of expired jobs (keeping the job rows), stale temporary and staging
+    objects, and objects at final keys that no row names (exporter.orphans)."""
+    from . import orphans
     from .db import utcnow
 
     now = now or utcnow()
@@ -234,4 +274,6 @@ def cleanup(ctx: Context, now=None, temporary_age_seconds: float = 86400) -> dic
     for info in list(ctx.storage.list(STAGING + "/")):
         if info.modified and info.modified < cutoff:
             removed_tmp += ctx.storage.delete(info.key)
-    return {"expired_jobs": expired, "deleted_objects": deleted, "removed_temporary": removed_tmp}
+    grace = ctx.settings.orphan_grace_seconds if orphan_grace_seconds is None else orphan_grace_seconds
+    removed_orphans = orphans.remove(ctx, now, grace)
+    return {"expired_jobs": expired, "deleted_objects": deleted, "removed_temporary": removed_tmp, "removed_orphans": removed_orphans}

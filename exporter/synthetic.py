@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from . import orphans
 from .errors import InvalidRequest
 from .kinds import JobKind, register
 from .runner import JobRun
@@ -48,8 +49,9 @@ def run(job: JobRun) -> dict[str, Any]:
                 time.sleep(delay)
 
     job.progress(0, size, force=True)
-    art = job.add_artifact("data", f"synthetic/{job.job_id}/data.bin", chunks())
+    art = job.add_artifact("data", f"synthetic/{job.job_id}/{job.run_id}/data.bin", chunks())
     return {"bytes": art.size, "sha256": art.sha256}
 
 
 register(JobKind(name="synthetic", task="exporter.write_synthetic", queue="engine", run=run, normalize=normalize, description="writes N bytes in steps to test the engine"))
+orphans.register("synthetic/", orphans.artifact_keys)

@@ -34,8 +34,8 @@ def _normalize(scope_param: str):
 def _run(public: bool):
     def run(job) -> dict:
         job.progress(0, 2, force=True)
-        job.add_artifact("archive", f"test-exports/{job.job_id}/export.{job.params['format']}", b"PK" + b"x" * 98, public=public)
-        job.add_artifact("manifest", f"test-exports/{job.job_id}/manifest.json", json.dumps({"job": job.job_id}).encode(), public=public)
+        job.add_artifact("archive", f"test-exports/{job.job_id}/{job.run_id}/export.{job.params['format']}", b"PK" + b"x" * 98, public=public)
+        job.add_artifact("manifest", f"test-exports/{job.job_id}/{job.run_id}/manifest.json", json.dumps({"job": job.job_id}).encode(), public=public)
         job.progress(2, 2, force=True)
         return {"records": 1}
 

@@ -88,7 +88,7 @@ def test_failure_is_recorded_with_the_reason(ctx, monkeypatch):
     import exporter.synthetic as synthetic
 
     def boom(run):
-        run.add_artifact("data", "x/data.bin", b"partial")
+        run.add_artifact("data", f"x/{run.run_id}/data.bin", b"partial")
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(synthetic, "run", boom)
@@ -185,7 +185,7 @@ def test_outcome_hooks_run_after_the_end_is_committed_even_when_publishing_fails
 
     def body(run):
         run.on_outcome(lambda status, error, result: seen.append((status, jobs.get(ctx, run.job_id).status, error)))
-        run.add_artifact("data", "x/data.bin", b"payload")
+        run.add_artifact("data", f"x/{run.run_id}/data.bin", b"payload")
         return {"ok": True}
 
     monkeypatch.setitem(KINDS, "synthetic", JobKind(**{**KINDS["synthetic"].__dict__, "run": body}))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import orphans
 from ..errors import InvalidRequest
 from ..kinds import JobKind, register
 from ..parts import register_handler
+from .models import stored_keys
 from .resources import validate_url
 from .sweep import archive_part, finish_archive_urls, finish_sweep, run_archive_urls, run_sweep
 
@@ -54,3 +56,4 @@ register(JobKind(name="sweep_portal", task="exporter.sweep_portal", queue="archi
 register(JobKind(name="archive_urls", task="exporter.archive_urls", queue="archive", run=run_archive_urls, normalize=normalize_urls, description="archive a list of URLs"))
 register_handler("sweep_portal", archive_part, finish_sweep)
 register_handler("archive_urls", archive_part, finish_archive_urls)
+orphans.register("archive/", stored_keys)

@@ -7,8 +7,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from ..db import Base, UTCDateTime, utcnow
 from ..models import _iso, new_id
@@ -208,3 +208,9 @@ class HostSlot(Base):
     slot: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     holder: Mapped[str | None] = mapped_column(String(36), nullable=True)
     until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+def stored_keys(session: Session, keys: list[str]) -> set[str]:
+    """Keys of the batch named by a stored version not deleted, or by an archival record's cache key."""
+    named = set(session.scalars(select(ArchiveVersion.key).where(ArchiveVersion.key.in_(keys), ArchiveVersion.deleted_at.is_(None))))
+    return named | set(session.scalars(select(Archival.cache_key).where(Archival.cache_key.in_(keys))))

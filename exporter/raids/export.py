@@ -326,7 +326,7 @@ def build_export(job: JobRun, scope: Scope) -> dict[str, Any]:
         scope.check(s)
         scope = scope.resolve(s)
         plan = make_plan(s, scope, params, settings.export_settle_seconds, as_of=generated_at)
-    prefix = scope.prefix(f"{job.timestamp}-{job.job_id[:8]}")  # unique even for two jobs in one second
+    prefix = scope.prefix(f"{job.timestamp}-{job.job_id[:8]}-{job.run_id}")  # one per job and run, even within a second
     archive_name, content_type = FORMATS[params["format"]]
     with snapshot(ctx) as conn:
         passes = plan.passes()

@@ -134,6 +134,7 @@ class LocalStorage(Storage):
         if not source.is_file():
             raise ObjectNotFound(f"no object {src!r}")
         dest = self._commit(str(source), dst)
+        os.utime(dest)  # modified = when it reached this key, as S3's copy does (cleanup's grace counts from it)
         self._prune(source)
         return self._info(dst, dest)
 
