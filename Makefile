@@ -47,7 +47,7 @@ test: setup-test system-deps
 	$(BIN)/python -m pytest
 
 lint: setup-test
-	$(BIN)/ruff check exporter workers web tests bench celeryconfig.py
+	$(BIN)/ruff check exporter workers web cli tests bench celeryconfig.py
 
 bench: setup-test
 	$(BIN)/python bench/bench_export.py

@@ -149,7 +149,7 @@ def main() -> None:
         child_env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
         with open(tmp / "out.json", "w+") as out_fh, open(tmp / "err.txt", "w+") as err_fh:
             t = time.perf_counter()
-            proc = subprocess.Popen([sys.executable, "-m", "exporter.cli", "archive", url, "--json"], env=child_env, stdout=out_fh, stderr=err_fh)
+            proc = subprocess.Popen([sys.executable, "-m", "cli", "archive", url, "--json"], env=child_env, stdout=out_fh, stderr=err_fh)
             rss_kb = 0
             while proc.poll() is None:  # VmHWM: this process image's own peak (getrusage would
                 rss_kb = max(rss_kb, vm_hwm_kb(proc.pid))  # report the parent's, inherited at fork)

@@ -29,6 +29,7 @@ from .crypto import same
 from .db import Base, UTCDateTime, utcnow
 from .errors import InvalidRequest, NotFound
 from .models import Job
+from .visibility import is_private, job_service_point, pick_artifact
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +179,6 @@ def authenticate(ctx, raw_token: str | None, now: datetime | None = None) -> Pri
 
 def can_see(principal: Principal | None, job: Job) -> bool:
     """Whether the caller may see this job (and download what it made); unseen jobs are a 404."""
-    from .submissions import is_private, job_service_point
-
     if principal is None:
         return False
     if principal.role == "operator":
@@ -245,6 +244,18 @@ def signed_download_url(ctx, job_id: str, artifact: str, principal: Principal | 
         query["by"] = token_id
     query["signature"] = _link_mac(ctx.settings.secret_key, job_id, artifact, expires, token_id)
     return f"{ctx.settings.public_url}/api/v1/exports/{job_id}/download?{urlencode(query)}"
+
+
+ARTIFACT_LINKS = {"dataURI": "data", "manifestURI": "manifest"}
+
+
+def download_links(ctx, job: Job, principal=None) -> dict[str, str | None]:
+    """Signed, expiring links to a succeeded job's data and manifest, as the API and webhooks show them."""
+    out: dict[str, str | None] = {}
+    for field, which in ARTIFACT_LINKS.items():
+        art = pick_artifact(job, which)
+        out[field] = signed_download_url(ctx, job.id, art.name, principal) if art and art.deleted_at is None else None
+    return out
 
 
 class LinkInvalid(InvalidRequest):

@@ -15,7 +15,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -73,7 +73,7 @@ def dedupe_key(kind: str, params: dict[str, Any]) -> str:
     return hashlib.sha256(f"{kind}\n{canonical_json(params)}".encode()).hexdigest()
 
 
-def _enqueue(ctx: Context, job: Job) -> None:
+def dispatch(ctx: Context, job: Job) -> None:
     kind = get_kind(job.kind)
     ctx.enqueue(kind.task, job.id, kind.queue)
     log.info("job %s: enqueued %s on queue %s", job.id, kind.task, kind.queue)
@@ -108,7 +108,7 @@ def submit(
     log.info("job %s: submitted (%s) by %s", job.id, kind, requested_by or "-")
     if enqueue:
         try:
-            _enqueue(ctx, job)
+            dispatch(ctx, job)
         except Exception:
             log.exception("job %s: enqueue failed; the reaper will enqueue it again", job.id)
     return job
@@ -244,70 +244,6 @@ def cancel(ctx: Context, job_id: str) -> Job:
     log.info("job %s: cancel requested", job_id)
     after_commit(job_id, after)
     return get(ctx, job_id)
-
-
-@dataclass
-class ReapReport:
-    requeued: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-    waiting: list[str] = field(default_factory=list)  # pending past the timeout, their message still queued
-
-
-def reap(ctx: Context, now: datetime | None = None) -> ReapReport:
-    """Re-enqueue jobs whose worker died (failing them after MAX_ATTEMPTS) or whose message was lost.
-
-    A pending job is never failed for waiting. It gets a second message only when the
-    broker says its first is no longer there (ctx.queued_ids); with a broker that cannot
-    tell, waiting jobs are only logged.
-    """
-    from .parts import has_parts
-
-    now = now or utcnow()
-    cfg = ctx.settings
-    stale = now - timedelta(seconds=cfg.stale_after_seconds)
-    lost = now - timedelta(seconds=cfg.pending_timeout_seconds)
-    report = ReapReport()
-    to_enqueue: list[Job] = []
-    after_reap: list[Callable[[], None]] = []
-    with ctx.db.session() as s:
-        candidates = s.scalars(
-            select(Job).where(
-                ((Job.status == "running") & (Job.heartbeat_at < stale) & ~has_parts()) | ((Job.status == "pending") & (Job.queued_at < lost))
-            )
-        ).all()
-    waiting = [job for job in candidates if job.status == "pending"]
-    in_broker: set[str] | None = None
-    if waiting and ctx.queued_ids is not None:
-        in_broker = ctx.queued_ids(sorted({get_kind(job.kind).queue for job in waiting}))
-    with ctx.db.session() as s:
-        for job in candidates:
-            was = job.status
-            if was == "pending" and (in_broker is None or job.id in in_broker):
-                report.waiting.append(job.id)
-                log.info("job %s: pending since %s, %s", job.id, job.queued_at, "its message is still queued" if in_broker is not None else "the broker cannot say whether its message is queued")
-                continue
-            cond = [Job.id == job.id, Job.status == was]
-            cond.append(Job.heartbeat_at == job.heartbeat_at if was == "running" else Job.queued_at == job.queued_at)
-            if was == "running" and (job.attempts >= cfg.max_attempts or job.recoveries >= cfg.max_attempts):
-                reason = f"gave up after {job.attempts} attempt(s): the worker stopped heart-beating"
-                res = s.execute(update(Job).where(*cond).values(status="failed", finished_at=now, claim_token=None, error=reason))
-                if res.rowcount == 1:
-                    report.failed.append(job.id)
-                    after_reap += on_final(ctx, s, job.id, "failed")
-                    log.warning("job %s: reaper failed it: %s", job.id, reason)
-            else:
-                res = s.execute(update(Job).where(*cond).values(status="pending", claim_token=None, queued_at=now, recoveries=Job.recoveries + 1))
-                if res.rowcount == 1:
-                    report.requeued.append(job.id)
-                    to_enqueue.append(job)
-                    log.warning("job %s: reaper re-enqueues it (was %s)%s", job.id, was, "" if was == "running" else ": its message is not in the broker")
-    after_commit("reaped", after_reap)
-    for job in to_enqueue:
-        try:
-            _enqueue(ctx, job)
-        except Exception:
-            log.exception("job %s: re-enqueue failed; will try at the next reaper run", job.id)
-    return report
 
 
 def record_task_status(

@@ -5,12 +5,9 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import InvalidRequest
-
-if TYPE_CHECKING:
-    from .runner import JobRun
 
 # Modules that register job kinds when imported; one line per area.
 KIND_MODULES = [
@@ -25,7 +22,7 @@ class JobKind:
     name: str
     task: str  # Celery task name, exporter.<verb>
     queue: str  # one queue per job family
-    run: Callable[[JobRun], dict[str, Any] | None]
+    run: Callable[[Any], dict[str, Any] | None]  # called with an exporter.runner.JobRun
     normalize: Callable[[dict[str, Any]], dict[str, Any]]  # validate, fill defaults; raise InvalidRequest
     expiry_seconds: int | None = None  # None: the JOB_EXPIRY_SECONDS setting
     description: str = ""

@@ -15,7 +15,7 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint, func, select, update
@@ -118,12 +118,12 @@ def fan_out(ctx: Context, job_id: str, items: Sequence[Any], chunk: int, state: 
         ids = list(s.scalars(select(JobPart.id).where(JobPart.job_id == job_id, JobPart.status == "pending").order_by(JobPart.seq)))
     queue = get_kind(job.kind).queue
     for part_id in ids:
-        _enqueue(ctx, part_id, queue)
+        enqueue(ctx, part_id, queue)
     log.info("job %s: fanned out %d item(s) in %d part(s)", job_id, len(items), len(chunks))
     return FANNED_OUT
 
 
-def _enqueue(ctx: Context, part_id: int, queue: str) -> None:
+def enqueue(ctx: Context, part_id: int, queue: str) -> None:
     try:
         ctx.enqueue(PART_TASK, str(part_id), queue)
     except Exception:
@@ -236,63 +236,8 @@ def finish_if_complete(ctx: Context, job_id: str) -> bool:
     return True
 
 
-@dataclass
-class PartsReapReport:
-    requeued: list[int]
-    finished: list[str]
-
-
 def has_parts():
     """A SQL condition: the job fanned out (its parts, not a worker, carry it)."""
     from sqlalchemy import exists
 
     return exists().where(JobFanout.job_id == Job.id)
-
-
-def reap(ctx: Context, now: datetime | None = None, queued_ids: Callable[[Sequence[str]], set[str] | None] | None = None) -> PartsReapReport:
-    """Re-enqueue parts whose worker died or whose message is gone; finish parents whose parts are all done."""
-    now = now or utcnow()
-    cfg = ctx.settings
-    stale = now - timedelta(seconds=cfg.stale_after_seconds)
-    lost = now - timedelta(seconds=cfg.pending_timeout_seconds)
-    report = PartsReapReport([], [])
-    with ctx.db.session() as s:
-        rows = s.execute(
-            select(JobPart.id, JobPart.status, JobPart.heartbeat_at, JobPart.queued_at, JobPart.attempts, JobPart.items, Job.kind)
-            .join(Job, Job.id == JobPart.job_id)
-            .where(Job.status == "running", ((JobPart.status == "running") & (JobPart.heartbeat_at < stale)) | ((JobPart.status == "pending") & (JobPart.queued_at < lost)))
-        ).all()
-    waiting = [r for r in rows if r.status == "pending"]
-    in_broker: set[str] | None = None
-    if waiting:
-        probe = queued_ids or ctx.queued_ids
-        queues = sorted({get_kind(r.kind).queue for r in waiting})
-        in_broker = probe(queues) if probe is not None else None
-    for r in rows:
-        if r.status == "pending" and (in_broker is None or str(r.id) in in_broker):
-            continue  # still queued (a backlog), or the broker cannot tell: never a second message
-        cond = [JobPart.id == r.id, JobPart.status == r.status]
-        cond.append(JobPart.heartbeat_at == r.heartbeat_at if r.status == "running" else JobPart.queued_at == r.queued_at)
-        if r.status == "running" and r.attempts >= cfg.max_attempts:
-            with ctx.db.session() as s:
-                res = s.execute(update(JobPart).where(*cond).values(status="running", claim_token=GAVE_UP))
-            if res.rowcount == 1:
-                log.warning("part %s: gave up after %d attempt(s): the worker stopped heart-beating", r.id, r.attempts)
-                complete(ctx, r.id, GAVE_UP, len(r.items), error=f"gave up after {r.attempts} attempt(s): the worker stopped heart-beating")
-            continue
-        with ctx.db.session() as s:
-            res = s.execute(update(JobPart).where(*cond).values(status="pending", claim_token=None, queued_at=now, recoveries=JobPart.recoveries + 1))
-        if res.rowcount == 1:
-            log.warning("part %s: reaper re-enqueues it (was %s)", r.id, r.status)
-            report.requeued.append(r.id)
-            _enqueue(ctx, r.id, get_kind(r.kind).queue)
-    with ctx.db.session() as s:
-        done_parents = list(
-            s.scalars(
-                select(Job.id).where(Job.status == "running", has_parts(), ~select(JobPart.id).where(JobPart.job_id == Job.id, JobPart.status != "done").exists())
-            )
-        )
-    for job_id in done_parents:
-        if finish_if_complete(ctx, job_id):
-            report.finished.append(job_id)
-    return report

@@ -25,29 +25,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, cast, select, text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, selectinload
 
-from . import admission
+from . import admission, webhooks
 from .db import utcnow
 from .expiry import cache_fresh
 from .jobs import canonical_json, dedupe_key
 from .kinds import get_kind
-from .models import ACTIVE_STATUSES, Artifact, Job
+from .models import ACTIVE_STATUSES, Job
+from .visibility import AGENCY_PARAM, SERVICE_POINT_PARAM
 
 log = logging.getLogger(__name__)
 
 # The API's export kinds and the job kinds that make them (issue 3's RAiD exports).
 EXPORT_KINDS: dict[str, str] = {"public": "export_public", "private": "export_private"}
-# Job kinds whose artifacts belong to one service point, and the param naming it.
-PRIVATE_KINDS: set[str] = {"export_private"}
-SERVICE_POINT_PARAM = "service_point"
-AGENCY_PARAM = "agency"
 # The API's archive requests and their job kinds (issue 4's archiver).
 ARCHIVE_KINDS: dict[str, str] = {"urls": "archive_urls", "portal": "sweep_portal"}
 
-API_STATUS = {"pending": "pending", "running": "running", "succeeded": "completed", "failed": "failed", "cancelled": "cancelled", "expired": "expired"}
-JOB_STATUS = {v: k for k, v in API_STATUS.items()}
 
 
 @dataclass
@@ -58,23 +53,6 @@ class Submission:
     @property
     def is_duplicate(self) -> bool:
         return self.outcome != "created"
-
-
-def is_private(job: Job) -> bool:
-    return job.kind in PRIVATE_KINDS
-
-
-def job_service_point(job: Job) -> str | None:
-    """The service point a private export belongs to (as a string), or None."""
-    if not is_private(job):
-        return None
-    value = (job.params or {}).get(SERVICE_POINT_PARAM)
-    return None if value is None else str(value)
-
-
-def service_point_column():
-    """SQL expression of a job's service point param, as text, on SQLite and PostgreSQL."""
-    return cast(Job.params[SERVICE_POINT_PARAM].as_string(), String)
 
 
 def export_params(api_kind: str, scope: dict[str, Any], mode: str, fmt: str) -> tuple[str, dict[str, Any]]:
@@ -122,12 +100,6 @@ def _lock(session: Session, key: str) -> None:
         session.execute(update(Job).where(Job.id == "").values(status=Job.status))
 
 
-def _webhooks():
-    from . import webhooks
-
-    return webhooks
-
-
 def request_job(
     ctx,
     kind: str,
@@ -145,14 +117,14 @@ def request_job(
     spec = get_kind(kind)
     params = json.loads(canonical_json(spec.normalize(dict(params or {}))))
     key = dedupe_key(kind, params)
-    urls = _webhooks().validate_callback_urls(ctx, list(callback_urls)) if callback_urls else []
+    urls = webhooks.validate_callback_urls(ctx, list(callback_urls)) if callback_urls else []
     now = now or utcnow()
     with ctx.db.session() as s:
         _lock(s, key)
         dup = find_active_or_fresh_duplicate(s, kind, key, now, ctx.settings, reusable_from_cache(params))
         if dup is not None:
             if urls:
-                _webhooks().add_callbacks(s, dup.id, urls)
+                webhooks.add_callbacks(s, dup.id, urls)
             if dup.status == "succeeded":
                 outcome = "cached"
             else:
@@ -167,7 +139,7 @@ def request_job(
             s.add(job)
             s.flush()
             if urls:
-                _webhooks().add_callbacks(s, job.id, urls)
+                webhooks.add_callbacks(s, job.id, urls)
             if estimated is not None:
                 admission.record_estimate(s, job.id, estimated)
             outcome = "created"
@@ -181,7 +153,7 @@ def request_job(
     else:
         log.info("job %s: %s by an equal request from %s", job_id, outcome, requested_by or "-")
         if outcome == "cached" and urls:
-            _webhooks().job_finished(ctx, job_id, "succeeded")  # tell the new URLs at once
+            webhooks.job_finished(ctx, job_id, "succeeded")  # tell the new URLs at once
     return Submission(job=_load(ctx, job_id), outcome=outcome)
 
 
@@ -189,40 +161,3 @@ def _load(ctx, job_id: str) -> Job:
     from .jobs import get
 
     return get(ctx, job_id)
-
-
-ARTIFACT_LINKS = {"dataURI": "data", "manifestURI": "manifest"}
-
-
-def download_links(ctx, job: Job, principal=None) -> dict[str, str | None]:
-    """Signed, expiring links to a succeeded job's data and manifest, as the API and webhooks show them."""
-    from .access import signed_download_url
-
-    out: dict[str, str | None] = {}
-    for field, which in ARTIFACT_LINKS.items():
-        art = pick_artifact(job, which)
-        out[field] = signed_download_url(ctx, job.id, art.name, principal) if art and art.deleted_at is None else None
-    return out
-
-
-def pick_artifact(job: Job, which: str) -> Artifact | None:
-    """The job's `data` or `manifest` artifact (by name, else by filename), or one by exact name."""
-    arts = list(job.artifacts)
-    for a in arts:
-        if a.name == which:
-            return a
-    manifests = [a for a in arts if "manifest" in a.name.lower() or "manifest" in a.filename.lower()]
-    if which == "manifest":
-        return manifests[0] if manifests else None
-    if which == "data":
-        for a in arts:
-            if a.name == "archive":
-                return a
-        rest = [a for a in arts if a not in manifests]
-        return max(rest, key=lambda a: a.size) if rest else None
-    return None
-
-
-def file_size(job: Job) -> int | None:
-    data = pick_artifact(job, "data")
-    return data.size if data else None

@@ -33,11 +33,13 @@ from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstra
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from .access import download_links
 from .context import Context
 from .crypto import same
 from .db import Base, UTCDateTime, utcnow
 from .errors import InvalidRequest
 from .models import FINAL_STATUSES, Job
+from .visibility import API_STATUS, file_size
 
 log = logging.getLogger(__name__)
 
@@ -289,8 +291,6 @@ def retry_delay(attempt: int, base: float, cap: float, rng: random.Random | None
 
 def api_status(status: str) -> str:
     """The job status as the JSON API names it (succeeded is "completed")."""
-    from .submissions import API_STATUS
-
     return API_STATUS.get(status, status)
 
 
@@ -299,8 +299,6 @@ def payload(ctx: Context, job: Job, status: str) -> dict[str, Any]:
 
     Call inside the session that loaded `job` (its artifacts are read).
     """
-    from .submissions import download_links, file_size
-
     links = download_links(ctx, job) if status == "succeeded" and job.status == "succeeded" else None
     return {
         "jobId": job.id,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from exporter import access, admission, submissions
+from exporter import access, admission, submissions, visibility
 from exporter.errors import InvalidRequest
 from exporter.kinds import KINDS, JobKind
 
@@ -53,14 +53,14 @@ def fake_exports(monkeypatch):
     monkeypatch.setitem(KINDS, FAKE_PRIVATE.name, FAKE_PRIVATE)
     monkeypatch.setitem(submissions.EXPORT_KINDS, "public", FAKE_PUBLIC.name)
     monkeypatch.setitem(submissions.EXPORT_KINDS, "private", FAKE_PRIVATE.name)
-    before = set(submissions.PRIVATE_KINDS)
-    submissions.PRIVATE_KINDS.add(FAKE_PRIVATE.name)
+    before = set(visibility.PRIVATE_KINDS)
+    visibility.PRIVATE_KINDS.add(FAKE_PRIVATE.name)
     ESTIMATE["bytes"] = 1000
     for kind in (FAKE_PUBLIC.name, FAKE_PRIVATE.name):
         monkeypatch.setitem(admission.ESTIMATORS, kind, lambda ctx, kind, params: ESTIMATE["bytes"])
     yield
-    submissions.PRIVATE_KINDS.clear()
-    submissions.PRIVATE_KINDS.update(before)
+    visibility.PRIVATE_KINDS.clear()
+    visibility.PRIVATE_KINDS.update(before)
 
 
 @dataclass

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from exporter import access, jobs, ratelimit, submissions
+from exporter import access, jobs, ratelimit, submissions, visibility
 from exporter.access import ApiToken, Principal
 from exporter.config import ConfigError
 from exporter.db import utcnow
@@ -68,7 +68,7 @@ def test_who_sees_which_job():
     assert [access.can_see(p, private_a) for p in (operator, reader, sp_a, sp_b, None)] == [True, False, True, False, False]
     assert [access.can_see(p, public) for p in (operator, reader, sp_a, sp_b, None)] == [True, True, False, False, False]
     assert [access.can_see(p, archive) for p in (operator, reader, sp_a)] == [True, True, False]
-    assert submissions.job_service_point(private_a) == "20000001" and submissions.job_service_point(public) is None
+    assert visibility.job_service_point(private_a) == "20000001" and visibility.job_service_point(public) is None
 
 
 def test_rate_limit_is_a_token_bucket(ctx):
@@ -149,7 +149,7 @@ def test_audit_rows_keep_who_what_and_where(ctx):
 
 
 def test_tokens_cli_creates_lists_and_revokes(ctx, monkeypatch, tmp_path):
-    from exporter.cli import main
+    from cli.main import main
 
     monkeypatch.setenv("EXPORTER_VAR_DIR", str(tmp_path / "cli"))
     monkeypatch.setenv("EXPORTER_SECRET_KEY", "test-secret-key-0123456789")

@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
-from exporter import access, runner
+from exporter import access, cleanup, runner
 
 from .api_support import PRIVATE_A, PRIVATE_B, PUBLIC, SP_A, api, fake_exports  # noqa: F401
 
@@ -138,7 +138,7 @@ def test_download_before_it_is_ready_or_after_expiry(api):
 
     from exporter.db import utcnow
 
-    runner.cleanup(api.ctx, now=utcnow() + timedelta(days=365))
+    cleanup.run(api.ctx, now=utcnow() + timedelta(days=365))
     body = api.get(f"/exports/{job_id}", who="sp_a").json
     assert body["status"] == "expired" and body["links"] is None
     r = api.get(f"/exports/{job_id}/download", who="sp_a")

@@ -209,7 +209,7 @@ def test_resweep_submits_one_sweep_per_portal(actx, portal_site, server):
 
 
 def test_cli_archive_and_portals(actx, server, portal_site):
-    from exporter.cli import main
+    from cli.main import main
 
     cli = CliRunner()
     out = cli.invoke(main, ["archive", f"{server.url}/data.csv?cli=1", "--json"])

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event, update
 
-from exporter import jobs, runner
+from exporter import cleanup, jobs, runner
 from exporter.db import utcnow
 from exporter.models import Artifact, Job
 
@@ -21,17 +21,17 @@ def finished_job(ctx) -> tuple[str, list[str]]:
 def test_an_expiry_pushed_forward_after_the_select_keeps_the_job(ctx):
     job_id, keys = finished_job(ctx)
     later = utcnow() + timedelta(seconds=ctx.settings.job_expiry_seconds + 1)
-    [(due_id, read_expiry)] = runner.expiry_due(ctx, later)
+    [(due_id, read_expiry)] = cleanup.expiry_due(ctx, later)
     assert due_id == job_id
     # Between cleanup's select and its update, something gives the result a longer life.
     with ctx.db.session() as s:
         s.execute(update(Job).where(Job.id == job_id).values(expires_at=later + timedelta(days=1)))
-    assert runner.expire(ctx, job_id, read_expiry, later) is None
+    assert cleanup.expire(ctx, job_id, read_expiry, later) is None
     kept = jobs.get(ctx, job_id)
     assert kept.status == "succeeded" and all(a.deleted_at is None for a in kept.artifacts)
     assert all(ctx.storage.stat(k) is not None for k in keys)
-    assert runner.cleanup(ctx, now=later)["expired_jobs"] == 0
-    report = runner.cleanup(ctx, now=later + timedelta(days=2))
+    assert cleanup.run(ctx, now=later)["expired_jobs"] == 0
+    report = cleanup.run(ctx, now=later + timedelta(days=2))
     assert (report["expired_jobs"], report["deleted_objects"]) == (1, len(keys))
     assert jobs.get(ctx, job_id).status == "expired"
     assert all(ctx.storage.stat(k) is None for k in keys)
@@ -48,10 +48,10 @@ def test_a_failing_commit_leaves_the_objects_in_place(ctx):
     event.listen(ctx.db.sessionmaker, "before_flush", refuse)
     try:
         with pytest.raises(RuntimeError, match="went away"):
-            runner.cleanup(ctx, now=later)
+            cleanup.run(ctx, now=later)
     finally:
         event.remove(ctx.db.sessionmaker, "before_flush", refuse)
     job = jobs.get(ctx, job_id)
     assert job.status == "succeeded" and all(a.deleted_at is None for a in job.artifacts)
     assert all(ctx.storage.stat(k) is not None for k in keys)
-    assert runner.cleanup(ctx, now=later)["deleted_objects"] == len(keys)
+    assert cleanup.run(ctx, now=later)["deleted_objects"] == len(keys)

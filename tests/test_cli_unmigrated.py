@@ -17,7 +17,7 @@ from .workers import ROOT
 def run(folder: Path, *args: str, **extra: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTER_")}
     env.update({"EXPORTER_VAR_DIR": str(folder / "var"), "PYTHONPATH": str(ROOT)}, **extra)
-    return subprocess.run([sys.executable, "-m", "exporter.cli", *args], cwd=folder, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=folder, env=env, capture_output=True, text=True, timeout=120)
 
 
 def one_line_error(result: subprocess.CompletedProcess, *needles: str) -> None:

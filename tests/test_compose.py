@@ -9,8 +9,8 @@ import click
 import pytest
 import yaml
 
-from exporter.cli import flower_argv
-from exporter.cli import main as cli
+from cli.main import flower_argv
+from cli.main import main as cli
 from exporter.config import is_production, load_settings, production_secret_problem
 
 

@@ -59,7 +59,7 @@ def test_bad_value_names_the_setting(tmp_path, name, value, words):
 
 def test_cli_stops_with_the_setting_name_and_non_zero_exit(tmp_path):
     env = {**os.environ, "EXPORTER_VAR_DIR": str(tmp_path), "EXPORTER_STORAGE_URL": "gopher://old"}
-    out = subprocess.run([sys.executable, "-m", "exporter.cli", "jobs", "list"], env=env, capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-m", "cli", "jobs", "list"], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode != 0
     assert "EXPORTER_STORAGE_URL" in out.stderr and "Traceback" not in out.stderr
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from exporter.cli import main
+from cli.main import main
 from exporter.raids.models import Raid
 
 

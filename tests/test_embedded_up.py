@@ -38,7 +38,7 @@ def test_up_serves_runs_jobs_and_stops_cleanly_on_ctrl_c(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTER_")}
     env.update({"EXPORTER_VAR_DIR": str(tmp_path / "var"), "EXPORTER_WEB_PORT": str(port), "EXPORTER_PUBLIC_URL": f"http://127.0.0.1:{port}", "EXPORTER_FLOWER_URL": f"http://127.0.0.1:{free_port()}", "PYTHONUNBUFFERED": "1"})
     log = open(tmp_path / "up.log", "wb")
-    up = subprocess.Popen([sys.executable, "-m", "exporter.cli", "up", "-c", "1"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    up = subprocess.Popen([sys.executable, "-m", "cli", "up", "-c", "1"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         def healthy():
             try:
@@ -51,12 +51,12 @@ def test_up_serves_runs_jobs_and_stops_cleanly_on_ctrl_c(tmp_path):
         assert health["checks"]["database"]["detail"].startswith("sqlite")
         assert "filesystem" in health["checks"]["broker"]["detail"]
 
-        submit = subprocess.run([sys.executable, "-m", "exporter.cli", "jobs", "submit", "synthetic", "--params", '{"size": 1000, "steps": 2}'], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        submit = subprocess.run([sys.executable, "-m", "cli", "jobs", "submit", "synthetic", "--params", '{"size": 1000, "steps": 2}'], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
         assert submit.returncode == 0, submit.stderr
         job_id = json.loads(submit.stdout)["id"]
 
         def finished():
-            out = subprocess.run([sys.executable, "-m", "exporter.cli", "jobs", "show", job_id], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+            out = subprocess.run([sys.executable, "-m", "cli", "jobs", "show", job_id], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
             job = json.loads(out.stdout)
             return job if job["status"] in ("succeeded", "failed") else None
 

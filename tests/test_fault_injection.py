@@ -23,7 +23,7 @@ import redis
 from celery import Celery
 from sqlalchemy import select
 
-from exporter import jobs, runner
+from exporter import cleanup, jobs
 from exporter.archiver.models import ArchiveVersion
 from exporter.archiver.portals import add_portal
 from exporter.kinds import load_all
@@ -194,7 +194,7 @@ def test_kills_and_a_broker_restart_lose_nothing_and_leave_nothing(pg_ctx, own_r
         for art in job.artifacts:
             assert hashlib.sha256(ctx.storage.read_bytes(art.key)).hexdigest() == art.sha256, (kind, art.key)
 
-    runner.cleanup(ctx, temporary_age_seconds=0, orphan_grace_seconds=0)
+    cleanup.run(ctx, temporary_age_seconds=0, orphan_grace_seconds=0)
     stray = stored_keys(ctx) - named_keys(ctx)
     assert stray == set(), f"objects no row names: {sorted(stray)[:10]}"
     assert list(ctx.storage.list(STAGING + "/")) == []

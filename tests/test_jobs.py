@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from exporter import jobs, runner
+from exporter import cleanup, jobs, reaper, runner
 from exporter.db import utcnow
 from exporter.errors import InvalidRequest, JobLost
 
@@ -116,7 +116,7 @@ def test_reaper_requeues_stale_running_and_lost_pending_then_gives_up(ctx):
 
         s.get(Job, fresh.id).heartbeat_at = later + timedelta(days=1)
     assert ctx.queued_ids is None  # a broker that cannot tell: a waiting job is left alone
-    report = jobs.reap(ctx, now=later)
+    report = reaper.reap_jobs(ctx, now=later)
     assert (report.requeued, report.waiting, report.failed) == ([stale.id], [lost.id], [])
     assert [j for _, j, _ in ctx.sent] == [stale.id]
     assert jobs.get(ctx, stale.id).status == "pending"
@@ -124,7 +124,7 @@ def test_reaper_requeues_stale_running_and_lost_pending_then_gives_up(ctx):
     assert jobs.claim(ctx, stale.id)
     ctx.queued_ids = lambda queues: {lost.id}  # its message is still queued: a backlog, not a loss
     later = later + timedelta(seconds=cfg.stale_after_seconds + 1)
-    report = jobs.reap(ctx, now=later)
+    report = reaper.reap_jobs(ctx, now=later)
     assert (report.requeued, report.waiting, report.failed) == ([stale.id], [lost.id], [])
     assert jobs.get(ctx, lost.id).status == "pending"
     # Keep killing the same job: once it has had MAX_ATTEMPTS claims the reaper fails it.
@@ -132,7 +132,7 @@ def test_reaper_requeues_stale_running_and_lost_pending_then_gives_up(ctx):
     ctx.sent.clear()
     ctx.queued_ids = lambda queues: set()  # the broker lost the waiting job's message
     later = later + timedelta(seconds=cfg.stale_after_seconds + 1)
-    report = jobs.reap(ctx, now=later)
+    report = reaper.reap_jobs(ctx, now=later)
     assert (report.requeued, report.failed) == ([lost.id], [stale.id])
     assert [j for _, j, _ in ctx.sent] == [lost.id]
     gave_up = jobs.get(ctx, stale.id)
@@ -153,8 +153,8 @@ def test_cleanup_expires_artifacts_and_keeps_the_record(ctx):
     job = jobs.submit(ctx, "synthetic", {"size": 100, "steps": 1})
     runner.run_job(ctx, job.id)
     key = jobs.get(ctx, job.id).artifacts[0].key
-    assert runner.cleanup(ctx)["expired_jobs"] == 0
-    report = runner.cleanup(ctx, now=utcnow() + timedelta(seconds=ctx.settings.job_expiry_seconds + 1))
+    assert cleanup.run(ctx)["expired_jobs"] == 0
+    report = cleanup.run(ctx, now=utcnow() + timedelta(seconds=ctx.settings.job_expiry_seconds + 1))
     assert report["expired_jobs"] == 1 and report["deleted_objects"] == 1
     expired = jobs.get(ctx, job.id)
     assert expired.status == "expired" and expired.artifacts[0].deleted_at is not None
@@ -166,7 +166,7 @@ def test_jobs_cli_lists_and_shows(ctx):
 
     from click.testing import CliRunner
 
-    from exporter.cli import main
+    from cli.main import main
 
     job = jobs.submit(ctx, "synthetic", {})
     runner_ = CliRunner()

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from exporter import jobs, runner, webhooks
+from exporter import cleanup, jobs, reaper, runner, webhooks
 from exporter.db import utcnow
 
 from .test_webhooks import LOOPBACK, job_with_callbacks, notifications, sent_webhooks
@@ -34,7 +34,7 @@ def end(ctx, how: str, job_id: str, token: str) -> None:
     elif how == "cancel":
         jobs.cancel(ctx, job_id)
     else:
-        jobs.reap(ctx, now=utcnow() + timedelta(hours=1))
+        reaper.reap_jobs(ctx, now=utcnow() + timedelta(hours=1))
 
 
 @pytest.mark.parametrize("how", ["succeed", "fail", "cancel", "reap"])
@@ -63,12 +63,12 @@ def test_expiry_and_its_webhook_commit_together(octx, monkeypatch):
     later = utcnow() + timedelta(days=3650)
     monkeypatch.setattr(jobs, "ON_FINAL", ["exporter.webhooks:on_final", f"{__name__}:broken_database"], raising=False)
     with pytest.raises(Exception, match="no_such_table"):
-        runner.cleanup(octx, now=later)
+        cleanup.run(octx, now=later)
     assert jobs.get(octx, job.id).status == "succeeded"
     assert [n.event for n in notifications(octx, job.id)] == ["succeeded"]
     assert all(octx.storage.stat(k) is not None for k in keys)
     monkeypatch.setattr(jobs, "ON_FINAL", ["exporter.webhooks:on_final"])
-    assert runner.cleanup(octx, now=later)["expired_jobs"] == 1
+    assert cleanup.run(octx, now=later)["expired_jobs"] == 1
     assert [n.event for n in notifications(octx, job.id)] == ["succeeded", "expired"]
 
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from exporter import jobs, parts, runner
+from exporter import jobs, parts, reaper, runner
 from exporter.db import utcnow
 from exporter.kinds import JobKind, register
 
@@ -81,7 +81,7 @@ def test_the_reaper_leaves_a_fanned_out_parent_alone_and_finishes_one_whose_part
     old = utcnow() - timedelta(seconds=ctx.settings.stale_after_seconds + 60)
     with ctx.db.session() as s:
         s.execute(update(jobs.Job).where(jobs.Job.id == job_id).values(heartbeat_at=old))
-    assert job_id not in jobs.reap(ctx).requeued and jobs.get(ctx, job_id).status == "running"
+    assert job_id not in reaper.reap_jobs(ctx).requeued and jobs.get(ctx, job_id).status == "running"
     token = parts.claim(ctx, ids[0])
     assert parts.complete(ctx, ids[0], token, 1) is False  # not the last
     token = parts.claim(ctx, ids[1])  # this worker dies: its heartbeat stops
@@ -89,12 +89,12 @@ def test_the_reaper_leaves_a_fanned_out_parent_alone_and_finishes_one_whose_part
         s.execute(update(parts.JobPart).where(parts.JobPart.id == ids[1]).values(heartbeat_at=old))
     sent: list[str] = []
     ctx.enqueue = lambda task, arg, queue: sent.append(arg)
-    report = parts.reap(ctx)
+    report = reaper.reap_parts(ctx)
     assert report.requeued == [ids[1]] and sent == [str(ids[1])]
     token = parts.claim(ctx, ids[1])
     assert parts.complete(ctx, ids[1], token, 1) is True  # the last, but the worker died before finishing the parent
     assert jobs.get(ctx, job_id).status == "running"
-    assert parts.reap(ctx).finished == [job_id]
+    assert reaper.reap_parts(ctx).finished == [job_id]
     assert jobs.get(ctx, job_id).status == "succeeded" and finishes.count(job_id) == 1
     with ctx.db.session() as s:
         assert set(s.scalars(select(parts.JobPart.status).where(parts.JobPart.job_id == job_id))) == {"done"}
@@ -106,9 +106,9 @@ def test_a_waiting_part_gets_a_second_message_only_when_the_broker_lost_the_firs
     sent: list[str] = []
     ctx.enqueue = lambda task, arg, queue: sent.append(arg)
     ctx.queued_ids = None
-    assert parts.reap(ctx, now=later).requeued == []  # the broker cannot tell: leave it
+    assert reaper.reap_parts(ctx, now=later).requeued == []  # the broker cannot tell: leave it
     ctx.queued_ids = lambda queues: {str(ids[0])}
-    assert parts.reap(ctx, now=later).requeued == []  # still queued: a backlog
+    assert reaper.reap_parts(ctx, now=later).requeued == []  # still queued: a backlog
     ctx.queued_ids = lambda queues: set()
-    assert parts.reap(ctx, now=later).requeued == ids and sent == [str(ids[0])]
+    assert reaper.reap_parts(ctx, now=later).requeued == ids and sent == [str(ids[0])]
     assert jobs.get(ctx, job_id).status == "running"

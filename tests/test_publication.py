@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from exporter import jobs, orphans, runner
+from exporter import cleanup, jobs, orphans, reaper, runner
 from exporter.db import utcnow
 from exporter.kinds import KINDS, JobKind, load_all
 from exporter.runner import STAGING
@@ -114,7 +114,7 @@ def test_a_reaped_run_that_wakes_up_neither_publishes_nor_overwrites_the_run_tha
     stalled.start()
     assert first_wrote.wait(30)
     later = utcnow() + timedelta(seconds=ctx.settings.stale_after_seconds + 1)
-    assert jobs.reap(ctx, now=later).requeued == [job.id]
+    assert reaper.reap_jobs(ctx, now=later).requeued == [job.id]
     assert runner.run_job(ctx, job.id) == "succeeded"
     first_waits.set()
     stalled.join(30)
@@ -138,12 +138,12 @@ def test_cleanup_removes_objects_no_row_names_once_past_the_grace(ctx):
     unowned = "elsewhere/keep.bin"  # under no registered prefix: not cleanup's to judge
     ctx.storage.write(unowned, b"x")
 
-    assert runner.cleanup(ctx, orphan_grace_seconds=3600)["removed_orphans"] == 0  # too young: its row may be on the way
+    assert cleanup.run(ctx, orphan_grace_seconds=3600)["removed_orphans"] == 0  # too young: its row may be on the way
     assert ctx.storage.stat(orphan) is not None
 
     later = utcnow() + timedelta(hours=2)
     assert list(orphans.find(ctx, later, 3600)) == [orphan]
-    assert runner.cleanup(ctx, now=later, orphan_grace_seconds=3600)["removed_orphans"] == 1
+    assert cleanup.run(ctx, now=later, orphan_grace_seconds=3600)["removed_orphans"] == 1
     assert ctx.storage.stat(orphan) is None
     assert ctx.storage.stat(named.key) is not None and ctx.storage.stat(unowned) is not None
 

@@ -273,7 +273,7 @@ def test_private_export_on_s3_is_reached_through_an_expiring_presigned_link(pg_c
 
 
 def test_cli_runs_exports_in_process_with_progress_or_enqueues_them(rctx, monkeypatch):
-    from exporter.cli import main
+    from cli.main import main
 
     registry_fixture(rctx)
     result = CliRunner().invoke(main, ["export", "public", "--agency", "038sjwq14"])

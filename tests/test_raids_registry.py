@@ -143,7 +143,7 @@ def test_strict_import_writes_nothing_on_error(ctx, tmp_path):
 
 
 def test_import_cli(ctx, tmp_path):
-    from exporter.cli import main
+    from cli.main import main
 
     path = tmp_path / "raids.jsonl"
     path.write_text(json.dumps(record(1)) + "\nnope\n")
@@ -159,7 +159,7 @@ def test_import_cli(ctx, tmp_path):
 def test_generator_makes_realistic_mixed_raids(ctx):
     from click.testing import CliRunner
 
-    from exporter.cli import main
+    from cli.main import main
 
     result = CliRunner().invoke(main, ["raids", "generate", "60", "--service-point", "20000000", "--service-point", "20000001", "--seed", "7"])
     assert result.exit_code == 0, result.output

@@ -7,7 +7,7 @@ import time
 
 import redis
 
-from exporter import jobs
+from exporter import jobs, reaper
 from workers.broker import message_id_arg, probe_for, redis_probe
 
 from .workers import WorkerProcess, redis_broker, sender, wait_for, worker_env
@@ -44,7 +44,7 @@ def test_a_waiting_job_is_neither_failed_nor_duplicated_and_a_lost_message_is_se
         time.sleep(1.2)
         requeued: list[str] = []
         for _ in range(4):
-            report = jobs.reap(ctx)
+            report = reaper.reap_jobs(ctx)
             requeued += report.requeued
             assert waiting.id in report.waiting and report.failed == []
             assert jobs.get(ctx, waiting.id).status == "pending"

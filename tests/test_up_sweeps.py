@@ -27,7 +27,7 @@ DATASETS = 6
 
 
 def _cli(env, *args) -> dict:
-    out = subprocess.run([sys.executable, "-m", "exporter.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-m", "cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout) if out.stdout.strip().startswith("{") else {}
 
@@ -50,7 +50,7 @@ def test_two_portals_swept_at_once_finish_on_one_worker_process_of_exporter_up(t
         "EXPORTER_ARCHIVER_ALLOW_NETWORKS": "127.0.0.1/32", "EXPORTER_ARCHIVER_HOST_DELAY_MS": "0", "EXPORTER_ARCHIVER_BATCH_SIZE": "2",
     })
     log = open(tmp_path / "up.log", "wb")
-    up = subprocess.Popen([sys.executable, "-m", "exporter.cli", "up", "-c", "1"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    up = subprocess.Popen([sys.executable, "-m", "cli", "up", "-c", "1"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: (tmp_path / "var" / "exporter.db").exists() and b"ready" in (tmp_path / "up.log").read_bytes(), 60, "exporter up's worker to be ready", interval=0.5)
         for tag, site in zip(("north", "south"), sites, strict=True):

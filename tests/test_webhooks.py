@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from exporter import jobs, runner, webhooks
+from exporter import cleanup, jobs, reaper, runner, webhooks
 from exporter.db import utcnow
 from exporter.errors import InvalidRequest
 from exporter.webhooks import WebhookNotification
@@ -100,7 +100,7 @@ def test_every_end_of_a_job_enqueues_its_webhooks_once(ctx):
     reaped = job_with_callbacks(ctx, urls[:1])
     ctx.settings = ctx.settings.replace(max_attempts=1)
     jobs.claim(ctx, reaped.id)
-    assert jobs.reap(ctx, now=utcnow() + timedelta(hours=1)).failed == [reaped.id]
+    assert reaper.reap_jobs(ctx, now=utcnow() + timedelta(hours=1)).failed == [reaped.id]
     quiet = jobs.submit(ctx, "synthetic", {"size": 7})
     runner.run_job(ctx, quiet.id)
 
@@ -239,7 +239,7 @@ def test_expiry_is_configurable_per_kind_and_announced(hctx, receiver):
     assert done.expires_at - done.finished_at == timedelta(seconds=60)
     key = done.artifacts[0].key
     assert hctx.storage.stat(key) is not None
-    assert runner.cleanup(hctx, now=utcnow() + timedelta(seconds=61))["expired_jobs"] == 1
+    assert cleanup.run(hctx, now=utcnow() + timedelta(seconds=61))["expired_jobs"] == 1
     expired = jobs.get(hctx, job.id)
     assert expired.status == "expired" and expired.artifacts[0].deleted_at is not None
     assert hctx.storage.stat(key) is None
@@ -256,7 +256,7 @@ def test_expiry_zero_keeps_artifacts_forever(ctx):
     job = jobs.submit(ctx, "synthetic", {})
     runner.run_job(ctx, job.id)
     assert jobs.get(ctx, job.id).expires_at is None
-    assert runner.cleanup(ctx, now=utcnow() + timedelta(days=3650))["expired_jobs"] == 0
+    assert cleanup.run(ctx, now=utcnow() + timedelta(days=3650))["expired_jobs"] == 0
     assert jobs.get(ctx, job.id).status == "succeeded"
 
 

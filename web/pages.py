@@ -25,7 +25,7 @@ from flask import Blueprint, abort, current_app, g, jsonify, redirect, render_te
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from exporter import access, jobs, ratelimit, submissions, webhooks
+from exporter import access, jobs, ratelimit, submissions, visibility, webhooks
 from exporter.access import ApiToken, Principal
 from exporter.admission import InsufficientStorage
 from exporter.archiver.portals import count_portals, get_portal, list_portals
@@ -238,8 +238,8 @@ def _service_point_number(value: Any) -> int | None:
 def scope_labels(rows: Iterable[Job]) -> dict[str, tuple[str, str]]:
     """For each job that names an agency or a service point: (what it is, its name and id)."""
     rows = list(rows)
-    agency_ids = {a for j in rows if isinstance(a := (j.params or {}).get(submissions.AGENCY_PARAM), str)}
-    sp_ids = {n for j in rows if (n := _service_point_number((j.params or {}).get(submissions.SERVICE_POINT_PARAM))) is not None}
+    agency_ids = {a for j in rows if isinstance(a := (j.params or {}).get(visibility.AGENCY_PARAM), str)}
+    sp_ids = {n for j in rows if (n := _service_point_number((j.params or {}).get(visibility.SERVICE_POINT_PARAM))) is not None}
     if not agency_ids and not sp_ids:
         return {}
     with ctx().db.session() as s:
@@ -247,8 +247,8 @@ def scope_labels(rows: Iterable[Job]) -> dict[str, tuple[str, str]]:
         points = registry.service_points_by_id(s, sp_ids)
     labels = {}
     for j in rows:
-        agency = (j.params or {}).get(submissions.AGENCY_PARAM)
-        number = _service_point_number((j.params or {}).get(submissions.SERVICE_POINT_PARAM))
+        agency = (j.params or {}).get(visibility.AGENCY_PARAM)
+        number = _service_point_number((j.params or {}).get(visibility.SERVICE_POINT_PARAM))
         if isinstance(agency, str):
             labels[j.id] = ("Registration agency", agency_label(agencies[agency]) if agency in agencies else f"{agency} (not registered)")
         elif number is not None:
@@ -558,7 +558,7 @@ def service_point_jobs(principal: Principal, limit: int = 50) -> list[Job]:
     query = (
         select(Job)
         .options(selectinload(Job.artifacts))
-        .where(Job.kind.in_(submissions.PRIVATE_KINDS), submissions.service_point_column() == str(principal.service_point_id))
+        .where(Job.kind.in_(visibility.PRIVATE_KINDS), visibility.service_point_column() == str(principal.service_point_id))
         .order_by(Job.created_at.desc())
         .limit(limit)
     )

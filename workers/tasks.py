@@ -58,18 +58,17 @@ for _kind in load_all().values():
 @celery_app.task(name="exporter.reap", ignore_result=True)
 def reap() -> dict:
     """Re-enqueue jobs whose worker died or whose message was lost."""
-    from exporter import parts
+    from exporter import reaper
 
-    ctx = get_context()
-    report = jobs.reap(ctx)
-    done = parts.reap(ctx)
-    return {"requeued": report.requeued, "failed": report.failed, "parts_requeued": done.requeued, "parents_finished": done.finished}
+    return reaper.reap(get_context())
 
 
 @celery_app.task(name="exporter.cleanup", ignore_result=True)
 def cleanup() -> dict:
     """Delete expired artifacts and leftovers of interrupted writes."""
-    return runner.cleanup(get_context())
+    from exporter import cleanup as clean
+
+    return clean.run(get_context())
 
 
 @celery_app.task(name="exporter.deliver_webhook", bind=True, queue="webhooks", ignore_result=True, acks_late=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import threading
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,32 +20,17 @@ from ..context import Context
 from ..db import utcnow
 from ..errors import NotFound
 from ..jobs import record_task_status
-from ..netsafety import safe_session
 from ..storage import Storage
 from ..storage.base import ObjectInfo
 from .fetch import FetchOptions, FetchResult, fetch
 from .models import OK_STATUSES, STATUSES, Archival, ArchiveVersion, Portal, Resource, is_status_broken
 from .policy import HostSlots, fresh_until
+from .sessions import session_for
 
 log = logging.getLogger(__name__)
 
 TASK_TYPE = "archiver"
 ENTITY = "resource"
-
-_local = threading.local()
-
-
-def session_for(ctx: Context) -> requests.Session:
-    """One safe HTTP session per thread and settings (connections are kept alive)."""
-    s = ctx.settings
-    key = (s.archiver_allow_networks, s.archiver_user_agent)
-    cached = getattr(_local, "sessions", None)
-    if cached is None:
-        cached = _local.sessions = {}
-    if key not in cached:
-        cached[key] = safe_session(s.archiver_allow_networks, s.archiver_user_agent)
-    return cached[key]
-
 
 def host_slots(ctx: Context) -> HostSlots:
     slots = ctx.__dict__.get("_archiver_slots")

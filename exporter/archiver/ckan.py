@@ -18,6 +18,7 @@ from ..errors import ExporterError
 from ..jobs import record_task_status
 from ..netsafety import request_following
 from .models import Archival, Portal, Resource
+from .sessions import session_for
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +154,6 @@ def resource_rows(package: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def client_for(ctx: Context, portal: Portal) -> CKANClient:
-    from .archive import session_for
-
     s = ctx.settings
     return CKANClient(
         portal.base_url, session_for(ctx), portal.api_token, timeout=s.archiver_read_timeout * 2, max_redirects=s.archiver_max_redirects,

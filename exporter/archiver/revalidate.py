@@ -22,9 +22,10 @@ from ..context import Context
 from ..db import utcnow
 from ..models import TaskStatus
 from ..netsafety import request_following
-from .archive import ENTITY, TASK_TYPE, host_slots, session_for
+from .archive import ENTITY, TASK_TYPE, host_slots
 from .models import OK_STATUSES, STATUSES, Archival, Portal, Resource
 from .policy import fresh_until
+from .sessions import session_for
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,13 @@ from sqlalchemy import select
 from .. import parts
 from ..context import Context, Enqueue
 from ..db import utcnow
+from ..jobs import dedupe_key, submit
 from ..models import ACTIVE_STATUSES, Job
 from ..runner import JobRun
+from .archive import archive_resource
 from .ckan import client_for, resource_rows
-from .models import Archival, Portal, Resource
+from .models import Archival, Portal, Resource, resource_id_for
+from .params import normalize_sweep
 from .portals import get_portal
 from .resources import due_ids, mark_gone, upsert_portal_resources, upsert_url
 from .revalidate import revalidate
@@ -34,8 +37,6 @@ QUEUE = "archive"
 
 def archive_part(ctx: Context, job: Job, ids: list[str]) -> None:
     """A part's work: archive each resource (repeating one is harmless); a failure stays with its resource."""
-    from .archive import archive_resource
-
     for rid in ids:
         try:
             archive_resource(ctx, rid, full_record=False)
@@ -67,8 +68,6 @@ def run_sweep(job: JobRun) -> dict[str, Any]:
         n, c = upsert_portal_resources(ctx, portal.id, page, now)
         new, changed = new + n, changed + c
         page.clear()
-
-    from .models import resource_id_for
 
     for pkg in client.iter_packages(include_private=True):
         packages += 1
@@ -128,8 +127,6 @@ def finish_archive_urls(ctx: Context, job: Job, state: dict[str, Any]) -> dict[s
 def inline_dispatcher(ctx: Context, workers: int = 1, fallback: Enqueue | None = None) -> tuple[Enqueue, Callable[[], None]]:
     """An enqueue function that runs archive tasks and fan-out parts in this process (threads),
     for the CLI, tests and benchmarks; other tasks go to `fallback`. Returns (enqueue, shutdown)."""
-    from .archive import archive_resource
-
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="archive") if workers > 1 else None
 
     def run(task: str, arg: str) -> None:
@@ -161,9 +158,6 @@ def inline_dispatcher(ctx: Context, workers: int = 1, fallback: Enqueue | None =
 def resweep(ctx: Context) -> dict[str, Any]:
     """The beat entry: a sweep job per registered portal (none while one is active), and
     the due ad-hoc resources (one batch) straight to the archive queue."""
-    from ..jobs import dedupe_key, submit
-    from .kinds import normalize_sweep
-
     submitted, skipped = [], []
     with ctx.db.session() as s:
         portals = list(s.scalars(select(Portal).order_by(Portal.name)))

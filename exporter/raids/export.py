@@ -20,73 +20,31 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Text, and_, case, cast, func, null, select, tuple_
+from sqlalchemy import Connection, Text, and_, case, cast, func, null, select
 from sqlalchemy.orm import Session
 
 from .. import jobs
 from ..context import Context
-from ..db import UTCDateTime, utcnow
+from ..db import utcnow
 from ..kinds import get_kind
 from ..models import Artifact, Job
 from ..runner import JobRun
 from .archive import FORMATS, ArchiveWriter
 from .models import Raid, RegistrationAgency
 from .public import published_in_full, published_in_full_sql, redacted
+from .reading import Watermark, _iso, _parse_iso, keyset_pages, snapshot
 from .scope import PRIVATE, PUBLIC, Scope
+from .sitemaps import write_search_index
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 REDACTED_SIZE = 330  # bytes of a redacted record, for estimates
 COMPRESSION_RATIO = 0.25  # archive bytes per raids.jsonl byte at the default level, measured
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
-
-
-def _parse_iso(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-@dataclass(frozen=True)
-class Watermark:
-    """The (updated_at, id) of the newest change an export covered."""
-
-    updated_at: datetime
-    id: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"updated_at": _iso(self.updated_at), "id": self.id}
-
-    @classmethod
-    def from_dict(cls, data: dict | None) -> Watermark | None:
-        return cls(_parse_iso(data["updated_at"]), int(data["id"])) if data else None
-
-    def after(self):
-        """SQL: raids strictly after this watermark."""
-        return tuple_(Raid.updated_at, Raid.id) > tuple_(_ts(self.updated_at), _int(self.id))
-
-    def not_after(self):
-        return tuple_(Raid.updated_at, Raid.id) <= tuple_(_ts(self.updated_at), _int(self.id))
-
-
-def _ts(value: datetime):
-    from sqlalchemy import literal
-
-    return literal(value, UTCDateTime())
-
-
-def _int(value: int):
-    from sqlalchemy import literal
-
-    return literal(value, Raid.id.type)
 
 
 @dataclass
@@ -115,27 +73,6 @@ def previous_export(session: Session, scope: Scope) -> Previous | None:
     return Previous(job.id, job.finished_at, _parse_iso(job.result["as_of"]), Watermark.from_dict(job.result.get("watermark")), _parse_iso(cutoff) if cutoff else None)
 
 
-# -- reading -------------------------------------------------------------------------------
-
-
-@contextmanager
-def snapshot(ctx: Context) -> Iterator[Connection]:
-    """A read-only connection seeing one consistent snapshot for the whole export."""
-    engine = ctx.db.engine
-    with engine.connect() as conn:
-        if engine.dialect.name == "postgresql":
-            conn = conn.execution_options(isolation_level="REPEATABLE READ")
-            with conn.begin():
-                conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-                yield conn
-        else:
-            conn.exec_driver_sql("BEGIN")  # pysqlite would not begin for reads; WAL keeps the snapshot
-            try:
-                yield conn
-            finally:
-                conn.rollback()
-
-
 def _columns(scope: Scope, as_of: date, order: str, tombstones: bool) -> list:
     """What a pass selects: no more than its lines need (every column costs per row)."""
     keys = [Raid.id, Raid.updated_at] if order == "updated" else [Raid.id]
@@ -154,22 +91,6 @@ def _columns(scope: Scope, as_of: date, order: str, tombstones: bool) -> list:
         Raid.access_statement_language,
         case((public, null()), else_=Raid.created_at).label("created_at"),
     ]
-
-
-def keyset_pages(conn: Connection, query, order: str, page_size: int) -> Iterator[list]:
-    """Pages of `query` by keyset: order "id" (id > last) or "updated" ((updated_at, id) > last)."""
-    last = None
-    while True:
-        q = query
-        if last is not None:
-            q = q.where(Raid.id > last.id if order == "id" else Watermark(last.updated_at, last.id).after())
-        q = q.order_by(Raid.id) if order == "id" else q.order_by(Raid.updated_at, Raid.id)
-        rows = conn.execute(q.limit(page_size)).all()
-        if rows:
-            yield rows
-        if len(rows) < page_size:
-            return
-        last = rows[-1]
 
 
 @dataclass
@@ -345,8 +266,6 @@ def build_export(job: JobRun, scope: Scope) -> dict[str, Any]:
         info = fh.info
         search_index = None
         if scope.public and params.get("sitemaps", True):
-            from .sitemaps import write_search_index
-
             search_index = write_search_index(job, conn, scope, prefix, plan.as_of_date, archive_name)
     archive = {"key": prefix + archive_name, "name": archive_name, "size": info.size, "sha256": info.sha256, "md5": info.md5}
     outer = dict(manifest, archive=archive)

@@ -18,9 +18,9 @@ from sqlalchemy.sql.expression import FunctionElement
 
 from ..config import SITEMAP_URL_LIMIT
 from ..runner import JobRun
-from .export import keyset_pages
 from .models import Raid
 from .public import published_in_full_sql
+from .reading import keyset_pages
 from .scope import Scope
 
 SITEMAP_NS = "http://www.sitemaps.org/schemas/sitemap/0.9"

@@ -7,11 +7,12 @@ import math
 from flask import jsonify, redirect, request
 from sqlalchemy import func, select
 
-from exporter import access, jobs, ratelimit, submissions
+from exporter import access, jobs, ratelimit, submissions, visibility
 from exporter.access import Principal
 from exporter.errors import InvalidRequest, NotFound
 from exporter.models import FINAL_STATUSES, Job
-from exporter.submissions import API_STATUS, EXPORT_KINDS, JOB_STATUS, PRIVATE_KINDS, pick_artifact
+from exporter.submissions import EXPORT_KINDS
+from exporter.visibility import API_STATUS, JOB_STATUS, PRIVATE_KINDS, pick_artifact
 
 from . import bp
 from .auth import client_ip, ctx, current_principal, require
@@ -36,7 +37,7 @@ def api_kind(job: Job) -> str:
 
 def links(job: Job, principal: Principal | None) -> dict[str, str | None] | None:
     """Expiring download links for a succeeded job's data and manifest (None before/after)."""
-    return submissions.download_links(ctx(), job, principal) if job.status == "succeeded" else None
+    return access.download_links(ctx(), job, principal) if job.status == "succeeded" else None
 
 
 def job_view(job: Job, principal: Principal | None) -> dict:
@@ -50,7 +51,7 @@ def job_view(job: Job, principal: Principal | None) -> dict:
         "mode": params.get("mode"),
         "format": params.get("format"),
         "links": links(job, principal),
-        "fileSize": submissions.file_size(job) if job.status == "succeeded" else None,
+        "fileSize": visibility.file_size(job) if job.status == "succeeded" else None,
         "expirationTime": _iso(job.expires_at),
         "errorReason": job.error if job.status == "failed" else None,
         "createdAt": _iso(job.created_at),
@@ -134,7 +135,7 @@ def list_exports():
     query = select(Job)
     if principal.role == "service_point":
         kinds &= PRIVATE_KINDS
-        query = query.where(submissions.service_point_column() == principal.service_point_id)
+        query = query.where(visibility.service_point_column() == principal.service_point_id)
     elif principal.role != "operator":
         kinds -= PRIVATE_KINDS
     query = query.where(Job.kind.in_(sorted(kinds)))

@@ -9,7 +9,7 @@ import click
 
 
 def _ctx():
-    from ..context import get_context
+    from exporter.context import get_context
 
     return get_context()
 
@@ -33,9 +33,9 @@ def _print_record(record: dict, as_json: bool) -> None:
 @click.option("--force", is_flag=True, help="Ask the server even if the stored copy is still fresh.")
 def archive(url: str, as_json: bool, link_check_only: bool, force: bool) -> None:
     """Archive one URL in this process and print its archival record."""
-    from .archive import archive_resource
-    from .models import OK_STATUSES
-    from .resources import upsert_url, validate_url
+    from exporter.archiver.archive import archive_resource
+    from exporter.archiver.models import OK_STATUSES
+    from exporter.archiver.resources import upsert_url, validate_url
 
     ctx = _ctx()
     rid = upsert_url(ctx, validate_url(url), link_check_only=link_check_only)
@@ -59,7 +59,7 @@ def portals() -> None:
 @click.option("--link-check-only", is_flag=True, help="Check links and record outcomes; store nothing.")
 def portals_add(name: str, base_url: str, token: str | None, write_back: bool, link_check_only: bool) -> None:
     """Register (or update) portal NAME at BASE_URL."""
-    from .portals import add_portal
+    from exporter.archiver.portals import add_portal
 
     portal = add_portal(_ctx(), name, base_url, token, write_back, link_check_only)
     click.echo(json.dumps(portal.to_dict(), indent=2))
@@ -69,7 +69,7 @@ def portals_add(name: str, base_url: str, token: str | None, write_back: bool, l
 @click.option("--json", "as_json", is_flag=True)
 def portals_list(as_json: bool) -> None:
     """List registered portals."""
-    from .portals import list_portals
+    from exporter.archiver.portals import list_portals
 
     rows = list_portals(_ctx())
     if as_json:
@@ -89,9 +89,9 @@ def portals_list(as_json: bool) -> None:
 @click.option("--workers", default=4, show_default=True, type=click.IntRange(1, 64), help="Threads archiving at once with --wait.")
 def portals_sweep(name: str, recheck_all: bool, wait: bool, workers: int) -> None:
     """Sweep portal NAME: enumerate its resources and archive those due."""
-    from .. import jobs, runner
-    from .portals import get_portal
-    from .sweep import inline_dispatcher
+    from exporter import jobs, runner
+    from exporter.archiver.portals import get_portal
+    from exporter.archiver.sweep import inline_dispatcher
 
     ctx = _ctx()
     portal = get_portal(ctx, name)
@@ -125,7 +125,7 @@ def archives() -> None:
 @click.argument("resource_id")
 def archives_show(resource_id: str) -> None:
     """Print a resource's archival record and stored versions as JSON."""
-    from .archive import archival_record
+    from exporter.archiver.archive import archival_record
 
     click.echo(json.dumps(archival_record(_ctx(), resource_id), indent=2))
 
@@ -135,7 +135,7 @@ def archives_show(resource_id: str) -> None:
 @click.option("--dry-run", is_flag=True)
 def archives_prune(keep: int | None, dry_run: bool) -> None:
     """Delete copies of resources gone from their portal and versions beyond the newest K."""
-    from .prune import prune
+    from exporter.archiver.prune import prune
 
     click.echo(json.dumps(prune(_ctx(), keep, dry_run), indent=2))
 
@@ -146,7 +146,7 @@ def archives_prune(keep: int | None, dry_run: bool) -> None:
 @click.option("--csv", "as_csv", is_flag=True, help="CSV (one line per broken resource) instead of JSON.")
 def archives_report(organization: str | None, portal: str | None, as_csv: bool) -> None:
     """The broken-links report per organisation."""
-    from .reports import broken_links, broken_links_csv
+    from exporter.archiver.reports import broken_links, broken_links_csv
 
     report = broken_links(_ctx(), organization, portal)
     click.echo(broken_links_csv(report) if as_csv else json.dumps(report, indent=2), nl=not as_csv)

@@ -6,11 +6,11 @@ import json
 
 import click
 
-from .access import ROLES, create_token, list_tokens, revoke_token
+from exporter.access import ROLES, create_token, list_tokens, revoke_token
 
 
 def _ctx():
-    from .context import get_context
+    from exporter.context import get_context
 
     return get_context()
 

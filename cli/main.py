@@ -1,4 +1,5 @@
-"""The `exporter` command line."""
+"""The `exporter` command line: the root group and the engine's commands (db, config, check,
+demo, jobs, and the services: web, worker, beat, Flower, and `up` for all of them at once)."""
 
 from __future__ import annotations
 
@@ -12,21 +13,21 @@ import time
 
 import click
 
-from .errors import ConfigError, ExporterError
+from exporter.errors import ConfigError, ExporterError
 
 # Modules whose click command groups join `exporter`, as (module, attribute) pairs.
 COMMAND_MODULES: list[tuple[str, str]] = [
-    ("exporter.archiver.cli", "archive"),
-    ("exporter.archiver.cli", "portals"),
-    ("exporter.archiver.cli", "archives"),
-    ("exporter.access_cli", "tokens"),
-    ("exporter.raids.cli", "raids"),
-    ("exporter.raids.cli", "export"),
+    ("cli.archiver", "archive"),
+    ("cli.archiver", "portals"),
+    ("cli.archiver", "archives"),
+    ("cli.tokens", "tokens"),
+    ("cli.raids", "raids"),
+    ("cli.raids", "export"),
 ]
 
 
 def context():
-    from .context import get_context
+    from exporter.context import get_context
 
     return get_context()
 
@@ -55,8 +56,8 @@ SERVICES = {"up", "web", "worker", "beat"}
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
     """Exporter: registry exports, resource archives and the jobs that make them."""
-    from .config import PREFIX, load_settings, production_secret_problem
-    from .logs import configure_logging
+    from exporter.config import PREFIX, load_settings, production_secret_problem
+    from exporter.logs import configure_logging
 
     if ctx.invoked_subcommand in SERVICES:
         problem = production_secret_problem()
@@ -81,7 +82,7 @@ def main(ctx: click.Context, verbose: bool) -> None:
 
 def require_migrated(url: str) -> None:
     """Stop with one line when the database lacks migrations this code needs."""
-    from . import migrate
+    from exporter import migrate
 
     try:
         missing = migrate.missing_heads(url)
@@ -100,7 +101,7 @@ def db() -> None:
 @click.option("--revision", default="heads", show_default=True)
 def db_upgrade(revision: str) -> None:
     """Apply migrations up to REVISION."""
-    from . import migrate
+    from exporter import migrate
 
     url = context().settings.database_url
     migrate.upgrade(url, revision)
@@ -111,7 +112,7 @@ def db_upgrade(revision: str) -> None:
 @click.option("--markdown", is_flag=True, help="Print the README's settings table.")
 def config_cmd(markdown: bool) -> None:
     """Check the settings and print them (secrets hidden)."""
-    from .config import PREFIX, SETTINGS, settings_markdown
+    from exporter.config import PREFIX, SETTINGS, settings_markdown
 
     if markdown:
         click.echo(settings_markdown())
@@ -125,7 +126,7 @@ def config_cmd(markdown: bool) -> None:
 @main.command("check")
 def check_cmd() -> None:
     """Check a deployment's settings and services; one line per check, non-zero exit if any is wrong."""
-    from .health import check_deployment
+    from exporter.health import check_deployment
 
     checks = check_deployment(context())
     for c in checks:
@@ -138,7 +139,7 @@ def check_cmd() -> None:
 @click.option("--per-agency", default=150, show_default=True, type=click.IntRange(1, 100000))
 def demo(per_agency: int) -> None:
     """Add demo data (synthetic raids of two agencies) unless there is data already."""
-    from .demo import DEMO_AGENCIES, seed
+    from exporter.demo import DEMO_AGENCIES, seed
 
     result = seed(context(), per_agency)
     if result["created"]:
@@ -159,7 +160,7 @@ def jobs() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def jobs_list(status, kind, limit, as_json) -> None:
     """List the newest jobs."""
-    from . import jobs as job_api
+    from exporter import jobs as job_api
 
     rows = job_api.list_jobs(context(), status=status, kind=kind, limit=limit)
     if as_json:
@@ -175,7 +176,7 @@ def jobs_list(status, kind, limit, as_json) -> None:
 @click.argument("job_id")
 def jobs_show(job_id: str) -> None:
     """Print one job as JSON."""
-    from . import jobs as job_api
+    from exporter import jobs as job_api
 
     click.echo(json.dumps(job_api.get(context(), job_id).to_dict(), indent=2))
 
@@ -184,7 +185,7 @@ def jobs_show(job_id: str) -> None:
 @click.argument("job_id")
 def jobs_cancel(job_id: str) -> None:
     """Cancel a pending or running job."""
-    from . import jobs as job_api
+    from exporter import jobs as job_api
 
     click.echo(f"{job_id}: {job_api.cancel(context(), job_id).status}")
 
@@ -195,8 +196,8 @@ def jobs_cancel(job_id: str) -> None:
 @click.option("--wait/--no-wait", default=False, help="Run it in this process instead of enqueueing.")
 def jobs_submit(kind: str, params: str, wait: bool) -> None:
     """Submit a job of KIND (e.g. synthetic)."""
-    from . import jobs as job_api
-    from . import runner
+    from exporter import jobs as job_api
+    from exporter import runner
 
     try:
         parsed = json.loads(params)
@@ -273,7 +274,7 @@ def flower_argv(settings, address: str | None = None) -> tuple[list[str], dict[s
     """`celery flower` on FLOWER_URL's host and port, and the environment giving it basic auth (kept out of `ps`)."""
     from urllib.parse import urlsplit
 
-    from .config import flower_credentials
+    from exporter.config import flower_credentials
 
     url = urlsplit(settings.flower_url)
     user, password = flower_credentials(settings)
@@ -308,15 +309,15 @@ def _die_with_parent() -> None:
 @click.option("--no-migrate", is_flag=True, help="Do not apply migrations first.")
 def up(concurrency: int, no_migrate: bool) -> None:
     """Run web, worker and beat together (the embedded mode); Ctrl-C stops them all."""
-    from . import migrate
+    from exporter import migrate
 
     ctx = context()
     if not no_migrate:
         migrate.upgrade(ctx.settings.database_url)
-    from .config import flower_credentials
+    from exporter.config import flower_credentials
 
     flower_credentials(ctx.settings)  # generate the password before Flower and this message need it
-    exe = [sys.executable, "-m", "exporter.cli"]
+    exe = [sys.executable, "-m", "cli"]
     children = {
         "web": exe + ["web"],
         "worker": exe + ["worker", "-c", str(concurrency)],
@@ -332,7 +333,7 @@ def up(concurrency: int, no_migrate: bool) -> None:
     if ctx.settings.operator_password:
         click.echo("exporter up: operator pages: log in with EXPORTER_OPERATOR_PASSWORD")
     else:
-        from .config import kept_secret
+        from exporter.config import kept_secret
 
         kept_secret(ctx.settings.var_dir, "operator_password", 18)
         click.echo(f"exporter up: operator pages: log in with the password in {ctx.settings.var_dir / 'operator_password'}")

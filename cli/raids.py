@@ -10,7 +10,7 @@ import click
 
 
 def _ctx():
-    from ..context import get_context
+    from exporter.context import get_context
 
     return get_context()
 
@@ -26,7 +26,7 @@ def raids() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def import_cmd(file: str, strict: bool, as_json: bool) -> None:
     """Import FILE (JSON Lines, or a JSON array, of RAiD API records), upserting by handle."""
-    from .importer import import_file
+    from exporter.raids.importer import import_file
 
     report = import_file(_ctx(), file, strict=strict)
     if as_json:
@@ -48,7 +48,7 @@ def import_cmd(file: str, strict: bool, as_json: bool) -> None:
 @click.option("--seed", type=int, help="Random seed, for repeatable data.")
 def generate_cmd(n: int, agency: str, service_points: tuple[int, ...], seed: int | None) -> None:
     """Insert N realistic synthetic raids (mixed access types, contributors, organisations)."""
-    from .generator import generate
+    from exporter.raids.generator import generate
 
     with click.progressbar(length=n, label="generating raids") as bar:
         last = 0
@@ -68,8 +68,8 @@ def export() -> None:
 
 
 def _run(kind: str, params: dict, enqueue: bool, links: bool) -> None:
-    from .. import jobs, runner
-    from .export import download_links, request_export
+    from exporter import jobs, runner
+    from exporter.raids.export import download_links, request_export
 
     ctx = _ctx()
     if enqueue:

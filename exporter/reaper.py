@@ -1,0 +1,151 @@
+"""The reaper (celery beat's `exporter.reap`): recover work whose worker died or whose message was lost.
+
+A running job or part whose heartbeat died is re-enqueued, and failed after MAX_ATTEMPTS
+claims; a fanned-out parent is left to its parts (and finished here if its parts are done
+but it is not). A job or part pending longer than PENDING_TIMEOUT_SECONDS is never failed
+for waiting: the broker is asked (`ctx.queued_ids`) and a second message is sent only when
+the first is gone; with a broker that cannot tell, waiting work is only logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+
+from . import jobs, parts
+from .context import Context
+from .db import utcnow
+from .kinds import get_kind
+from .models import Job
+from .parts import JobPart, has_parts
+
+log = logging.getLogger(__name__)
+
+
+def reap(ctx: Context, now: datetime | None = None) -> dict[str, Any]:
+    """Both passes, jobs then parts; what the beat task returns."""
+    report = reap_jobs(ctx, now)
+    done = reap_parts(ctx, now)
+    return {"requeued": report.requeued, "failed": report.failed, "waiting": report.waiting, "parts_requeued": done.requeued, "parents_finished": done.finished}
+
+
+@dataclass
+class ReapReport:
+    requeued: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)  # pending past the timeout, their message still queued
+
+
+def reap_jobs(ctx: Context, now: datetime | None = None) -> ReapReport:
+    """Re-enqueue jobs whose worker died (failing them after MAX_ATTEMPTS) or whose message was lost.
+
+    A pending job is never failed for waiting. It gets a second message only when the
+    broker says its first is no longer there (ctx.queued_ids); with a broker that cannot
+    tell, waiting jobs are only logged.
+    """
+    now = now or utcnow()
+    cfg = ctx.settings
+    stale = now - timedelta(seconds=cfg.stale_after_seconds)
+    lost = now - timedelta(seconds=cfg.pending_timeout_seconds)
+    report = ReapReport()
+    to_enqueue: list[Job] = []
+    after_reap: list[Callable[[], None]] = []
+    with ctx.db.session() as s:
+        candidates = s.scalars(
+            select(Job).where(
+                ((Job.status == "running") & (Job.heartbeat_at < stale) & ~has_parts()) | ((Job.status == "pending") & (Job.queued_at < lost))
+            )
+        ).all()
+    waiting = [job for job in candidates if job.status == "pending"]
+    in_broker: set[str] | None = None
+    if waiting and ctx.queued_ids is not None:
+        in_broker = ctx.queued_ids(sorted({get_kind(job.kind).queue for job in waiting}))
+    with ctx.db.session() as s:
+        for job in candidates:
+            was = job.status
+            if was == "pending" and (in_broker is None or job.id in in_broker):
+                report.waiting.append(job.id)
+                log.info("job %s: pending since %s, %s", job.id, job.queued_at, "its message is still queued" if in_broker is not None else "the broker cannot say whether its message is queued")
+                continue
+            cond = [Job.id == job.id, Job.status == was]
+            cond.append(Job.heartbeat_at == job.heartbeat_at if was == "running" else Job.queued_at == job.queued_at)
+            if was == "running" and (job.attempts >= cfg.max_attempts or job.recoveries >= cfg.max_attempts):
+                reason = f"gave up after {job.attempts} attempt(s): the worker stopped heart-beating"
+                res = s.execute(update(Job).where(*cond).values(status="failed", finished_at=now, claim_token=None, error=reason))
+                if res.rowcount == 1:
+                    report.failed.append(job.id)
+                    after_reap += jobs.on_final(ctx, s, job.id, "failed")
+                    log.warning("job %s: reaper failed it: %s", job.id, reason)
+            else:
+                res = s.execute(update(Job).where(*cond).values(status="pending", claim_token=None, queued_at=now, recoveries=Job.recoveries + 1))
+                if res.rowcount == 1:
+                    report.requeued.append(job.id)
+                    to_enqueue.append(job)
+                    log.warning("job %s: reaper re-enqueues it (was %s)%s", job.id, was, "" if was == "running" else ": its message is not in the broker")
+    jobs.after_commit("reaped", after_reap)
+    for job in to_enqueue:
+        try:
+            jobs.dispatch(ctx, job)
+        except Exception:
+            log.exception("job %s: re-enqueue failed; will try at the next reaper run", job.id)
+    return report
+
+
+@dataclass
+class PartsReapReport:
+    requeued: list[int]
+    finished: list[str]
+
+
+def reap_parts(ctx: Context, now: datetime | None = None, queued_ids: Callable[[Sequence[str]], set[str] | None] | None = None) -> PartsReapReport:
+    """Re-enqueue parts whose worker died or whose message is gone; finish parents whose parts are all done."""
+    now = now or utcnow()
+    cfg = ctx.settings
+    stale = now - timedelta(seconds=cfg.stale_after_seconds)
+    lost = now - timedelta(seconds=cfg.pending_timeout_seconds)
+    report = PartsReapReport([], [])
+    with ctx.db.session() as s:
+        rows = s.execute(
+            select(JobPart.id, JobPart.status, JobPart.heartbeat_at, JobPart.queued_at, JobPart.attempts, JobPart.items, Job.kind)
+            .join(Job, Job.id == JobPart.job_id)
+            .where(Job.status == "running", ((JobPart.status == "running") & (JobPart.heartbeat_at < stale)) | ((JobPart.status == "pending") & (JobPart.queued_at < lost)))
+        ).all()
+    waiting = [r for r in rows if r.status == "pending"]
+    in_broker: set[str] | None = None
+    if waiting:
+        probe = queued_ids or ctx.queued_ids
+        queues = sorted({get_kind(r.kind).queue for r in waiting})
+        in_broker = probe(queues) if probe is not None else None
+    for r in rows:
+        if r.status == "pending" and (in_broker is None or str(r.id) in in_broker):
+            continue  # still queued (a backlog), or the broker cannot tell: never a second message
+        cond = [JobPart.id == r.id, JobPart.status == r.status]
+        cond.append(JobPart.heartbeat_at == r.heartbeat_at if r.status == "running" else JobPart.queued_at == r.queued_at)
+        if r.status == "running" and r.attempts >= cfg.max_attempts:
+            with ctx.db.session() as s:
+                res = s.execute(update(JobPart).where(*cond).values(status="running", claim_token=parts.GAVE_UP))
+            if res.rowcount == 1:
+                log.warning("part %s: gave up after %d attempt(s): the worker stopped heart-beating", r.id, r.attempts)
+                parts.complete(ctx, r.id, parts.GAVE_UP, len(r.items), error=f"gave up after {r.attempts} attempt(s): the worker stopped heart-beating")
+            continue
+        with ctx.db.session() as s:
+            res = s.execute(update(JobPart).where(*cond).values(status="pending", claim_token=None, queued_at=now, recoveries=JobPart.recoveries + 1))
+        if res.rowcount == 1:
+            log.warning("part %s: reaper re-enqueues it (was %s)", r.id, r.status)
+            report.requeued.append(r.id)
+            parts.enqueue(ctx, r.id, get_kind(r.kind).queue)
+    with ctx.db.session() as s:
+        done_parents = list(
+            s.scalars(
+                select(Job.id).where(Job.status == "running", has_parts(), ~select(JobPart.id).where(JobPart.job_id == Job.id, JobPart.status != "done").exists())
+            )
+        )
+    for job_id in done_parents:
+        if parts.finish_if_complete(ctx, job_id):
+            report.finished.append(job_id)
+    return report
