@@ -44,9 +44,9 @@ def test_up_serves_on_gunicorn_and_flower_asks_for_the_generated_password(tmp_pa
 
         session = requests.Session()
         page = session.get(web + "/pages/login", timeout=5).text
-        token = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
         password = (var / "operator_password").read_text().strip()
-        assert session.post(web + "/pages/login", data={"secret": password, "csrf": token}, timeout=5, allow_redirects=False).status_code == 302
+        assert session.post(web + "/pages/login", data={"secret": password, "csrf_token": token}, timeout=5, allow_redirects=False).status_code == 302
         dashboard = session.get(web + "/pages/", timeout=5).text
         assert re.search(r'<a href="([^"]+)"[^>]*id="flower-link"', dashboard).group(1) == flower
 
