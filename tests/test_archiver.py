@@ -151,6 +151,32 @@ def test_retry_after_is_honoured_and_capped(server):
     assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 60) == 0.0 and retry_after("soon", 60) is None
 
 
+def test_retries_back_off_doubling_with_jitter_and_check_in_before_each_attempt(server):
+    from datetime import timedelta
+    from email.utils import format_datetime
+    from urllib.parse import quote
+
+    from exporter.db import utcnow
+
+    waits: list[float] = []
+    turns: list[int] = []
+    session = safe_session(LOCAL)
+    options = FetchOptions(backoff=1.0, retry_after_max=60)
+    result = fetch(session, f"{server.url}/flaky?fails=5&code=503&k={unique('a.b')}", options, before_attempt=lambda: turns.append(1), sleep=waits.append)
+    assert (result.status_id, result.attempts, result.http_status) == (11, 3, 503) and len(turns) == 3
+    assert result.reason == "Server reported status error: 503 Service Unavailable (after 3 attempts)"
+    assert len(waits) == 2 and 0.5 <= waits[0] <= 1.5 and 1.0 <= waits[1] <= 3.0
+    waits.clear()
+    result = fetch(session, f"{server.url}/flaky?fails=1&code=404&k={unique('a.b')}", options, sleep=waits.append)
+    assert (result.status_id, result.attempts, waits) == (11, 1, [])  # a 4xx is an answer, not a hiccup
+    result = fetch(session, f"{server.url}/flaky?fails=1&code=503&k={unique('a.b')}", FetchOptions(attempts=1), sleep=waits.append)
+    assert (result.status_id, result.attempts, waits) == (11, 1, []) and "after" not in result.reason
+    soon = quote(format_datetime(utcnow() + timedelta(seconds=20), usegmt=True))
+    result = fetch(session, f"{server.url}/flaky?fails=1&code=503&retry_after={soon}&k={unique('a.b')}", options, sleep=waits.append)
+    assert result.status_id == 0 and result.attempts == 2 and 17 <= waits[0] <= 21  # an HTTP date counts from now
+    assert retry_after(" 12 ", 60) == 12 and retry_after("", 60) is None and retry_after(None, 60) is None
+
+
 def test_timeouts_and_refused_connections_are_retried(actx, server):
     before = server.counts["/hang"]
     rec = archive_url(actx, f"{server.url}/hang?delay=1.6")["archival"]
