@@ -496,6 +496,25 @@ def test_freshness_rules():
     assert fresh_until({"expires": "0"}, now) is None and fresh_until({}, now) is None
 
 
+def test_freshness_reads_cache_control_as_rfc_9111_says():
+    """Where the libraries looked at (cachecontrol, hishel) differ from what the archiver needs."""
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def ttl(headers):
+        until = fresh_until(headers, now)
+        return None if until is None else (until - now).total_seconds()
+
+    assert ttl({"cache-control": "Public, Max-Age=60"}) == 60  # directive names are case-insensitive
+    assert ttl({"cache-control": 'max-age="60"'}) == 60  # a quoted value is still a value
+    assert ttl({"cache-control": "max-age=60, s-maxage=120"}) == 120  # we share our copies: s-maxage wins
+    assert ttl({"cache-control": "max-age=60", "age": "60"}) is None  # what a cache on the way held counts
+    assert ttl({"cache-control": "max-age=abc", "expires": "Thu, 01 Jan 2026 01:00:00 GMT"}) is None  # a broken max-age is not skipped
+    assert ttl({"cache-control": "no-store, max-age=60"}) is None
+    assert ttl({"last-modified": "Thu, 01 Jan 2015 00:00:00 GMT"}) is None  # no heuristic freshness: the recheck interval decides
+
+
 def test_archive_resource_task_is_registered_on_the_archive_queue(actx, server):
     from workers.tasks import archive_resource as task
 
