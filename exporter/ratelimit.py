@@ -1,4 +1,10 @@
-"""A token bucket per key kept in the database, so every web worker process shares it."""
+"""A token bucket per key kept in the database, so every web worker process shares it.
+
+Not `limits`/Flask-Limiter: they have no SQL storage, and the embedded mode has no Redis but
+several gunicorn processes (a memory limiter would give each its own allowance); they have
+no token bucket either (fixed, moving and sliding windows), so the burst and the Retry-After
+the API and pages promise would change. The database is there in every mode; one path.
+"""
 
 from __future__ import annotations
 

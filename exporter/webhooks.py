@@ -284,7 +284,11 @@ def verify_signature(key: str, timestamp: str, body: bytes, signature: str, tole
 
 
 def retry_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
-    """Seconds to wait after failed attempt number `attempt` (1-based): doubling, capped, half jittered."""
+    """Seconds to wait after failed attempt number `attempt` (1-based): doubling, capped, half jittered.
+
+    By hand on purpose: the wait is written to `next_attempt_at` and waited out by the broker
+    (the task's countdown), not slept in a process as tenacity does, and the domain cannot
+    use Celery's retry_backoff (the row and the countdown must agree)."""
     step = min(cap, base * 2 ** max(0, attempt - 1))
     return step / 2 + (rng or random).uniform(0, step / 2)
 

@@ -102,6 +102,36 @@ def test_rate_limit_holds_across_concurrent_requests(pg_ctx):
     assert sorted(r == 0 for r in results).count(True) == 5
 
 
+def _take_in_a_process(env: dict, key: str, barrier, results) -> None:
+    from exporter.config import load_settings
+    from exporter.context import Context
+
+    ctx = Context(load_settings(env))
+    barrier.wait()
+    results.put([ratelimit.take(ctx, key, Rate(5, 3600)) for _ in range(4)])
+    ctx.close()
+
+
+def test_rate_limit_holds_across_processes_on_sqlite(make_settings, sqlite_database_url):
+    """The embedded mode: gunicorn worker processes on one SQLite file, no Redis. A per-process
+    limiter (such as `limits`' memory storage) would let each of them pass its own 5."""
+    import multiprocessing
+    import uuid
+
+    settings = make_settings(database_url=sqlite_database_url)
+    env = {"EXPORTER_VAR_DIR": str(settings.var_dir), "EXPORTER_SECRET_KEY": settings.secret_key, "EXPORTER_BROKER_URL": "memory://", "EXPORTER_DATABASE_URL": sqlite_database_url}
+    mp = multiprocessing.get_context("spawn")
+    barrier, results, key = mp.Barrier(4), mp.Queue(), f"embedded-{uuid.uuid4()}"
+    procs = [mp.Process(target=_take_in_a_process, args=(env, key, barrier, results)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    taken = [w for _ in procs for w in results.get(timeout=120)]
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    assert len(taken) == 16 and [w == 0 for w in taken].count(True) == 5
+
+
 @pytest.mark.parametrize("raw", ["30", "a/60", "5/0", "-1/60", "5/x"])
 def test_bad_rate_settings_stop_start_up(raw):
     with pytest.raises(ConfigError, match="EXPORTER_API_RATE_LIMIT"):

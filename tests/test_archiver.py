@@ -151,6 +151,32 @@ def test_retry_after_is_honoured_and_capped(server):
     assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 60) == 0.0 and retry_after("soon", 60) is None
 
 
+def test_retries_back_off_doubling_with_jitter_and_check_in_before_each_attempt(server):
+    from datetime import timedelta
+    from email.utils import format_datetime
+    from urllib.parse import quote
+
+    from exporter.db import utcnow
+
+    waits: list[float] = []
+    turns: list[int] = []
+    session = safe_session(LOCAL)
+    options = FetchOptions(backoff=1.0, retry_after_max=60)
+    result = fetch(session, f"{server.url}/flaky?fails=5&code=503&k={unique('a.b')}", options, before_attempt=lambda: turns.append(1), sleep=waits.append)
+    assert (result.status_id, result.attempts, result.http_status) == (11, 3, 503) and len(turns) == 3
+    assert result.reason == "Server reported status error: 503 Service Unavailable (after 3 attempts)"
+    assert len(waits) == 2 and 0.5 <= waits[0] <= 1.5 and 1.0 <= waits[1] <= 3.0
+    waits.clear()
+    result = fetch(session, f"{server.url}/flaky?fails=1&code=404&k={unique('a.b')}", options, sleep=waits.append)
+    assert (result.status_id, result.attempts, waits) == (11, 1, [])  # a 4xx is an answer, not a hiccup
+    result = fetch(session, f"{server.url}/flaky?fails=1&code=503&k={unique('a.b')}", FetchOptions(attempts=1), sleep=waits.append)
+    assert (result.status_id, result.attempts, waits) == (11, 1, []) and "after" not in result.reason
+    soon = quote(format_datetime(utcnow() + timedelta(seconds=20), usegmt=True))
+    result = fetch(session, f"{server.url}/flaky?fails=1&code=503&retry_after={soon}&k={unique('a.b')}", options, sleep=waits.append)
+    assert result.status_id == 0 and result.attempts == 2 and 17 <= waits[0] <= 21  # an HTTP date counts from now
+    assert retry_after(" 12 ", 60) == 12 and retry_after("", 60) is None and retry_after(None, 60) is None
+
+
 def test_timeouts_and_refused_connections_are_retried(actx, server):
     before = server.counts["/hang"]
     rec = archive_url(actx, f"{server.url}/hang?delay=1.6")["archival"]
@@ -468,6 +494,25 @@ def test_freshness_rules():
     assert fresh_until({"cache-control": "no-cache, max-age=600"}, now) is None
     assert fresh_until({"expires": "Thu, 01 Jan 2026 01:00:00 GMT", "date": "Thu, 01 Jan 2026 00:00:00 GMT"}, now) == datetime(2026, 1, 1, 1, tzinfo=UTC)
     assert fresh_until({"expires": "0"}, now) is None and fresh_until({}, now) is None
+
+
+def test_freshness_reads_cache_control_as_rfc_9111_says():
+    """Where the libraries looked at (cachecontrol, hishel) differ from what the archiver needs."""
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def ttl(headers):
+        until = fresh_until(headers, now)
+        return None if until is None else (until - now).total_seconds()
+
+    assert ttl({"cache-control": "Public, Max-Age=60"}) == 60  # directive names are case-insensitive
+    assert ttl({"cache-control": 'max-age="60"'}) == 60  # a quoted value is still a value
+    assert ttl({"cache-control": "max-age=60, s-maxage=120"}) == 120  # we share our copies: s-maxage wins
+    assert ttl({"cache-control": "max-age=60", "age": "60"}) is None  # what a cache on the way held counts
+    assert ttl({"cache-control": "max-age=abc", "expires": "Thu, 01 Jan 2026 01:00:00 GMT"}) is None  # a broken max-age is not skipped
+    assert ttl({"cache-control": "no-store, max-age=60"}) is None
+    assert ttl({"last-modified": "Thu, 01 Jan 2015 00:00:00 GMT"}) is None  # no heuristic freshness: the recheck interval decides
 
 
 def test_archive_resource_task_is_registered_on_the_archive_queue(actx, server):

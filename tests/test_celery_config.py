@@ -37,3 +37,36 @@ def test_redis_visibility_timeout_outlives_the_longest_job(monkeypatch):
     finally:
         monkeypatch.undo()
         importlib.reload(celeryconfig)
+
+
+def test_transient_errors_retry_with_celerys_backoff_then_fail_the_job(ctx, monkeypatch):
+    """A job task's TransientError goes back to the queue with full-jitter exponential
+    backoff (10 s doubling, at most 600 s); after the last retry the job fails saying why."""
+    import workers.tasks as tasks
+    from exporter import jobs
+    from exporter.errors import TransientError
+
+    task = celery_app.tasks["exporter.write_synthetic"]
+    job = jobs.submit(ctx, "synthetic", {"size": 8}, enqueue=False)
+    runs: list[int] = []
+    countdowns: list[float] = []
+
+    def flaky(ctx_, job_id):
+        runs.append(task.request.retries)
+        raise TransientError("the disk is busy")
+
+    real_retry = task.retry
+
+    def spy(*args, **kwargs):
+        countdowns.append(kwargs["countdown"])
+        return real_retry(*args, **kwargs)
+
+    monkeypatch.setattr(tasks.runner, "run_job", flaky)
+    monkeypatch.setattr(task, "retry", spy)
+    result = task.apply(args=[job.id])  # eager: each retry runs at once, with retries + 1
+    assert result.get() == "failed"
+    assert runs == list(range(tasks.MAX_TRANSIENT_RETRIES + 1))
+    assert len(countdowns) == tasks.MAX_TRANSIENT_RETRIES
+    assert all(0 <= c <= min(600, 10 * 2**n) for n, c in enumerate(countdowns)), countdowns
+    done = jobs.get(ctx, job.id)
+    assert done.status == "failed" and done.error == f"gave up after {tasks.MAX_TRANSIENT_RETRIES + 1} transient errors: the disk is busy"

@@ -35,11 +35,11 @@ def app(ctx):
 
 def csrf(client, path="/pages/login") -> str:
     html = client.get(path).get_data(as_text=True)
-    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
 def login(client, secret=PASSWORD, path="/pages/login"):
-    return client.post(path, data={"secret": secret, "csrf": csrf(client, path)})
+    return client.post(path, data={"secret": secret, "csrf_token": csrf(client, path)})
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def operator(app):
 
 
 def submit_form(client, name, **fields):
-    return client.post(f"/pages/new/{name}", data={"csrf": csrf(client, "/pages/new"), "description": "", "callbackURLs": "", **fields})
+    return client.post(f"/pages/new/{name}", data={"csrf_token": csrf(client, "/pages/new"), "description": "", "callbackURLs": "", **fields})
 
 
 def audit_actions(ctx, job_id=None):
@@ -69,11 +69,11 @@ def test_operator_pages_need_a_login(app):
     r = login(client, "wrong")
     assert r.status_code == 401 and "wrong password" in r.get_data(as_text=True)
     assert client.get("/pages/").status_code == 302
-    r = client.post("/pages/login?next=/pages/new", data={"secret": PASSWORD, "csrf": csrf(client)})
+    r = client.post("/pages/login?next=/pages/new", data={"secret": PASSWORD, "csrf_token": csrf(client)})
     assert r.headers["Location"] == "/pages/new"
     assert client.get("/pages/").status_code == 200
-    assert client.post("/pages/login?next=//evil.example/", data={"secret": PASSWORD, "csrf": csrf(client)}).headers["Location"] == "/pages/"
-    client.post("/pages/logout", data={"csrf": csrf(client, "/pages/")})
+    assert client.post("/pages/login?next=//evil.example/", data={"secret": PASSWORD, "csrf_token": csrf(client)}).headers["Location"] == "/pages/"
+    client.post("/pages/logout", data={"csrf_token": csrf(client, "/pages/")})
     assert client.get("/pages/").status_code == 302
 
 
@@ -140,7 +140,7 @@ def test_forms_start_jobs_and_show_what_was_wrong(operator, ctx):
     assert r.status_code == 400 and "is required" in r.get_data(as_text=True)
     r = submit_form(operator, "synthetic", size="8", steps="1", delay="0", callbackURLs="http://127.0.0.1:9/hook")
     assert r.status_code == 400 and "loopback" in r.get_data(as_text=True)
-    assert operator.post("/pages/new/nonsense", data={"csrf": csrf(operator, "/pages/new")}).status_code == 404
+    assert operator.post("/pages/new/nonsense", data={"csrf_token": csrf(operator, "/pages/new")}).status_code == 404
 
 
 def test_export_and_archive_forms_submit_their_kinds(operator, ctx):
@@ -329,7 +329,7 @@ def test_job_page_shows_params_artifacts_downloads_and_webhooks(operator, ctx):
 
 def test_cancel_from_the_job_page(operator, ctx):
     job = jobs.submit(ctx, "synthetic", {})
-    r = operator.post(f"/pages/jobs/{job.id}/cancel", data={"csrf": csrf(operator, "/pages/")})
+    r = operator.post(f"/pages/jobs/{job.id}/cancel", data={"csrf_token": csrf(operator, "/pages/")})
     assert r.status_code == 302
     assert jobs.get(ctx, job.id).status == "cancelled"
 
@@ -399,13 +399,13 @@ def test_service_point_page_shows_only_its_own_exports(app, ctx):
     assert client.get(f"/pages/sp/jobs/{theirs.id}/files/data").status_code == 404
     assert "pages.download" in audit_actions(ctx, mine.id)
 
-    r = client.post("/pages/sp/", data={"csrf": csrf(client, "/pages/sp/"), "mode": "incremental", "format": "tar.gz"})
+    r = client.post("/pages/sp/", data={"csrf_token": csrf(client, "/pages/sp/"), "mode": "incremental", "format": "tar.gz"})
     assert r.status_code == 302
     with ctx.db.session() as s:
         new = s.scalars(select(Job).where(Job.kind == "export_private", Job.id.notin_([mine.id, theirs.id]))).one()
     assert new.params["service_point"] == 20000001 and new.params["mode"] == "incremental"
     assert new.requested_by.startswith("token:")
-    assert client.post("/pages/sp/", data={"csrf": csrf(client, "/pages/sp/"), "mode": "weekly", "format": "zip"}).status_code == 400
+    assert client.post("/pages/sp/", data={"csrf_token": csrf(client, "/pages/sp/"), "mode": "weekly", "format": "zip"}).status_code == 400
     body = client.get("/pages/sp/jobs.json").get_json()
     assert {j["id"] for j in body["jobs"]} == {mine.id, new.id}
     with ctx.db.session() as s:
@@ -420,8 +420,8 @@ def test_job_creation_on_the_pages_shares_the_tokens_rate_limit(app, ctx):
     _row, raw = access.create_token(ctx, "service_point", service_point_id="20000003")
     client = app.test_client()
     login(client, raw, "/pages/sp/login")
-    assert client.post("/pages/sp/", data={"csrf": csrf(client, "/pages/sp/"), "mode": "full", "format": "zip"}).status_code == 302
-    r = client.post("/pages/sp/", data={"csrf": csrf(client, "/pages/sp/"), "mode": "incremental", "format": "zip"})
+    assert client.post("/pages/sp/", data={"csrf_token": csrf(client, "/pages/sp/"), "mode": "full", "format": "zip"}).status_code == 302
+    r = client.post("/pages/sp/", data={"csrf_token": csrf(client, "/pages/sp/"), "mode": "incremental", "format": "zip"})
     assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
     assert "too many jobs" in r.get_data(as_text=True)
     _op, op_raw = access.create_token(ctx, "operator")
@@ -439,3 +439,74 @@ def test_login_attempts_are_throttled_per_address(app):
     r = login(client)  # even the right password waits
     assert r.status_code == 429 and "too many login attempts" in r.get_data(as_text=True)
     assert login(client, "exp_guess", "/pages/sp/login").status_code == 429
+
+
+def test_a_csrf_token_opens_only_its_own_session(app):
+    mine, theirs = app.test_client(), app.test_client()
+    token = csrf(theirs)
+    r = mine.post("/pages/login", data={"secret": PASSWORD, "csrf_token": token})  # another browser's token
+    assert r.status_code == 400 and "did not come from this site" in r.get_data(as_text=True)
+    assert mine.post("/pages/login", data={"secret": PASSWORD, "csrf_token": token + "x"}).status_code == 400
+    assert mine.post("/pages/login", data={"secret": PASSWORD, "csrf_token": csrf(mine)}).status_code == 302
+    operator = mine
+    assert operator.post("/pages/jobs/x/cancel", data={"csrf_token": token}).status_code == 400  # logged in, still checked
+    assert operator.post("/pages/jobs/x/cancel").status_code == 400
+
+
+def test_the_json_api_is_not_asked_for_a_csrf_token(app, ctx):
+    _row, raw = access.create_token(ctx, "operator")
+    r = app.test_client().post("/api/v1/archives", json={"urls": ["https://data.example.org/a.csv"]}, headers={"Authorization": f"Bearer {raw}"})
+    assert r.status_code in (200, 201, 202), r.get_data(as_text=True)
+
+
+def test_logging_out_or_changing_the_password_ends_the_session(app, ctx):
+    client = app.test_client()
+    assert login(client).status_code == 302
+    assert client.get("/pages/").status_code == 200
+    client.post("/pages/logout", data={"csrf_token": csrf(client, "/pages/")})
+    assert client.get("/pages/").status_code == 302
+    assert login(client).status_code == 302
+    ctx.settings = ctx.settings.replace(operator_password="a-new-operator-password")
+    assert client.get("/pages/").status_code == 302  # the old password's session is over
+    assert login(client, "a-new-operator-password").status_code == 302 and client.get("/pages/").status_code == 200
+
+
+def test_service_point_logout_and_revoked_token_end_its_session(app, ctx):
+    row, raw = access.create_token(ctx, "service_point", service_point_id="20000001")
+    client = app.test_client()
+    assert login(client, raw, "/pages/sp/login").status_code == 302
+    assert client.get("/pages/sp/").status_code == 200
+    assert client.get("/pages/").status_code == 302 and client.get("/pages/jobs.json?ids=x").status_code == 401  # no operator
+    client.post("/pages/sp/logout", data={"csrf_token": csrf(client, "/pages/sp/")})
+    assert client.get("/pages/sp/").status_code == 302
+    assert login(client, raw, "/pages/sp/login").status_code == 302
+    access.revoke_token(ctx, row.id)
+    assert client.get("/pages/sp/").status_code == 302 and client.get("/pages/sp/jobs.json").status_code == 401
+    op_row, op_raw = access.create_token(ctx, "operator")
+    operator = app.test_client()
+    login(operator, op_raw)
+    assert operator.get("/pages/sp/").status_code == 302  # an operator is no service point
+
+
+def test_behind_https_the_cookie_is_secure_and_forms_must_come_from_this_site(ctx):
+    ctx.settings = ctx.settings.replace(operator_password=PASSWORD, public_url="https://exporter.example.org")
+    app = create_app(ctx)
+    client = app.test_client()
+    base = "https://exporter.example.org"
+    html = client.get("/pages/login", base_url=base).get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+    data = {"secret": PASSWORD, "csrf_token": token}
+    assert client.post("/pages/login", data=data, base_url=base).status_code == 400  # no Referer over https
+    assert client.post("/pages/login", data=data, base_url=base, headers={"Referer": "https://evil.example/pages/login"}).status_code == 400
+    r = client.post("/pages/login", data=data, base_url=base, headers={"Referer": base + "/pages/login"})
+    assert r.status_code == 302
+    cookie = r.headers["Set-Cookie"]
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert client.get("/pages/", base_url=base).status_code == 200
+
+
+def test_over_plain_http_the_cookie_is_not_marked_secure(app):
+    r = login(app.test_client())
+    assert r.status_code == 302
+    cookie = r.headers["Set-Cookie"]
+    assert "Secure" not in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie

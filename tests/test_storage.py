@@ -159,6 +159,47 @@ def test_local_download_url_expires_and_refuses_tampering(make_settings):
     assert r.status_code == 410 and "expired" in r.json["error"]
 
 
+def test_local_download_link_is_bound_to_its_key_secret_purpose_and_lifetime(make_settings):
+    import itsdangerous
+
+    from exporter.context import Context
+    from exporter.storage import signing
+    from web import create_app
+
+    ctx = Context(make_settings())
+    ctx.enqueue = lambda *a: None
+    for key in ("dl/a.zip", "dl/b.zip"):
+        ctx.storage.write(key, key.encode())
+    client = create_app(ctx).test_client()
+
+    def query(url: str) -> dict[str, str]:
+        return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+    a = query(ctx.storage.download_url("dl/a.zip", 60, filename="a.zip"))
+    b_path = urlsplit(ctx.storage.download_url("dl/b.zip", 60, filename="a.zip")).path
+    assert client.get(b_path, query_string=a).status_code == 403  # a's link does not open b, even with b's file name
+    assert client.get("/files/dl/a.zip", query_string=a).data == b"dl/a.zip"
+    token = a["signature"]
+    flipped = token[:-1] + ("A" if token[-1] != "A" else "B")
+    assert client.get("/files/dl/a.zip", query_string={**a, "signature": flipped}).status_code == 403
+    claims = {"key": "dl/b.zip", "filename": "a.zip", "expires": 2**40}
+    for forged in (
+        itsdangerous.URLSafeSerializer(ctx.settings.secret_key, salt="another purpose").dumps(claims),  # our secret, another salt
+        itsdangerous.URLSafeSerializer("not-our-secret", salt=signing.SALT).dumps(claims),
+        itsdangerous.URLSafeSerializer(ctx.settings.secret_key).dumps(claims),  # unsalted
+    ):
+        assert client.get("/files/dl/b.zip", query_string={"filename": "a.zip", "signature": forged}).status_code == 403
+    assert client.get("/files/dl/a.zip", query_string={"filename": "a.zip"}).status_code == 403  # no signature
+
+    url = signing.sign("", ctx.settings.secret_key, "dl/a.zip", 60, "a.zip", now=1000)
+    q = query(url)
+    signing.verify(ctx.settings.secret_key, "dl/a.zip", "a.zip", q["signature"], now=1060)  # valid to the second
+    with pytest.raises(signing.Expired):
+        signing.verify(ctx.settings.secret_key, "dl/a.zip", "a.zip", q["signature"], now=1061)
+    with pytest.raises(signing.BadSignature):  # tampered beats expired: a changed link is refused as such
+        signing.verify(ctx.settings.secret_key, "dl/b.zip", "a.zip", q["signature"], now=1061)
+
+
 def test_cleanup_removes_leftovers_of_killed_writes(make_settings, s3_settings):
     local = open_storage(make_settings())
     (local.root / ".tmp" / "leftover").write_bytes(b"x")

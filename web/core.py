@@ -69,7 +69,7 @@ def download(key: str):
         abort(404)
     filename = request.args.get("filename", "")
     try:
-        verify(ctx().settings.secret_key, key, request.args.get("expires", ""), filename, request.args.get("signature", ""))
+        verify(ctx().settings.secret_key, key, filename, request.args.get("signature", ""))
     except Expired as exc:
         return error(410, str(exc))
     except BadSignature as exc:

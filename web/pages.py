@@ -2,9 +2,11 @@
 
 Operators log in with OPERATOR_PASSWORD (by default generated once into
 VAR_DIR/operator_password) or an operator API token; service points log in with their
-service-point API token. The login lives in Flask's signed session cookie; every form
-carries a CSRF token. Jobs are requested through `submissions.request_job`, as the API
-does, so duplicates, admission, callbacks and the audit log behave the same.
+service-point API token. Flask-Login keeps the login in Flask's signed session cookie
+(one login a session; the token or password behind it is re-checked on every request);
+Flask-WTF's CSRFProtect checks the token every form carries. Jobs are requested through
+`submissions.request_job`, as the API does, so duplicates, admission, callbacks and the
+audit log behave the same.
 """
 
 from __future__ import annotations
@@ -14,14 +16,15 @@ import hmac
 import importlib
 import json
 import math
-import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from functools import wraps
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, abort, current_app, g, jsonify, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, g, jsonify, redirect, render_template, request, url_for
+from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
+from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -52,14 +55,27 @@ def ctx() -> Context:
     return current_app.config["EXPORTER"]
 
 
+csrf = CSRFProtect()
+logins = LoginManager()
+
+
 @bp.record_once
-def _session_cookie(state) -> None:
+def _sessions_and_csrf(state) -> None:
     app = state.app
     if not app.secret_key:
         app.secret_key = app.config["EXPORTER"].settings.secret_key
-    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
-    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
-    app.config.setdefault("SESSION_COOKIE_SECURE", app.config["EXPORTER"].settings.public_url.startswith("https://"))
+    # Assigned, not setdefault: Flask's defaults (SameSite unset, Secure off) are already there.
+    app.config.update(
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SECURE=app.config["EXPORTER"].settings.public_url.startswith("https://"),
+        # Only these pages' forms carry a CSRF token (checked in _check_csrf); the JSON API
+        # authenticates every request with its token and has no cookie to ride on.
+        WTF_CSRF_CHECK_DEFAULT=False,
+        WTF_CSRF_TIME_LIMIT=None,  # a form stays good for as long as its session
+    )
+    csrf.init_app(app)
+    logins.init_app(app)
 
 
 # --- who is logged in -----------------------------------------------------------------
@@ -75,58 +91,68 @@ def _password_mark(password: str) -> str:
     return hmac.new(ctx().settings.secret_key.encode(), b"operator:" + password.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def _token_principal(token_id: int | None, role: str) -> Principal | None:
-    if token_id is None:
-        return None
-    with ctx().db.session() as s:
-        row = s.get(ApiToken, token_id)
-        if row is None or row.revoked_at is not None or row.role != role:
-            return None
-        return Principal(role=row.role, token_id=row.id, name=row.name, service_point_id=row.service_point_id)
+class Login(UserMixin):
+    """The session's user for Flask-Login: id "password:<mark>" (the operator password) or
+    "token:<id>" (an operator or service-point API token), re-checked on every request."""
+
+    def __init__(self, login_id: str, principal: Principal):
+        self.id = login_id
+        self.principal = principal
 
 
-def current_operator() -> Principal | None:
-    login = session.get("operator")
-    if not isinstance(login, dict):
-        return None
-    if login.get("via") == "password":
-        ok = same(_password_mark(operator_password(ctx().settings)), login.get("mark", ""))
-        return Principal(role="operator", name="operator (password)") if ok else None
-    return _token_principal(login.get("token_id"), "operator")
+@logins.user_loader
+def _load_login(login_id: str) -> Login | None:
+    via, _, value = login_id.partition(":")
+    if via == "password" and same(_password_mark(operator_password(ctx().settings)), value):
+        return Login(login_id, Principal(role="operator", name="operator (password)"))
+    if via == "token" and value.isascii() and value.isdigit():
+        with ctx().db.session() as s:
+            row = s.get(ApiToken, int(value))
+            if row is not None and row.revoked_at is None:
+                return Login(login_id, Principal(role=row.role, token_id=row.id, name=row.name, service_point_id=row.service_point_id))
+    return None
 
 
-def current_service_point() -> Principal | None:
-    return _token_principal(session.get("service_point_token"), "service_point")
-
-
-def csrf_token() -> str:
-    if "csrf" not in session:
-        session["csrf"] = secrets.token_urlsafe(24)
-    return session["csrf"]
+def logged_in(role: str) -> Principal | None:
+    """The session's principal if it has `role` (a service point is no operator, and back)."""
+    principal = getattr(current_user, "principal", None)
+    return principal if principal is not None and principal.role == role else None
 
 
 @bp.app_context_processor
 def _template_globals() -> dict[str, Any]:
-    return {"csrf_token": csrf_token, "flower_url": ctx().settings.flower_url, "operator": g.get("operator")}
+    return {"flower_url": ctx().settings.flower_url, "operator": g.get("operator")}
 
 
 @bp.before_request
 def _check_csrf():
-    if request.method == "POST" and not same(session.get("csrf", "") or "-", request.form.get("csrf", "")):
+    try:
+        csrf.protect()  # POSTs only
+    except CSRFError:
         abort(400, description="the form expired or did not come from this site; reload the page and try again")
 
 
-def operator_required(view: Callable) -> Callable:
-    @wraps(view)
-    def wrapper(*args, **kwargs):
-        g.operator = current_operator()
-        if g.operator is None:
-            if request.path.endswith(".json"):
-                return jsonify({"error": "log in first"}), 401
-            return redirect(url_for("pages.login", next=request.full_path.rstrip("?")))
-        return view(*args, **kwargs)
+def _login_required(role: str, login_endpoint: str, with_next: bool) -> Callable[[Callable], Callable]:
+    """Views for `role` only (kept in g.operator or g.service_point); others go to its login."""
 
-    return wrapper
+    def decorate(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            principal = logged_in(role)
+            setattr(g, role, principal)
+            if principal is None:
+                if request.path.endswith(".json"):
+                    return jsonify({"error": "log in first"}), 401
+                return redirect(url_for(login_endpoint, next=request.full_path.rstrip("?")) if with_next else url_for(login_endpoint))
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+operator_required = _login_required("operator", "pages.login", with_next=True)
+service_point_required = _login_required("service_point", "pages.sp_login", with_next=False)
 
 
 def _login_throttled() -> str | None:
@@ -157,22 +183,23 @@ def login():
         elif secret.startswith(access.TOKEN_PREFIX):
             principal = access.authenticate(ctx(), secret)
             if principal is not None and principal.role == "operator":
-                session["operator"] = {"via": "token", "token_id": principal.token_id}
+                login_user(Login(f"token:{principal.token_id}", principal))
             else:
                 error = "this token is not a valid operator token"
         elif secret and same(operator_password(ctx().settings), secret):
-            session["operator"] = {"via": "password", "mark": _password_mark(secret)}
+            principal = Principal(role="operator", name="operator (password)")
+            login_user(Login(f"password:{_password_mark(secret)}", principal))
         else:
             error = "wrong password"
         if error is None:
-            access.audit(ctx(), current_operator(), "pages.login", ip=request.remote_addr)
+            access.audit(ctx(), principal, "pages.login", ip=request.remote_addr)
             return redirect(_safe_next(request.args.get("next"), url_for("pages.dashboard")))
     return render_template("pages/login.html", error=error, title="Operator login", action=url_for("pages.login", next=request.args.get("next")), hint="Operator password or operator API token"), _login_status(error)
 
 
 @bp.post("/logout")
 def logout():
-    session.pop("operator", None)
+    logout_user()
     return redirect(url_for("pages.login"))
 
 
@@ -566,26 +593,13 @@ def service_point_jobs(principal: Principal, limit: int = 50) -> list[Job]:
         return [j for j in s.scalars(query) if access.can_see(principal, j)]
 
 
-def service_point_required(view: Callable) -> Callable:
-    @wraps(view)
-    def wrapper(*args, **kwargs):
-        g.service_point = current_service_point()
-        if g.service_point is None:
-            if request.path.endswith(".json"):
-                return jsonify({"error": "log in first"}), 401
-            return redirect(url_for("pages.sp_login"))
-        return view(*args, **kwargs)
-
-    return wrapper
-
-
 @bp.route("/sp/login", methods=["GET", "POST"])
 def sp_login():
     error = None
     if request.method == "POST":
         principal = None if (error := _login_throttled()) else access.authenticate(ctx(), request.form.get("secret", "").strip())
         if principal is not None and principal.role == "service_point":
-            session["service_point_token"] = principal.token_id
+            login_user(Login(f"token:{principal.token_id}", principal))
             access.audit(ctx(), principal, "pages.login", ip=request.remote_addr)
             return redirect(url_for("pages.sp_home"))
         error = error or "this token is not a valid service-point token"
@@ -594,7 +608,7 @@ def sp_login():
 
 @bp.post("/sp/logout")
 def sp_logout():
-    session.pop("service_point_token", None)
+    logout_user()
     return redirect(url_for("pages.sp_login"))
 
 

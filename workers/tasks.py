@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import random
 
 from celery import Task
 
@@ -19,17 +18,19 @@ log = logging.getLogger(__name__)
 MAX_TRANSIENT_RETRIES = 5
 
 
-def backoff(retries: int, base: float = 10, cap: float = 600) -> float:
-    """Exponential backoff with full jitter."""
-    return random.uniform(0, min(cap, base * 2**retries))
-
-
 class JobTask(Task):
-    """Runs one job by id; transient errors go back to the queue with backoff and jitter."""
+    """Runs one job by id; a TransientError sends it back to the queue with Celery's own
+    backoff (autoretry_for: a random wait up to 10 s * 2**retries, at most 600 s), and after
+    MAX_TRANSIENT_RETRIES the job is failed saying why."""
 
     acks_late = True
     reject_on_worker_lost = True
     ignore_result = True
+    autoretry_for = (TransientError,)
+    max_retries = MAX_TRANSIENT_RETRIES
+    retry_backoff = 10
+    retry_backoff_max = 600
+    retry_jitter = True
 
     def run_job(self, job_id: str) -> str:
         ctx = get_context()
@@ -39,7 +40,7 @@ class JobTask(Task):
             if self.request.retries >= MAX_TRANSIENT_RETRIES:
                 jobs.fail(ctx, job_id, None, f"gave up after {self.request.retries + 1} transient errors: {exc}")
                 return "failed"
-            raise self.retry(exc=exc, countdown=backoff(self.request.retries), max_retries=MAX_TRANSIENT_RETRIES) from None
+            raise
 
 
 def _register(kind: JobKind) -> None:

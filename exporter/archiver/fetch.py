@@ -4,27 +4,28 @@
 redirects by hand (every hop re-checked by exporter.netsafety), decides from the headers
 whether to read the body at all, streams the body to a sink in chunks while enforcing the
 size and time limits, and retries timeouts, connection errors, 5xx and 429 at most
-`attempts` times. Its outcome carries a CKAN status id and reason.
+`attempts` times (tenacity: waits double with jitter, longer when Retry-After asks; each
+attempt passes the host's slot gate again). Its outcome carries a CKAN status id and reason.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from queue import Queue
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 import requests
+import tenacity
+from urllib3.exceptions import InvalidHeader
+from urllib3.util import Retry
 
-from ..db import utcnow
 from ..netsafety import BlockedAddress, TooManyRedirects, UnsafeURL, check_url, request_following
 from ..storage.base import Hasher, ObjectInfo
 
@@ -123,19 +124,13 @@ def content_length(value: str | None) -> int | None:
 
 
 def retry_after(value: str | None, cap: float) -> float | None:
-    """Seconds a Retry-After header asks for (number or HTTP date), capped."""
+    """Seconds a Retry-After header asks for (number or HTTP date, urllib3's parser), capped."""
     if not value:
         return None
-    value = value.strip()
-    if value.isdigit():
-        return min(float(value), cap)
     try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        return min(float(Retry().parse_retry_after(value)), cap)
+    except InvalidHeader:
         return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, min((when - utcnow()).total_seconds(), cap))
 
 
 _CD_STAR = re.compile(r"filename\*\s*=\s*([^']*)'[^']*'([^;]+)", re.I)
@@ -231,10 +226,6 @@ def _chunks(resp: requests.Response, size: int, deadline: float, total_timeout: 
         yield chunk
 
 
-def _backoff(base: float, attempt: int) -> float:
-    return base * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
-
-
 def fetch(
     session: requests.Session,
     url: str,
@@ -252,30 +243,41 @@ def fetch(
     except UnsafeURL as exc:
         result.status_id, result.reason = 10, str(exc)
         return result
+    headers = conditional_headers(etag, last_modified)
+    attempts = max(1, min(options.attempts, MAX_ATTEMPTS))
+    # backoff * 2**(n-1) * uniform(0.5, 1.5): half of it fixed, half full jitter
+    backoff = tenacity.wait_exponential(multiplier=options.backoff / 2) + tenacity.wait_random_exponential(multiplier=options.backoff)
+
+    def attempt() -> FetchResult:
+        result.attempts += 1
+        if before_attempt is not None:
+            before_attempt()  # the host's slot and delay: every attempt is a request to it
+        try:
+            return _attempt(session, url, options, sink, headers, result)
+        except _Retry as exc:
+            result.status_id, result.reason, result.http_status = 11, exc.reason, exc.http_status
+            result.final_url = exc.final_url or result.final_url
+            raise
+
+    try:
+        return tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(attempts), retry=tenacity.retry_if_exception_type(_Retry), sleep=sleep, reraise=True,
+            wait=lambda state: max(backoff(state), state.outcome.exception().wait or 0),  # or longer, if Retry-After asks
+            before_sleep=lambda state: log.info("archiver: %s: %s; retrying in %.2fs", url, result.reason, state.upcoming_sleep),
+        )(attempt)
+    except _Retry:
+        result.reason += f" (after {attempts} attempts)" if attempts > 1 else ""
+        return result
+
+
+def conditional_headers(etag: str | None, last_modified: str | None) -> dict[str, str]:
+    """Request headers that let the server answer 304 Not Modified for what we hold."""
     headers = {"Accept": "*/*", "Accept-Encoding": "identity"}
     if etag:
         headers["If-None-Match"] = etag
     if last_modified:
         headers["If-Modified-Since"] = last_modified
-    attempts = max(1, min(options.attempts, MAX_ATTEMPTS))
-    for attempt in range(1, attempts + 1):
-        result.attempts = attempt
-        if before_attempt is not None:
-            before_attempt()
-        try:
-            return _attempt(session, url, options, sink, headers, result)
-        except _Retry as exc:
-            result.status_id, result.reason = 11, exc.reason
-            result.final_url = exc.final_url or result.final_url
-            result.http_status = exc.http_status
-            if attempt == attempts:
-                if attempts > 1:
-                    result.reason = f"{exc.reason} (after {attempts} attempts)"
-                return result
-            wait = max(_backoff(options.backoff, attempt), exc.wait or 0)
-            log.info("archiver: %s: %s; retrying in %.2fs", url, exc.reason, wait)
-            sleep(wait)
-    return result  # pragma: no cover - the loop always returns
+    return headers
 
 
 def _attempt(

@@ -57,7 +57,11 @@ def cache_directives(value: str | None) -> dict[str, str | None]:
 
 def fresh_until(headers: dict[str, str], now: datetime | None = None) -> datetime | None:
     """Until when a response stays fresh (Cache-Control s-maxage/max-age minus Age, else
-    Expires relative to Date), or None when it must be revalidated."""
+    Expires relative to Date), or None when it must be revalidated.
+
+    By hand on purpose: cachecontrol computes freshness only inside its cache lookup (and
+    ignores s-maxage and Age, and directive names not in lower case); hishel's functions are
+    private and add heuristic freshness from Last-Modified, where we want the recheck interval."""
     now = now or utcnow()
     cc = cache_directives(headers.get("cache-control"))
     if "no-store" in cc or "no-cache" in cc:

@@ -23,6 +23,7 @@ from ..db import utcnow
 from ..models import TaskStatus
 from ..netsafety import request_following
 from .archive import ENTITY, TASK_TYPE, host_slots
+from .fetch import conditional_headers
 from .models import OK_STATUSES, STATUSES, Archival, Portal, Resource
 from .policy import fresh_until
 from .sessions import session_for
@@ -65,14 +66,9 @@ def revalidate(ctx: Context, ids: Sequence[str], workers: int = 4) -> tuple[list
         session = session_for(ctx)
         with host_slots(ctx).hold(host) as gate:
             for rid, url, etag, last_modified in items:
-                headers = {"Accept": "*/*", "Accept-Encoding": "identity"}
-                if etag:
-                    headers["If-None-Match"] = etag
-                if last_modified:
-                    headers["If-Modified-Since"] = last_modified
                 gate()
                 try:
-                    followed = request_following(session, "GET", url, max_redirects=cfg.archiver_max_redirects, headers=headers,
+                    followed = request_following(session, "GET", url, max_redirects=cfg.archiver_max_redirects, headers=conditional_headers(etag, last_modified),
                                                  stream=True, timeout=(cfg.archiver_connect_timeout, cfg.archiver_read_timeout))
                 except Exception as exc:  # the archive task retries and records it properly
                     log.debug("revalidate %s: %s", url, exc)
