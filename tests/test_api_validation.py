@@ -112,3 +112,49 @@ def test_description_and_identifiers_round_trip_unicode(api):
     r = api.post("/exports", {"kind": "public", "scope": {"agency": "ünï-ag"}, "description": "Ωμέγα ✓"})
     assert r.status_code == 201
     assert api.get(f"/exports/{r.json['jobId']}").json["description"] == "Ωμέγα ✓"
+
+
+@pytest.mark.parametrize(
+    "path, field, words",
+    [
+        ("/storage?verbose=1", "verbose", "this endpoint takes: none"),
+        ("/exports/abc?x=1", "x", "this endpoint takes: none"),
+        ("/exports?colour=red&limit=2", "colour", "this endpoint takes: kind, limit, offset, status"),
+        ("/audit?job_id=a", "job_id", "takes: action, jobId, limit, offset"),
+    ],
+)
+def test_unknown_query_parameters_are_refused_by_name(api, path, field, words):
+    r = api.get(path)
+    assert r.status_code == 400 and r.json["field"] == field and words in r.json["error"], r.json
+
+
+def test_an_empty_query_value_is_no_value_for_text_but_not_for_numbers_or_choices(api):
+    assert api.get("/audit?jobId=&action=").status_code == 200
+    assert api.get("/reports/broken-links?organization=").status_code == 200
+    assert api.get("/exports?limit=").json["field"] == "limit"
+    assert api.get("/exports?status=").json["field"] == "status"
+
+
+@pytest.mark.parametrize(
+    "body, field, words",
+    [
+        ({**PUBLIC, "scope": {"agency": "a", "region": "x"}}, "scope.region", "allowed: agency, servicePoint"),
+        ({**PUBLIC, "callbackURLs": ["https://example.org/a", 5]}, "callbackURLs[1]", "must be a string"),
+        ({**PUBLIC, "callbackURLs": ["https://example.org/" + "a" * 2048]}, "callbackURLs[0]", "at most 2048"),
+        ({**PUBLIC, "mode": None}, "mode", "required"),
+        ({"kind": "secret", "colour": "red"}, "colour", "unknown field"),  # unknown names come first
+    ],
+)
+def test_nested_and_list_fields_are_named_with_their_path(api, body, field, words):
+    r = api.post("/exports", body)
+    assert r.status_code == 400 and r.json["field"] == field and words in r.json["error"], r.json
+
+
+def test_the_body_is_read_after_the_token_and_the_query_before_it(api):
+    assert api.post("/exports", {"kind": "nope"}, who=None).status_code == 401
+    assert api.get("/exports?colour=red", who=None).status_code == 400
+
+
+def test_a_body_is_json_whatever_its_content_type(api):
+    r = api.post("/exports", data=b'{"kind": "public", "scope": {"agency": "a"}}', content_type="text/plain")
+    assert r.status_code == 201, r.json

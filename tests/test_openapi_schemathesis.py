@@ -20,7 +20,6 @@ from schemathesis.specs.openapi.checks import (
 
 from exporter import runner
 from exporter.ratelimit import Rate
-from web.api.openapi import document
 
 from .api_support import SP_A, make_api
 
@@ -73,12 +72,12 @@ def test_generated_requests_get_no_5xx_and_conform_to_the_document(fuzzed_api):
     app = fuzzed_api.app
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app, config=schemathesis.Config.from_dict(CONFIG))
     labels = [op.ok().label for op in schema.get_all_operations()]
-    documented = {f"{m.upper()} {p}" for p, ops in document()["paths"].items() for m in ops}
+    documented = {f"{m.upper()} {p}" for p, ops in app.test_client().get("/api/v1/openapi.json").json["paths"].items() for m in ops if m != "parameters"}
     assert set(labels) == documented - {"GET /openapi.json"}  # schemathesis leaves out the document itself
     failures = []
     for label in labels:
         op = next(op.ok() for op in schema.get_all_operations() if op.ok().label == label)
-        takes_input = bool(op.definition.raw.get("parameters") or op.definition.raw.get("requestBody"))
+        takes_input = bool(op.path_parameters or op.query or op.body)
         runs = [
             (GenerationMode.POSITIVE, "operator", CHECKS, None),
             (GenerationMode.NEGATIVE, "operator", [*CHECKS, negative_data_rejection], None),

@@ -62,6 +62,8 @@ def test_the_runtime_dependencies_run_db_upgrade_demo_and_up(tmp_path):
                 return False
 
         wait_for(healthy, 90, "exporter up (runtime dependencies only) to answer /healthz", interval=0.5)
+        # The API's document is generated from its schemas at start: runtime dependencies too.
+        assert requests.get(f"http://127.0.0.1:{port}/api/v1/openapi.json", timeout=10).json()["paths"]["/exports"]
     finally:
         up.terminate()
         try:

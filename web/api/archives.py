@@ -5,26 +5,22 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
-from flask import Response, jsonify, redirect, request
+from flask import Response, redirect
 
 from exporter import access, jobs, submissions
-from exporter.errors import InvalidRequest, NotFound
+from exporter.errors import NotFound
 from exporter.submissions import ARCHIVE_KINDS
 
-from . import bp
-from .auth import client_ip, ctx, current_principal, require
+from . import bp, schemas
+from .auth import client_ip, ctx, current_principal, require, token_optional
 from .errors import ApiError
-from .exports import check_rate, create_response, job_view
-from .validation import http_url, identifier, json_object, optional_text, query_choice, string_list
+from .exports import check_rate, created, creates_jobs, job_view
 
 # Issue 4's archiver, wired here: "module:function".
 ARCHIVAL_RECORD = "exporter.archiver.archive:archival_record"  # (ctx, resource_id) -> dict
 BROKEN_LINKS = "exporter.archiver.reports:broken_links"  # (ctx, organization=None) -> dict
 BROKEN_LINKS_CSV = "exporter.archiver.reports:broken_links_csv"  # (report dict) -> str
 GET_PORTAL = "exporter.archiver.portals:get_portal"  # (ctx, name or id) -> Portal; NotFound
-
-ARCHIVE_FIELDS = {"urls", "portal", "description", "callbackURLs"}
-MAX_URLS = 1000
 
 
 def archiver(name: str) -> Callable:
@@ -37,82 +33,90 @@ def archiver(name: str) -> Callable:
 
 @bp.post("/archives")
 @require("operator")
-def create_archive():
+@bp.arguments(schemas.ArchiveRequest, example={"urls": ["https://data.example.org/files/table.csv"], "description": "one table"})
+@creates_jobs("No such portal.")
+def create_archive(body: dict):
+    """Archive a list of URLs, or sweep a registered portal (operator)."""
     principal = current_principal()
-    body = json_object(ARCHIVE_FIELDS)
-    if ("urls" in body) == ("portal" in body):
-        raise InvalidRequest("give either urls (a list of URLs to archive) or portal (a registered portal to sweep)", field="urls")
     if "urls" in body:
-        urls = [http_url(u, f"urls[{i}]") for i, u in enumerate(string_list(body, "urls", MAX_URLS, required=True))]
+        urls = body["urls"]
         kind, params, target = ARCHIVE_KINDS["urls"], {"urls": urls}, f"{len(urls)} URL(s)"
     else:
-        name = str(identifier(body["portal"], "portal"))
         try:
-            portal = archiver(GET_PORTAL)(ctx(), name)
+            portal = archiver(GET_PORTAL)(ctx(), str(body["portal"]))
         except NotFound as exc:
             raise ApiError(404, str(exc), "portal") from None
         kind, params, target = ARCHIVE_KINDS["portal"], {"portal": portal.name}, f"portal {portal.name}"
-    description = optional_text(body, "description", 1000)
-    callbacks = string_list(body, "callbackURLs", 20)
     check_rate(principal)
-    sub = submissions.request_job(ctx(), kind, params, requested_by=principal.actor, description=description, callback_urls=callbacks)
+    sub = submissions.request_job(ctx(), kind, params, requested_by=principal.actor, description=body.get("description"), callback_urls=body.get("callbackURLs") or [])
     access.audit(ctx(), principal, "archive.create", job_id=sub.job.id, target=target, ip=client_ip(), detail={"outcome": sub.outcome})
-    return create_response(sub, principal)
+    return created(sub, principal)
 
 
-@bp.get("/archives/<job_id>")
+@bp.get("/archives/<id:jobId>")
+@bp.response(200, schemas.ArchiveJob, description="The job.")
+@bp.fails(404)
 @require()
-def get_archive(job_id: str):
+def get_archive(jobId: str):
+    """An archive or sweep job's status, progress and result."""
     principal = current_principal()
     try:
-        job = jobs.get(ctx(), job_id)
+        job = jobs.get(ctx(), jobId)
     except NotFound:
         job = None
     if job is None or job.kind not in ARCHIVE_KINDS.values() or not access.can_see(principal, job):
-        raise ApiError(404, f"no archive job {job_id}")
-    view = job_view(job, principal)
-    view["result"] = job.result
-    return jsonify(view)
+        raise ApiError(404, f"no archive job {jobId}")
+    return {**job_view(job, principal), "result": job.result}
 
 
-@bp.get("/resources/<resource_id>")
+@bp.get("/resources/<id:resourceId>")
+@bp.response(200, schemas.ResourceRecord, description="The record.")
+@bp.fails((404, "No such resource."))
 @require("operator", "read_only")
-def get_resource(resource_id: str):
+def get_resource(resourceId: str):
+    """A resource's archival record and stored versions."""
     record = archiver(ARCHIVAL_RECORD)
     try:
-        return jsonify(record(ctx(), resource_id))
+        return record(ctx(), resourceId)
     except NotFound as exc:
         raise ApiError(404, str(exc)) from None
 
 
-@bp.get("/resources/<resource_id>/download")
-def download_resource(resource_id: str):
-    """302 to the latest stored copy of a resource: the archive's public cache URL, no token
-    needed, except for a resource of a private dataset: operators only, 404 to anyone else."""
+@bp.get("/resources/<id:resourceId>/download")
+@bp.alt_response(302, description="To an expiring download URL.", headers=schemas.REDIRECT, success=True)
+@bp.fails((404, "No such resource, or no stored copy."))
+@token_optional
+def download_resource(resourceId: str):
+    """Redirect to an expiring URL of the resource's latest stored copy (its cache URL).
+
+    No token needed, except for a resource of a private dataset: operators only, 404 to anyone else.
+    """
     principal = current_principal()
     try:
-        record = archiver(ARCHIVAL_RECORD)(ctx(), resource_id, versions=False)
+        record = archiver(ARCHIVAL_RECORD)(ctx(), resourceId, versions=False)
     except NotFound:
         record = None
     if record is None or (record["resource"].get("private") and not (principal and principal.role == "operator")):
-        raise ApiError(404, f"no archive resource {resource_id}")
+        raise ApiError(404, f"no archive resource {resourceId}")
     key = (record.get("archival") or {}).get("cache_key")
     if not key:
-        raise ApiError(404, f"resource {resource_id} has no stored copy (yet)")
+        raise ApiError(404, f"resource {resourceId} has no stored copy (yet)")
     filename = key.rsplit("/", 1)[-1]
     url = ctx().storage.download_url(key, ctx().settings.download_url_ttl, filename)
-    access.audit(ctx(), principal, "resource.download", target=key, ip=client_ip(), detail={"resource": resource_id})
+    access.audit(ctx(), principal, "resource.download", target=key, ip=client_ip(), detail={"resource": resourceId})
     return redirect(url, code=302)
 
 
 @bp.get("/reports/broken-links")
+@bp.arguments(schemas.BrokenLinksQuery, location="query")
+@bp.response(200, schemas.BrokenLinks, description="The report, as JSON or CSV.")
+@bp.alt_response(200, schema={"type": "string"}, content_type="text/csv", description="The report, as JSON or CSV.", success=True)
+@bp.fails((404, "No such organization, or no archiver in this installation."))
 @require("operator", "read_only")
-def broken_links():
-    fmt = query_choice("format", ("json", "csv")) or "json"
-    organization = request.args.get("organization") or None
-    report = archiver(BROKEN_LINKS)(ctx(), organization=organization)
-    if fmt == "csv":
+def broken_links(query: dict):
+    """Broken links by organization and dataset, as JSON or CSV."""
+    report = archiver(BROKEN_LINKS)(ctx(), organization=query.get("organization"))
+    if query["format"] == "csv":
         text = archiver(BROKEN_LINKS_CSV)(report)
         return Response(text, mimetype="text/csv", headers={"Content-Disposition": 'attachment; filename="broken-links.csv"'})
-    return jsonify(report)
-
+    return report

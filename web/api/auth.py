@@ -11,7 +11,9 @@ from exporter import access
 from exporter.access import Principal
 from exporter.context import Context
 
+from . import bp
 from .errors import ApiError
+from .spec import BEARER
 
 UNSET = object()
 
@@ -44,7 +46,9 @@ def current_principal() -> Principal | None:
 
 
 def require(*roles: str) -> Callable:
-    """The view needs a valid token, and one of `roles` when given (else a 403 naming them)."""
+    """The view needs a valid token, and one of `roles` when given (else a 403 naming them).
+    Place it below query `@bp.arguments` and above body ones: as on every endpoint, the query
+    string is checked first; the token is checked before the body is read."""
 
     def decorate(view):
         @wraps(view)
@@ -56,9 +60,19 @@ def require(*roles: str) -> Callable:
                 raise ApiError(403, f"a {principal.role} token may not do this; it needs a {' or '.join(roles)} token", "Authorization")
             return view(*args, **kwargs)
 
-        return wrapper
+        return bp.fails(401, 403)(wrapper) if roles else bp.fails(401)(wrapper)
 
     return decorate
+
+
+def token_optional(view: Callable) -> Callable:
+    """Documents a view that serves anyone but reads a token when one is sent (a bad one is a 401)."""
+    return bp.doc(security=[{}, BEARER])(bp.fails(401)(view))
+
+
+def public(view: Callable) -> Callable:
+    """Documents a view that reads no token."""
+    return bp.doc(security=[])(view)
 
 
 def client_ip() -> str | None:

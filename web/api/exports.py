@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import math
 
-from flask import jsonify, redirect, request
+from flask import redirect, request
 from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
 
 from exporter import access, jobs, ratelimit, submissions, visibility
 from exporter.access import Principal
-from exporter.errors import InvalidRequest, NotFound
+from exporter.errors import NotFound
 from exporter.models import FINAL_STATUSES, Job
 from exporter.submissions import EXPORT_KINDS
 from exporter.visibility import API_STATUS, JOB_STATUS, PRIVATE_KINDS, pick_artifact
 
-from . import bp
-from .auth import client_ip, ctx, current_principal, require
+from . import bp, schemas
+from .auth import client_ip, ctx, current_principal, require, token_optional
 from .errors import ApiError
-from .validation import choice, identifier, json_object, optional_text, query_choice, query_int, string_list
-
-EXPORT_FIELDS = {"kind", "scope", "mode", "format", "description", "callbackURLs"}
-MODES = ("full", "incremental")
-FORMATS = ("zip", "tar.gz")
-MAX_CALLBACKS = 20
 
 
 def api_kind(job: Job) -> str:
@@ -41,6 +36,7 @@ def links(job: Job, principal: Principal | None) -> dict[str, str | None] | None
 
 
 def job_view(job: Job, principal: Principal | None) -> dict:
+    """A job as the API shows it (schemas.Job renders it)."""
     params = job.params or {}
     return {
         "jobId": job.id,
@@ -52,15 +48,11 @@ def job_view(job: Job, principal: Principal | None) -> dict:
         "format": params.get("format"),
         "links": links(job, principal),
         "fileSize": visibility.file_size(job) if job.status == "succeeded" else None,
-        "expirationTime": _iso(job.expires_at),
+        "expirationTime": job.expires_at,
         "errorReason": job.error if job.status == "failed" else None,
-        "createdAt": _iso(job.created_at),
-        "finishedAt": _iso(job.finished_at),
+        "createdAt": job.created_at,
+        "finishedAt": job.finished_at,
     }
-
-
-def _iso(value) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 def check_rate(principal: Principal) -> None:
@@ -71,45 +63,50 @@ def check_rate(principal: Principal) -> None:
         raise ApiError(429, f"too many jobs requested with this token (limit {rate.count} per {rate.seconds:g} s); retry in {seconds} s", None, {"Retry-After": str(seconds)})
 
 
-def create_response(sub: submissions.Submission, principal: Principal):
-    body = job_view(sub.job, principal)
-    body["isDuplicated"] = sub.is_duplicate
-    response = jsonify(body)
-    response.status_code = 200 if sub.is_duplicate else 201
-    response.headers["Location"] = f"{request.script_root}{request.path.rstrip('/')}/{sub.job.id}"
-    return response
+def created(sub: submissions.Submission, principal: Principal):
+    """201 and the new job, or 200 and the equal job that answers the request (schemas.CreatedJob)."""
+    body = {**job_view(sub.job, principal), "isDuplicated": sub.is_duplicate}
+    return body, 200 if sub.is_duplicate else 201, {"Location": f"{request.script_root}{request.path.rstrip('/')}/{sub.job.id}"}
+
+
+def creates_jobs(not_found: str):
+    """Documents a job-creating view: 201 new, 200 duplicate, 404 `not_found`, 429 rate limit."""
+
+    def decorate(view):
+        view = bp.fails(429, (404, not_found))(view)
+        view = bp.alt_response(200, schema=schemas.CreatedJob, description="An equal job answers this request (isDuplicated).", headers=schemas.LOCATION, success=True)(view)
+        return bp.response(201, schemas.CreatedJob, description="A new job.", headers=schemas.LOCATION)(view)
+
+    return decorate
 
 
 @bp.post("/exports")
 @require("operator", "service_point")
-def create_export():
+@bp.arguments(schemas.ExportRequest, example={"kind": "public", "scope": {"agency": "https://ror.org/038sjwq14"}, "mode": "full", "format": "zip", "description": "nightly"})
+@creates_jobs("No such registration agency or service point.")
+@bp.fails((507, "The export's estimated size exceeds the free storage minus what running jobs still write."))
+def create_export(body: dict):
+    """Request an export (operator; a service point only its own private one).
+
+    An equal request (same kind and canonical parameters, whatever the order or defaults)
+    joins a pending/running job, or gets a finished unexpired one at once;
+    then `isDuplicated` is true and the answer is 200.
+    """
     principal = current_principal()
-    body = json_object(EXPORT_FIELDS)
-    kind = choice(body, "kind", tuple(EXPORT_KINDS))
-    scope = body.get("scope")
-    if not isinstance(scope, dict):
-        raise InvalidRequest("scope is required: {\"agency\": id} for a public export, {\"servicePoint\": id} for a private one", field="scope")
-    need = "agency" if kind == "public" else "servicePoint"
-    extra = sorted(set(scope) - {need})
-    if extra:
-        raise InvalidRequest(f"a {kind} export's scope takes only {need}, not {extra[0]}", field=f"scope.{extra[0]}")
-    if need not in scope:
-        raise InvalidRequest(f"a {kind} export needs scope.{need}", field=f"scope.{need}")
-    scope = {need: identifier(scope[need], f"scope.{need}")}
-    mode = choice(body, "mode", MODES, "full")
-    fmt = choice(body, "format", FORMATS, "zip")
-    description = optional_text(body, "description", 1000)
-    callbacks = string_list(body, "callbackURLs", MAX_CALLBACKS)
+    kind = body["kind"]
+    need = schemas.SCOPE_FIELD[kind]
+    scope = {need: body["scope"][need]}
     if principal.role == "service_point":
         if kind != "private":
             raise ApiError(403, "a service point token may request only its own private export", "kind")
         if str(scope["servicePoint"]) != principal.service_point_id:
             raise ApiError(403, f"this token belongs to service point {principal.service_point_id}; it may not export another one", "scope.servicePoint")
     check_rate(principal)
-    job_kind, params = submissions.export_params(kind, scope, mode, fmt)
-    sub = submissions.request_job(ctx(), job_kind, params, requested_by=principal.actor, description=description, callback_urls=callbacks)
-    access.audit(ctx(), principal, "export.create", job_id=sub.job.id, target=f"{kind} {need}={scope[need]}", ip=client_ip(), detail={"outcome": sub.outcome, "mode": mode, "format": fmt})
-    return create_response(sub, principal)
+    job_kind, params = submissions.export_params(kind, scope, body["mode"], body["format"])
+    sub = submissions.request_job(ctx(), job_kind, params, requested_by=principal.actor, description=body.get("description"), callback_urls=body.get("callbackURLs") or [])
+    detail = {"outcome": sub.outcome, "mode": body["mode"], "format": body["format"]}
+    access.audit(ctx(), principal, "export.create", job_id=sub.job.id, target=f"{kind} {need}={scope[need]}", ip=client_ip(), detail=detail)
+    return created(sub, principal)
 
 
 def visible_export(job_id: str, principal: Principal) -> Job:
@@ -124,67 +121,79 @@ def visible_export(job_id: str, principal: Principal) -> Job:
 
 
 @bp.get("/exports")
+@bp.arguments(schemas.ExportQuery, location="query")
+@bp.response(200, schemas.JobList, description="A page of exports.")
 @require()
-def list_exports():
+def list_exports(query: dict):
+    """Exports the caller may see, newest first."""
     principal = current_principal()
-    status = query_choice("status", tuple(JOB_STATUS))
-    kind = query_choice("kind", tuple(EXPORT_KINDS))
-    limit = query_int("limit", 20, 1, 200)
-    offset = query_int("offset", 0, 0, 10**9)
+    kind, status, limit, offset = query.get("kind"), query.get("status"), query["limit"], query["offset"]
     kinds = set(EXPORT_KINDS.values()) if kind is None else {EXPORT_KINDS[kind]}
-    query = select(Job)
+    select_jobs = select(Job)
     if principal.role == "service_point":
         kinds &= PRIVATE_KINDS
-        query = query.where(visibility.service_point_column() == principal.service_point_id)
+        select_jobs = select_jobs.where(visibility.service_point_column() == principal.service_point_id)
     elif principal.role != "operator":
         kinds -= PRIVATE_KINDS
-    query = query.where(Job.kind.in_(sorted(kinds)))
+    select_jobs = select_jobs.where(Job.kind.in_(sorted(kinds)))
     if status:
-        query = query.where(Job.status == JOB_STATUS[status])
+        select_jobs = select_jobs.where(Job.status == JOB_STATUS[status])
     with ctx().db.session() as s:
-        total = s.scalar(select(func.count()).select_from(query.subquery()))
-        from sqlalchemy.orm import selectinload
-
-        rows = list(s.scalars(query.options(selectinload(Job.artifacts)).order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)))
-    return jsonify({"items": [job_view(j, principal) for j in rows], "total": total, "limit": limit, "offset": offset})
+        total = s.scalar(select(func.count()).select_from(select_jobs.subquery()))
+        rows = list(s.scalars(select_jobs.options(selectinload(Job.artifacts)).order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)))
+    return {"items": [job_view(j, principal) for j in rows], "total": total, "limit": limit, "offset": offset}
 
 
-@bp.get("/exports/<job_id>")
+@bp.get("/exports/<id:jobId>")
+@bp.response(200, schemas.Job, description="The job.")
+@bp.fails(404)
 @require()
-def get_export(job_id: str):
+def get_export(jobId: str):
+    """An export's status, progress, links, size, expiry and error."""
     principal = current_principal()
-    return jsonify(job_view(visible_export(job_id, principal), principal))
+    return job_view(visible_export(jobId, principal), principal)
 
 
-@bp.post("/exports/<job_id>/cancel")
+@bp.post("/exports/<id:jobId>/cancel")
+@bp.response(200, schemas.Job, description="The job.")
+@bp.fails(404, (409, "The export has already ended."))
 @require("operator", "service_point")
-def cancel_export(job_id: str):
+def cancel_export(jobId: str):
+    """Cancel a pending or running export."""
     principal = current_principal()
-    job = visible_export(job_id, principal)
+    job = visible_export(jobId, principal)
     if job.status in FINAL_STATUSES:
-        raise ApiError(409, f"export {job_id} has already ended ({API_STATUS.get(job.status, job.status)}); nothing to cancel", "status")
-    job = jobs.cancel(ctx(), job_id)
-    access.audit(ctx(), principal, "export.cancel", job_id=job_id, ip=client_ip())
-    return jsonify(job_view(job, principal))
+        raise ApiError(409, f"export {jobId} has already ended ({API_STATUS.get(job.status, job.status)}); nothing to cancel", "status")
+    job = jobs.cancel(ctx(), jobId)
+    access.audit(ctx(), principal, "export.cancel", job_id=jobId, ip=client_ip())
+    return job_view(job, principal)
 
 
-@bp.get("/exports/<job_id>/download")
-def download_export(job_id: str):
-    """302 to an expiring storage URL: public artifacts for anyone, others for who may see the job."""
-    which = request.args.get("artifact") or "data"
-    signature = request.args.get("signature")
+@bp.get("/exports/<id:jobId>/download")
+@bp.arguments(schemas.DownloadQuery, location="query")
+@bp.alt_response(302, description="To an expiring download URL.", headers=schemas.REDIRECT, success=True)
+@bp.fails(404, (403, "The signed link is not valid."), (409, "The export is not finished."), (410, "The export (or the link) has expired."))
+@token_optional
+def download_export(query: dict, jobId: str):
+    """Redirect to an expiring URL of the export's data (or manifest).
+
+    Public exports need no token; a private one needs the operator or the owning service point's
+    token, or a signed link from the export's `links`. Every download is written to the audit log.
+    """
+    which, signature = query["artifact"], query.get("signature")
     principal = current_principal()
     try:
-        job = jobs.get(ctx(), job_id)
+        job = jobs.get(ctx(), jobId)
     except NotFound:
-        raise ApiError(404, f"no export {job_id}") from None
+        raise ApiError(404, f"no export {jobId}") from None
     if job.kind not in EXPORT_KINDS.values():
-        raise ApiError(404, f"no export {job_id}")
+        raise ApiError(404, f"no export {jobId}")
     art = pick_artifact(job, which)
     via = None
     if signature is not None:
+        by = query.get("by")
         try:
-            issued_to = access.verify_download_link(ctx(), job_id, which, request.args.get("expires", ""), signature, request.args.get("by"))
+            issued_to = access.verify_download_link(ctx(), jobId, which, str(query.get("expires", "")), signature, None if by is None else str(by))
         except access.LinkExpired as exc:
             raise ApiError(410, str(exc), exc.field) from None
         except access.LinkInvalid as exc:
@@ -194,13 +203,13 @@ def download_export(job_id: str):
         if principal is None:
             raise ApiError(401, "this download needs an API token (or a signed link from the export's status)", "Authorization", {"WWW-Authenticate": "Bearer"})
         if not access.can_see(principal, job):
-            raise ApiError(404, f"no export {job_id}")
+            raise ApiError(404, f"no export {jobId}")
     if job.status == "expired" or (art is not None and art.deleted_at is not None):
-        raise ApiError(410, f"export {job_id} has expired and its files were deleted; request it again", "jobId")
+        raise ApiError(410, f"export {jobId} has expired and its files were deleted; request it again", "jobId")
     if job.status != "succeeded":
-        raise ApiError(409, f"export {job_id} is not ready: it is {API_STATUS.get(job.status, job.status)}", "status")
+        raise ApiError(409, f"export {jobId} is not ready: it is {API_STATUS.get(job.status, job.status)}", "status")
     if art is None:
-        raise ApiError(404, f"export {job_id} has no {which!r} file", "artifact")
+        raise ApiError(404, f"export {jobId} has no {which!r} file", "artifact")
     url = ctx().storage.download_url(art.key, ctx().settings.download_url_ttl, art.filename)
-    access.audit(ctx(), principal, "export.download", job_id=job_id, target=art.key, ip=client_ip(), detail={"artifact": art.name, "via": via or ("public" if principal is None else "token")})
+    access.audit(ctx(), principal, "export.download", job_id=jobId, target=art.key, ip=client_ip(), detail={"artifact": art.name, "via": via or ("public" if principal is None else "token")})
     return redirect(url, code=302)

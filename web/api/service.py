@@ -2,48 +2,55 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 
-from exporter import access, metrics
+from exporter import access
+from exporter import metrics as prometheus
 from exporter.admission import storage_usage
 
-from . import bp
-from .auth import ctx, require
-from .openapi import document
-from .validation import query_int
+from . import bp, schemas
+from .auth import ctx, public, require
+from .spec import document
 
 root_bp = Blueprint("metrics", __name__)
 
 
 @bp.get("/storage")
+@bp.response(200, schemas.Storage, description="Storage use.")
 @require()
-def storage():
-    usage = storage_usage(ctx())
-    return jsonify({"free": usage.free, "total": usage.total, "used": usage.used, "reserved": usage.reserved})
+def get_storage():
+    """Free and total bytes of the storage in use."""
+    return storage_usage(ctx())
 
 
 @bp.get("/metrics")
-def api_metrics():
-    return Response(metrics.render(ctx()), content_type=metrics.CONTENT_TYPE)
+@bp.alt_response(200, schema={"type": "string"}, content_type="text/plain", description="Prometheus text format.", success=True)
+@public
+def metrics():
+    """Prometheus metrics: jobs by kind and status, durations, queue depths, storage (also at /metrics)."""
+    return Response(prometheus.render(ctx()), content_type=prometheus.CONTENT_TYPE)
 
 
 @root_bp.get("/metrics")
 def root_metrics():
     """Where Prometheus looks by default."""
-    return api_metrics()
+    return metrics()
 
 
 @bp.get("/audit")
+@bp.arguments(schemas.AuditQuery, location="query")
+@bp.response(200, schemas.AuditList, description="Newest first.")
 @require("operator")
-def audit_log():
-    from flask import request
-
-    limit = query_int("limit", 100, 1, 1000)
-    offset = query_int("offset", 0, 0, 10**9)
-    rows = access.list_audit(ctx(), job_id=request.args.get("jobId") or None, action=request.args.get("action") or None, limit=limit, offset=offset)
-    return jsonify({"items": [r.to_dict() for r in rows], "limit": limit, "offset": offset})
+def list_audit(query: dict):
+    """The audit log: job creations, downloads, cancels (operator)."""
+    limit, offset = query["limit"], query["offset"]
+    rows = access.list_audit(ctx(), job_id=query.get("jobId"), action=query.get("action"), limit=limit, offset=offset)
+    return {"items": rows, "limit": limit, "offset": offset}
 
 
 @bp.get("/openapi.json")
+@bp.alt_response(200, schema={"type": "object"}, description="The OpenAPI document.", success=True)
+@public
 def openapi():
-    return jsonify(document(ctx().settings.public_url))
+    """This document."""
+    return jsonify(document(current_app, ctx().settings.public_url))
