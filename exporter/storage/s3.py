@@ -36,6 +36,8 @@ class S3Storage(Storage):
             config=Config(signature_version="s3v4", retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=10, read_timeout=60),
         )
         self.transfer = TransferConfig(multipart_threshold=PART, multipart_chunksize=PART, max_concurrency=4)
+        # s3transfer reads up to 10 parts ahead of slow uploads; bound the memory a stream costs to 4.
+        self.transfer.max_in_memory_upload_chunks = 4
 
     def _full(self, key: str) -> str:
         check_key(key)

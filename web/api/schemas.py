@@ -13,7 +13,8 @@ from urllib.parse import urlsplit
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from exporter.submissions import ARCHIVE_KINDS, EXPORT_KINDS, JOB_STATUS
+from exporter.submissions import ARCHIVE_KINDS, EXPORT_KINDS
+from exporter.visibility import JOB_STATUS
 
 # marshmallow's message for a field a schema does not declare; the parser words it with the declared ones.
 UNKNOWN = "unknown field"
