@@ -10,6 +10,7 @@ the first is gone; with a broker that cannot tell, waiting work is only logged.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -18,7 +19,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from . import jobs, parts
-from .context import Context
+from .context import Context, QueuedIds
 from .db import utcnow
 from .kinds import get_kind
 from .models import Job
@@ -32,6 +33,30 @@ def reap(ctx: Context, now: datetime | None = None) -> dict[str, Any]:
     report = reap_jobs(ctx, now)
     done = reap_parts(ctx, now)
     return {"requeued": report.requeued, "failed": report.failed, "waiting": report.waiting, "parts_requeued": done.requeued, "parents_finished": done.finished}
+
+
+PROBE_RECHECK_SECONDS = 1.0  # a message a worker is taking is briefly in no list and not yet unacked
+
+
+def held_by_broker(probe: QueuedIds | None, queues: Sequence[str], ids: set[str], recheck: float = PROBE_RECHECK_SECONDS) -> set[str] | None:
+    """Which of `ids` the broker holds (queued or reserved); None when it cannot tell.
+
+    An id missing from the first look is looked for again after `recheck` seconds: Redis
+    hands a message to a worker by popping it from the queue list and only then recording
+    it as unacked, so one look can miss a message in transit.
+    """
+    if probe is None:
+        return None
+    found = probe(queues)
+    if found is None:
+        return None
+    if ids - found:
+        time.sleep(recheck)
+        again = probe(queues)
+        if again is None:
+            return None
+        found |= again
+    return found
 
 
 @dataclass
@@ -62,9 +87,7 @@ def reap_jobs(ctx: Context, now: datetime | None = None) -> ReapReport:
             )
         ).all()
     waiting = [job for job in candidates if job.status == "pending"]
-    in_broker: set[str] | None = None
-    if waiting and ctx.queued_ids is not None:
-        in_broker = ctx.queued_ids(sorted({get_kind(job.kind).queue for job in waiting}))
+    in_broker = held_by_broker(ctx.queued_ids, sorted({get_kind(job.kind).queue for job in waiting}), {job.id for job in waiting}) if waiting else None
     with ctx.db.session() as s:
         for job in candidates:
             was = job.status
@@ -116,11 +139,7 @@ def reap_parts(ctx: Context, now: datetime | None = None, queued_ids: Callable[[
             .where(Job.status == "running", ((JobPart.status == "running") & (JobPart.heartbeat_at < stale)) | ((JobPart.status == "pending") & (JobPart.queued_at < lost)))
         ).all()
     waiting = [r for r in rows if r.status == "pending"]
-    in_broker: set[str] | None = None
-    if waiting:
-        probe = queued_ids or ctx.queued_ids
-        queues = sorted({get_kind(r.kind).queue for r in waiting})
-        in_broker = probe(queues) if probe is not None else None
+    in_broker = held_by_broker(queued_ids or ctx.queued_ids, sorted({get_kind(r.kind).queue for r in waiting}), {str(r.id) for r in waiting}) if waiting else None
     for r in rows:
         if r.status == "pending" and (in_broker is None or str(r.id) in in_broker):
             continue  # still queued (a backlog), or the broker cannot tell: never a second message
