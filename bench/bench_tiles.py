@@ -137,7 +137,7 @@ def gdal_size(tmp: Path, url: str, roi: dict, zoom: int) -> tuple[int | None, st
     west, south, east, north = ring[0][0], ring[0][1], ring[2][0], ring[2][1]
     out = tmp / "gdal.gpkg"
     argv = ["gdal_translate", "-q", "-of", "GPKG", "-projwin", str(west), str(north), str(east), str(south),
-            "-co", "TILING_SCHEME=InspireCRS84Quad", "-co", "TILE_FORMAT=PNG", "-co", f"ZOOM_LEVEL={zoom}", str(xml), str(out)]
+            "-co", "TILING_SCHEME=InspireCRS84Quad", "-co", "TILE_FORMAT=PNG", str(xml), str(out)]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=3600)
     if done.returncode != 0 or not out.exists():
         return None, f"gdal_translate could not read the source: {done.stderr.strip()[:300]}"
