@@ -18,6 +18,7 @@ $(RUN_STAMP): setup.cfg pyproject.toml
 
 $(TEST_STAMP): $(RUN_STAMP)
 	$(PIP) -e '.[test]'
+	$(PIP) --no-deps 'gdal-utils>=3.6'  # GDAL's validate_gpkg.py, pure Python; its GDAL bindings are not needed
 	touch $@
 
 setup: $(RUN_STAMP)
@@ -29,14 +30,16 @@ run: setup
 	$(BIN)/exporter demo
 	$(BIN)/exporter up
 
-# Test-only system packages: nginx (real ETag/Last-Modified), Chromium (browser tests), unzip.
-SYSTEM_PACKAGES := nginx-light chromium unzip curl
+# Test-only system packages: nginx (real ETag/Last-Modified), Chromium (browser tests), unzip,
+# gdal-bin (gdalinfo opens the tiles exports' GeoPackages; gdal_translate in bench_tiles).
+SYSTEM_PACKAGES := nginx-light chromium unzip curl gdal-bin
 system-deps:
 	@missing=""; \
 	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	command -v unzip >/dev/null || missing="$$missing unzip"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
+	command -v gdalinfo >/dev/null || missing="$$missing gdal-bin"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing test system packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -52,6 +55,7 @@ lint: setup-test
 bench: setup-test
 	$(BIN)/python bench/bench_export.py
 	$(BIN)/python bench/bench_archive.py
+	$(BIN)/python bench/bench_tiles.py
 
 clean:
 	rm -rf var .pytest_cache .hypothesis

@@ -31,6 +31,7 @@ ESTIMATORS: dict[str, str | Estimator] = {
     "synthetic": lambda ctx, kind, params: int(params["size"]),
     "export_public": "exporter.raids.export:estimate_size",
     "export_private": "exporter.raids.export:estimate_size",
+    "tiles": "exporter.tiles.requests:estimate_size",
 }
 
 

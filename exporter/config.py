@@ -66,14 +66,36 @@ def as_hour(name: str, raw: str) -> int:
     return value
 
 
-def as_seconds(name: str, raw: str) -> float:
+def _float(name: str, raw: str, what: str = "a number") -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{PREFIX}{name} must be a number of seconds, got {raw!r}") from None
+        raise ConfigError(f"{PREFIX}{name} must be {what}, got {raw!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ConfigError(f"{PREFIX}{name} must be {what}, got {raw!r}")
+    return value
+
+
+def as_seconds(name: str, raw: str) -> float:
+    value = _float(name, raw, "a number of seconds")
     if value <= 0:
         raise ConfigError(f"{PREFIX}{name} must be greater than 0, got {value}")
     return value
+
+
+def as_nonnegative_float(name: str, raw: str, high: float | None = None) -> float:
+    value = _float(name, raw)
+    if value < 0 or (high is not None and value > high):
+        raise ConfigError(f"{PREFIX}{name} must be " + (f"between 0 and {high:g}" if high is not None else "0 or more") + f", got {raw!r}")
+    return value
+
+
+def as_ratio(name: str, raw: str) -> float:
+    return as_nonnegative_float(name, raw, 1)
+
+
+def as_percent(name: str, raw: str) -> float:
+    return as_nonnegative_float(name, raw, 100)
 
 
 def as_bool(name: str, raw: str) -> bool:
@@ -241,6 +263,14 @@ SETTINGS: list[Setting] = [
     Setting("API_RATE_LIMIT", "30/60", "Job creations allowed per API token: `N/SECONDS` (bursts of up to N, refilled over SECONDS); `0/1` turns the limit off. Over it the API answers 429 with Retry-After.", as_rate),
     Setting("API_MAX_BODY_BYTES", "65536", "Largest request body the JSON API accepts; a bigger one gets 413.", as_positive_int),
     Setting("STORAGE_QUOTA_BYTES", "0", "Bytes the storage may hold; 0 means no quota. S3 reports no free space, so set this for `/api/v1/storage` and export admission (507) to work there.", as_int),
+    Setting("TILES_WORK_DIR", "{VAR_DIR}/tiles-work", "Local folder where a tiles export builds its GeoPackage (one subfolder per job, kept until the job ends so a re-run resumes it); needs room for the largest export.", as_path),
+    Setting("TILES_MAX_TILES", "2000000", "Most tiles one tiles export may cover; a larger region is refused (400).", as_positive_int),
+    Setting("TILES_FETCH_THREADS", "4", "Threads fetching the tiles of one export (for an HTTP layer at most ARCHIVER_HOST_CONCURRENCY, whose politeness rules apply).", as_positive_int),
+    Setting("TILES_MAX_TILE_BYTES", "2097152", "Largest tile accepted; a bigger one is recorded as missing.", as_positive_int),
+    Setting("TILES_MAX_MISSING_PERCENT", "10", "A tiles export fails when more than this percent of its tiles are missing at the source (fewer are recorded in its metadata).", as_percent),
+    Setting("TILES_COMMIT_EVERY", "500", "Tiles written between two commits of the work GeoPackage (at most a second apart); what a killed worker loses at most.", as_positive_int),
+    Setting("TILES_CACHE_BUFFER_METERS", "5", "A finished tiles export answers a new request of the same layer and resolutions when its region, grown by this many metres, covers the new one (and TILES_CACHE_MIN_AREA_RATIO holds).", as_nonnegative_float),
+    Setting("TILES_CACHE_MIN_AREA_RATIO", "0.8", "A covering tiles export answers a new request only if the new region's area is at least this share of its own (0 to 1), so a small request does not get a huge file.", as_ratio),
 ]
 
 

@@ -14,13 +14,20 @@
 The check and the insert run under a lock on the request's dedupe key (an advisory lock on
 PostgreSQL, the database write lock on SQLite), so two identical requests at the same
 moment make one job.
+
+A kind may register a `CachePolicy` (`CACHE_POLICIES`) to widen "equal": a lock key of its
+own (e.g. per layer, so covering requests serialise too), a lookup for a finished job
+that covers the request although its params differ, and an `extend` step run on every hit
+that may push the hit's expiry forward with a compare-and-set on the `expires_at` it read
+(cleanup's own compare-and-set then keeps the job; a hit that loses to cleanup is no hit).
+The tiles family does this, as MapColonies' export service does.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -43,6 +50,17 @@ EXPORT_KINDS: dict[str, str] = {"public": "export_public", "private": "export_pr
 # The API's archive requests and their job kinds (issue 4's archiver).
 ARCHIVE_KINDS: dict[str, str] = {"urls": "archive_urls", "portal": "sweep_portal"}
 
+
+
+@dataclass(frozen=True)
+class CachePolicy:
+    lock_key: Callable[[str, dict[str, Any]], str]  # (kind, params) -> the key requests serialise on
+    find_cached: Callable[[Session, Any, str, dict[str, Any], datetime], Job | None]  # (session, ctx, kind, params, now)
+    extend: Callable[[Session, Any, Job, datetime], bool]  # on a hit; False: the job expired meanwhile
+
+
+# Job kinds with a cache policy of their own (registered by their family when it loads).
+CACHE_POLICIES: dict[str, CachePolicy] = {}
 
 
 @dataclass
@@ -119,9 +137,15 @@ def request_job(
     key = dedupe_key(kind, params)
     urls = webhooks.validate_callback_urls(ctx, list(callback_urls)) if callback_urls else []
     now = now or utcnow()
+    policy = CACHE_POLICIES.get(kind)
     with ctx.db.session() as s:
-        _lock(s, key)
+        _lock(s, policy.lock_key(kind, params) if policy else key)
         dup = find_active_or_fresh_duplicate(s, kind, key, now, ctx.settings, reusable_from_cache(params))
+        if policy is not None:
+            if dup is not None and dup.status == "succeeded" and not policy.extend(s, ctx, dup, now):
+                dup = None
+            if dup is None:
+                dup = policy.find_cached(s, ctx, kind, params, now)
         if dup is not None:
             if urls:
                 webhooks.add_callbacks(s, dup.id, urls)

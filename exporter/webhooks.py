@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import importlib
 import json
 import logging
 import random
@@ -298,11 +299,19 @@ def api_status(status: str) -> str:
     return API_STATUS.get(status, status)
 
 
+# Job kinds whose callbacks have a shape of their own: kind -> "module:function", called as
+# fn(ctx, job, status) (the tiles family answers in MapColonies' shape).
+PAYLOADS: dict[str, str] = {"tiles": "exporter.tiles.mapcolonies:callback_payload"}
+
+
 def payload(ctx: Context, job: Job, status: str) -> dict[str, Any]:
     """What a callback URL receives: the outcome as the API shows it, with fresh signed download links.
 
     Call inside the session that loaded `job` (its artifacts are read).
     """
+    if job.kind in PAYLOADS:
+        module, _, attr = PAYLOADS[job.kind].partition(":")
+        return getattr(importlib.import_module(module), attr)(ctx, job, status)
     links = download_links(ctx, job) if status == "succeeded" and job.status == "succeeded" else None
     return {
         "jobId": job.id,

@@ -29,13 +29,17 @@ from exporter.archiver.portals import add_portal
 from exporter.kinds import load_all
 from exporter.models import Artifact, Job
 from exporter.runner import STAGING
+from exporter.tiles import grid
+from exporter.tiles.layers import add_layer
 from tests.archiver_fixtures import ARCHIVER_TEST_SETTINGS, nginx  # noqa: F401
 from tests.conftest import free_port
 from tests.http_servers import FakeCKAN, ckan_package
 from tests.raids_helpers import AGENCY, SP, record, save
+from tests.tiles_fixtures import box_roi, roi_tiles, write_tiles
 from tests.workers import LoggedProcess, WorkerProcess, sender, wait_for, worker_env
 
 KILLS = 4
+TILES_ROI = box_roi(34.5, 31.5, 35.5, 32.5, grid.resolution(11), grid.resolution(6))
 
 
 class RedisServer:
@@ -110,6 +114,8 @@ def seed(ctx, nginx) -> FakeCKAN:
         packages.append(ckan_package(name, "water", [(f"fi-res-{i:02d}", f"{nginx.url}/{name}.csv")]))
     site = FakeCKAN(packages).start()
     add_portal(ctx, "faulty", site.url)
+    write_tiles(nginx.root / "fi-tiles", roi_tiles(TILES_ROI))
+    add_layer(ctx, "faulty", url_template=f"{nginx.url}/fi-tiles/{{z}}/{{x}}/{{y}}.png", max_zoom=12)
     return site
 
 
@@ -122,6 +128,7 @@ def submit_all(ctx, nginx) -> dict[str, str]:
         "export_private": [{"service_point": SP, "mode": "full", "format": "tar.gz"}],
         "archive_urls": [{"urls": urls[:6]}],
         "sweep_portal": [{"portal": "faulty"}],
+        "tiles": [{"layer": "faulty", "roi": TILES_ROI}],
     }
     product_kinds = {name for name, kind in load_all().items() if kind.run.__module__.startswith("exporter.")}
     assert set(requests) == product_kinds, "every job kind the product registers is exercised here"
@@ -154,6 +161,10 @@ def test_kills_and_a_broker_restart_lose_nothing_and_leave_nothing(pg_ctx, own_r
         EXPORTER_HEARTBEAT_SECONDS="0.3", EXPORTER_MAX_ATTEMPTS=str(KILLS + 2), EXPORTER_STALE_AFTER_SECONDS="2", EXPORTER_PENDING_TIMEOUT_SECONDS="2",
         EXPORTER_ARCHIVER_ALLOW_NETWORKS="127.0.0.1/32", EXPORTER_ARCHIVER_HOST_DELAY_MS="0",
         EXPORTER_ARCHIVER_RETRY_BACKOFF_MS="5", EXPORTER_ARCHIVER_RETRY_AFTER_MAX="0.2",
+        # A killed tiles run keeps its host slots until their lease (a few seconds plus the
+        # worst case of one tile request) runs out: short timeouts, more slots than it takes.
+        EXPORTER_ARCHIVER_CONNECT_TIMEOUT="1", EXPORTER_ARCHIVER_READ_TIMEOUT="2", EXPORTER_ARCHIVER_HOST_CONCURRENCY="8",
+        EXPORTER_TILES_FETCH_THREADS="1", EXPORTER_TILES_COMMIT_EVERY="10",
     )
     logs: list[LoggedProcess] = []
     beat = Reaper(own_redis.url)
