@@ -46,7 +46,7 @@ from .visibility import AGENCY_PARAM, SERVICE_POINT_PARAM
 log = logging.getLogger(__name__)
 
 # The API's export kinds and the job kinds that make them (issue 3's RAiD exports).
-EXPORT_KINDS: dict[str, str] = {"public": "export_public", "private": "export_private"}
+EXPORT_KINDS: dict[str, str] = {"public": "export_public", "private": "export_private", "tiles": "tiles"}
 # The API's archive requests and their job kinds (issue 4's archiver).
 ARCHIVE_KINDS: dict[str, str] = {"urls": "archive_urls", "portal": "sweep_portal"}
 

@@ -64,7 +64,8 @@ def test_the_document_describes_requests_and_answers_from_the_schemas(api):
     doc = document(api)
     schemas = doc["components"]["schemas"]
     assert schemas["ExportRequest"]["additionalProperties"] is False  # unknown fields are refused
-    assert schemas["ExportRequest"]["required"] == ["kind", "scope"]
+    assert schemas["ExportRequest"]["required"] == ["kind"]  # then scope (public, private) or layer and roi (tiles)
+    assert {"scope", "layer", "roi"} <= set(schemas["ExportRequest"]["properties"])
     assert schemas["CreatedJob"]["properties"]["isDuplicated"] == {"type": "boolean", "description": schemas["CreatedJob"]["properties"]["isDuplicated"]["description"]}
     post = doc["paths"]["/exports"]["post"]
     assert post["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ExportRequest"}

@@ -13,6 +13,7 @@ from exporter.access import Principal
 from exporter.errors import NotFound
 from exporter.models import FINAL_STATUSES, Job
 from exporter.submissions import EXPORT_KINDS
+from exporter.tiles.requests import normalize_tiles_request
 from exporter.visibility import API_STATUS, JOB_STATUS, PRIVATE_KINDS, pick_artifact
 
 from . import bp, schemas
@@ -83,10 +84,14 @@ def creates_jobs(not_found: str):
 @bp.post("/exports")
 @require("operator", "service_point")
 @bp.arguments(schemas.ExportRequest, example={"kind": "public", "scope": {"agency": "https://ror.org/038sjwq14"}, "mode": "full", "format": "zip", "description": "nightly"})
-@creates_jobs("No such registration agency or service point.")
+@creates_jobs("No such registration agency, service point or tile layer.")
 @bp.fails((507, "The export's estimated size exceeds the free storage minus what running jobs still write."))
 def create_export(body: dict):
     """Request an export (operator; a service point only its own private one).
+
+    `kind` public or private takes `scope`; `kind` tiles takes `layer` and `roi` (a GeoJSON
+    FeatureCollection whose features carry maxResolutionDeg) and makes a GeoPackage, answered
+    from cache when a finished export of the layer covers the region.
 
     An equal request (same kind and canonical parameters, whatever the order or defaults)
     joins a pending/running job, or gets a finished unexpired one at once;
@@ -94,6 +99,8 @@ def create_export(body: dict):
     """
     principal = current_principal()
     kind = body["kind"]
+    if kind == "tiles":
+        return create_tiles_export(body, principal)
     need = schemas.SCOPE_FIELD[kind]
     scope = {need: body["scope"][need]}
     if principal.role == "service_point":
@@ -106,6 +113,17 @@ def create_export(body: dict):
     sub = submissions.request_job(ctx(), job_kind, params, requested_by=principal.actor, description=body.get("description"), callback_urls=body.get("callbackURLs") or [])
     detail = {"outcome": sub.outcome, "mode": body["mode"], "format": body["format"]}
     access.audit(ctx(), principal, "export.create", job_id=sub.job.id, target=f"{kind} {need}={scope[need]}", ip=client_ip(), detail=detail)
+    return created(sub, principal)
+
+
+def create_tiles_export(body: dict, principal: Principal):
+    """A GeoPackage of a layer's tiles in a region (operator); the region is checked by the tiles family."""
+    if principal.role != "operator":
+        raise ApiError(403, "a tiles export needs an operator token", "kind")
+    params = normalize_tiles_request({"layer": body["layer"], "roi": body["roi"]}, ctx())
+    check_rate(principal)
+    sub = submissions.request_job(ctx(), "tiles", params, requested_by=principal.actor, description=body.get("description"), callback_urls=body.get("callbackURLs") or [])
+    access.audit(ctx(), principal, "export.create", job_id=sub.job.id, target=f"tiles layer={params['layer']}", ip=client_ip(), detail={"outcome": sub.outcome, "tiles": params["tileCount"]})
     return created(sub, principal)
 
 

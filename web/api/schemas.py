@@ -26,8 +26,9 @@ FORMATS = ("zip", "tar.gz")
 MAX_CALLBACKS = 20
 MAX_URLS = 1000
 MAX_DESCRIPTION = 1000
-# Which scope field each export kind takes.
+# Which scope field each export kind takes (a tiles export takes a layer and a region instead).
 SCOPE_FIELD = {"public": "agency", "private": "servicePoint"}
+ROI_HELP = "a GeoJSON FeatureCollection whose features carry maxResolutionDeg (and optionally minResolutionDeg)"
 
 
 # -- fields: a type, its limits and its messages in one place ------------------------------------
@@ -181,10 +182,11 @@ class ExportRequest(Strict):
     kind = Choice(tuple(EXPORT_KINDS), required=True)
     scope = fields.Nested(
         Scope,
-        required=True,
-        error_messages={"required": SCOPE_HELP, "null": SCOPE_HELP},
+        error_messages={"null": SCOPE_HELP},
         metadata={"description": "{agency: ROR} for a public export; {servicePoint: id} for a private one."},
     )
+    layer = Text(200, printable=True, metadata={"description": "A tiles export's registered tile layer."})
+    roi = fields.Dict(metadata={"description": f"A tiles export's region of interest: {ROI_HELP}."})
     mode = Choice(MODES, load_default="full")
     format = Choice(FORMATS, load_default="zip")
     description = DESCRIPTION
@@ -192,13 +194,37 @@ class ExportRequest(Strict):
 
     @validates_schema
     def _scope_fits_kind(self, data, **kwargs):
-        kind, scope = data["kind"], data["scope"]
-        need = SCOPE_FIELD[kind]
+        kind = data["kind"]
+        if kind == "tiles":
+            for name in ("scope",):
+                if name in data:
+                    raise ValidationError(f"a tiles export takes layer and roi, not {name}", field_name=name)
+            for name, help_ in (("layer", "a registered tile layer's name"), ("roi", ROI_HELP)):
+                if name not in data:
+                    raise ValidationError(f"a tiles export needs {name}: {help_}", field_name=name)
+            return
+        for name in ("layer", "roi"):
+            if name in data:
+                raise ValidationError(f"{name} belongs to a tiles export, not a {kind} one", field_name=name)
+        if "scope" not in data:
+            raise ValidationError(SCOPE_HELP, field_name="scope")
+        scope, need = data["scope"], SCOPE_FIELD[kind]
         extra = sorted(set(scope) - {need})
         if extra:
             raise ValidationError(f"scope.{extra[0]} is not part of a {kind} export's scope, which takes only {need}", field_name=f"scope.{extra[0]}")
         if need not in scope:
             raise ValidationError(f"a {kind} export needs scope.{need}", field_name=f"scope.{need}")
+
+
+class RoiRequest(Strict):
+    """MapColonies' `POST /create/roi` body."""
+
+    dbId = Text(200, printable=True, required=True, metadata={"description": "The layer (MapColonies' catalog record id; here a registered tile layer's name)."})
+    roi = fields.Dict(required=True, metadata={"description": ROI_HELP})
+    crs = Text(20, metadata={"description": "EPSG:4326, the only one exported."})
+    priority = Whole(0, 1000)
+    description = DESCRIPTION
+    callbackURLs = CALLBACKS
 
 
 class ArchiveRequest(Strict):
@@ -278,6 +304,34 @@ class Job(Schema):
     errorReason = fields.String(required=True, allow_none=True)
     createdAt = Timestamp(required=True)
     finishedAt = Timestamp(required=True, allow_none=True)
+
+
+class RoiLinks(Schema):
+    dataURI = fields.String(required=True, allow_none=True)
+    metadataURI = fields.String(required=True, allow_none=True)
+
+
+class RoiJob(Schema):
+    """MapColonies' shapes: In-Progress (`taskIds`, `isDuplicated`, `percentage` when read back),
+    Completed (`links`, `expirationTime`, `fileSize`) and Failed (`errorReason`)."""
+
+    jobId = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(("In-Progress", "Completed", "Failed")))
+    taskIds = fields.List(fields.String())
+    isDuplicated = fields.Boolean()
+    percentage = fields.Integer(validate=validate.Range(0, 100))
+    links = fields.Nested(RoiLinks, allow_none=True)
+    expirationTime = fields.String(allow_none=True)
+    fileSize = fields.Integer(allow_none=True)
+    recordCatalogId = fields.String(allow_none=True)
+    description = fields.String(allow_none=True)
+    roi = fields.Dict(allow_none=True)
+    errorReason = fields.String(allow_none=True)
+
+
+class TaskStatus(Schema):
+    percentage = fields.Integer(required=True, validate=validate.Range(0, 100))
+    status = fields.String(required=True, validate=validate.OneOf(("In-Progress", "Completed", "Failed")))
 
 
 class ArchiveJob(Job):
