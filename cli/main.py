@@ -14,6 +14,7 @@ import time
 import click
 
 from exporter.errors import ConfigError, ExporterError
+from exporter.kinds import QUEUES
 
 # Modules whose click command groups join `exporter`, as (module, attribute) pairs.
 COMMAND_MODULES: list[tuple[str, str]] = [
@@ -227,12 +228,9 @@ def _celery_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", "workers.app:celery_app", *args]
 
 
-QUEUES = "engine,exports,archive,webhooks"
-
-
 @main.command()
 @click.option("--concurrency", "-c", default=2, show_default=True, type=click.IntRange(1, 64))
-@click.option("--queues", "-Q", default=QUEUES, show_default=True)
+@click.option("--queues", "-Q", default=",".join(QUEUES), show_default=True)
 @click.option("--pool", default="prefork", show_default=True, type=click.Choice(["prefork", "solo", "threads"]))
 def worker(concurrency: int, queues: str, pool: str) -> None:
     """Run a Celery worker (replaces this process)."""
