@@ -52,7 +52,7 @@ def public_file(key: str):
         finally:
             body.close()
 
-    inline = art.content_type in ("text/html", "application/xml", "application/json")
+    inline = art.content_type in ("text/html", "application/xml", "application/json", "application/ld+json", "text/plain")
     response = Response(chunks(), mimetype=art.content_type, direct_passthrough=True)
     response.headers["Content-Length"] = str(art.size)
     response.headers["Cache-Control"] = "public, max-age=3600"
