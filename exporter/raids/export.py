@@ -35,11 +35,12 @@ from ..models import Artifact, Job
 from ..runner import JobRun
 from .archive import FORMATS, ArchiveWriter
 from .crate import CRATE_NAME, CRATE_TYPE, SUMS_NAME, About, Part, ro_crate, sha256sums, summary
+from .latest import latest_url
 from .models import Raid, RegistrationAgency
 from .public import published_in_full, published_in_full_sql, redacted
 from .reading import Watermark, _iso, _parse_iso, keyset_pages, snapshot
 from .scope import PRIVATE, PUBLIC, Scope
-from .sitemaps import public_base_url, write_search_index
+from .sitemaps import write_search_index
 
 log = logging.getLogger(__name__)
 
@@ -309,11 +310,6 @@ def _about(plan: Plan, owner: tuple[str, str | None], counts: dict[str, Any], ge
     if plan.mode == "incremental":
         paragraphs.append("Incremental: only the raids changed since the previous export, and tombstones for those deleted.")
     return About(name, " ".join(paragraphs), _iso(generated_at), owner[0], owner[1], public=scope.public)
-
-
-def latest_url(settings, agency: str) -> str:
-    """Where the newest full public export of an agency is always served."""
-    return f"{public_base_url(settings)}exports/public/{agency}/latest/"
 
 
 def _add_checksums_and_crate(job: JobRun, prefix: str, about: About, parts: list[Part]) -> None:
