@@ -121,7 +121,8 @@ def config_cmd(markdown: bool) -> None:
     settings = context().settings
     for s in SETTINGS:
         value = getattr(settings, s.name.lower())
-        click.echo(f"{PREFIX}{s.name}={'***' if s.name == 'SECRET_KEY' else value}")
+        hidden = value and any(word in s.name for word in ("SECRET", "TOKEN", "PASSWORD", "BASIC_AUTH"))
+        click.echo(f"{PREFIX}{s.name}={'***' if hidden else value}")
 
 
 @main.command("check")

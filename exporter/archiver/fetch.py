@@ -17,15 +17,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from queue import Queue
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 import requests
 
-from ..db import utcnow
 from ..netsafety import BlockedAddress, TooManyRedirects, UnsafeURL, check_url, request_following
+from ..retrying import retry_after
 from ..storage.base import Hasher, ObjectInfo
 
 log = logging.getLogger(__name__)
@@ -120,22 +119,6 @@ def content_length(value: str | None) -> int | None:
         return None
     (only,) = parts
     return int(only) if only.isdigit() else None
-
-
-def retry_after(value: str | None, cap: float) -> float | None:
-    """Seconds a Retry-After header asks for (number or HTTP date), capped."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return min(float(value), cap)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, min((when - utcnow()).total_seconds(), cap))
 
 
 _CD_STAR = re.compile(r"filename\*\s*=\s*([^']*)'[^']*'([^;]+)", re.I)
