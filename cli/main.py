@@ -24,6 +24,7 @@ COMMAND_MODULES: list[tuple[str, str]] = [
     ("cli.tokens", "tokens"),
     ("cli.raids", "raids"),
     ("cli.raids", "export"),
+    ("cli.publish", "publish"),
 ]
 
 

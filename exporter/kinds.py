@@ -17,6 +17,7 @@ KIND_MODULES = [
     "exporter.synthetic",
     "exporter.archiver.kinds",
     "exporter.raids.kinds",
+    "exporter.publish.kinds",
 ]
 
 

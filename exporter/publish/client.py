@@ -49,6 +49,15 @@ class ZenodoError(ExporterError):
         super().__init__(f"Zenodo refused {method} {path} ({status}): {message}")
 
 
+def configured(settings) -> bool:
+    return bool(settings.zenodo_url and settings.zenodo_token)
+
+
+def require_configured(settings) -> None:
+    if not configured(settings):
+        raise ConfigError("publishing to Zenodo is not configured: set EXPORTER_ZENODO_URL (https://zenodo.org/api or https://sandbox.zenodo.org/api) and EXPORTER_ZENODO_TOKEN")
+
+
 def file_path(record_id: str, key: str, action: str = "") -> str:
     return f"/records/{record_id}/draft/files/{quote(key, safe='')}" + (f"/{action}" if action else "")
 
@@ -68,8 +77,7 @@ class ZenodoClient:
 
     @classmethod
     def from_settings(cls, settings, sleep: Callable[[float], None] = time.sleep) -> ZenodoClient:
-        if not settings.zenodo_url or not settings.zenodo_token:
-            raise ConfigError("publishing to Zenodo is not configured: set EXPORTER_ZENODO_URL (https://zenodo.org/api or https://sandbox.zenodo.org/api) and EXPORTER_ZENODO_TOKEN")
+        require_configured(settings)
         return cls(
             settings.zenodo_url.rstrip("/"),
             settings.zenodo_token,
