@@ -350,3 +350,33 @@ def test_cli_publishes_and_prints_the_record_as_json(zpg, fake, monkeypatch):
     assert [s[0] for s in zpg.sent].count("exporter.publish_zenodo") == 1  # the CLI joined the automatic job
     result = CliRunner().invoke(main, ["publish", "zenodo", "--agency", "05unknown1"])
     assert result.exit_code == 1 and "no registration agency 05unknown1" in result.output
+
+
+def test_the_job_pages_show_the_dois_with_links_and_the_form_publishes(zpg, fake):
+    from web import create_app
+
+    from .test_pages import PASSWORD, login, submit_form
+
+    zpg.settings = zpg.settings.replace(operator_password=PASSWORD)
+    client = create_app(zpg).test_client()
+    assert login(client).status_code == 302
+    save(zpg, record(1))
+    r = submit_form(client, "zenodo", agency="038sjwq14")
+    assert r.status_code == 400 and "no succeeded full public export" in r.get_data(as_text=True)
+    ex = run_export(zpg, "export_public", {"agency": AGENCY})
+    r = submit_form(client, "zenodo", agency="038sjwq14")
+    assert r.status_code == 302, r.get_data(as_text=True)
+    job_id = r.headers["Location"].rsplit("/", 1)[1]
+    assert jobs.get(zpg, job_id).params == {"agency": "038sjwq14", "export": ex.id}
+    assert runner.run_job(zpg, job_id) == "succeeded"
+    [rec] = fake.published()
+    html = client.get(f"/pages/jobs/{job_id}").get_data(as_text=True)
+    assert f'<a id="zenodo-doi" href="https://doi.org/{rec["doi"]}">{rec["doi"]}</a>' in html
+    concept = fake.parent_dois[rec["parent"]]
+    assert f'<a id="zenodo-concept-doi" href="https://doi.org/{concept}">{concept}</a>' in html
+    assert f'<a id="zenodo-record" href="{fake.url}/records/{rec["id"]}">{rec["id"]}</a>' in html and "md5 <code>" in html
+    html = client.get(f"/pages/jobs/{ex.id}").get_data(as_text=True)
+    assert f'href="https://doi.org/{rec["doi"]}"' in html and f'href="/pages/jobs/{job_id}"' in html
+    zpg.settings = zpg.settings.replace(zenodo_url="")
+    r = submit_form(client, "zenodo", agency="038sjwq14")
+    assert r.status_code == 400 and "EXPORTER_ZENODO_URL" in r.get_data(as_text=True)
