@@ -97,6 +97,17 @@ def auto_cmd(agency: str, off: bool) -> None:
         click.echo(f"agency {concept.agency_id}: exports are published to Zenodo only when asked")
 
 
+@publish.command("adopt")
+@click.option("--agency", required=True, help="Registration agency: its ROR or the ROR's short id.")
+@click.option("--record", "record_id", required=True, help="The id of the agency's published Zenodo record, e.g. 1234567.")
+def adopt_cmd(agency: str, record_id: str) -> None:
+    """Continue the agency's Zenodo record made by hand: its next export becomes that record's next version."""
+    from exporter.publish.zenodo import adopt_record
+
+    concept = adopt_record(_ctx(), agency, record_id)
+    click.echo(f"agency {concept.agency_id}: the next export becomes a new version of record {concept.latest_record_id} (concept DOI {concept.concept_doi})")
+
+
 @publish.command("status")
 @click.option("--agency", required=True, help="Registration agency: its ROR or the ROR's short id.")
 @click.option("--json", "as_json", is_flag=True)

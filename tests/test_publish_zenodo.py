@@ -9,6 +9,7 @@ automatic publication after a full export, and the job's view.
 from __future__ import annotations
 
 import hashlib
+import io
 import ipaddress
 import json
 
@@ -380,3 +381,22 @@ def test_the_job_pages_show_the_dois_with_links_and_the_form_publishes(zpg, fake
     zpg.settings = zpg.settings.replace(zenodo_url="")
     r = submit_form(client, "zenodo", agency="038sjwq14")
     assert r.status_code == 400 and "EXPORTER_ZENODO_URL" in r.get_data(as_text=True)
+
+
+def test_a_record_made_by_hand_is_adopted_and_continued(zpg, fake):
+    client = ZenodoClient(fake.api, TOKEN, requests.Session(), sleep=lambda s: None)
+    draft = client.create_draft({"metadata": {"title": "RAiD export, uploaded by hand", "resource_type": {"id": "dataset"}, "creators": [{"person_or_org": {"name": "ARDC"}}], "publication_date": "2023-01-01"}})
+    client.start_uploads(draft["id"], ["raids.zip"])
+    client.upload(draft["id"], "raids.zip", lambda: io.BytesIO(b"old"), 3)
+    client.commit(draft["id"], "raids.zip")
+    by_hand = client.publish(draft["id"])
+    save(zpg, record(1))
+    concept = zenodo.adopt_record(zpg, AGENCY, by_hand["id"])
+    assert (concept.concept_record_id, concept.latest_record_id) == (by_hand["parent"]["id"], by_hand["id"])
+    job = publish(zpg, run_export(zpg, "export_public", {"agency": AGENCY}).id)
+    rec = fake.records[job.result["record_id"]]
+    assert rec["parent"] == by_hand["parent"]["id"] and job.result["concept_doi"] == by_hand["parent"]["pids"]["doi"]["identifier"]
+    assert list(fake.files_of(rec["id"])) == KEYS  # only its own files, none of the hand-made version's
+    assert rec["metadata"]["related_identifiers"][0]["identifier"] == by_hand["pids"]["doi"]["identifier"]
+    with pytest.raises(InvalidRequest, match="cannot adopt another"):
+        zenodo.adopt_record(zpg, AGENCY, by_hand["id"])

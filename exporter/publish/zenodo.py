@@ -333,7 +333,10 @@ class Publication:
         if latest is None:
             draft = self.client.create_draft(self.body())
         else:
-            latest = str(self.client.latest_version(latest)["id"])
+            newest = self.client.latest_version(latest)
+            latest = str(newest["id"])
+            if self.v.previous_doi is None:  # a record made before Exporter published here (adopted)
+                self.save(previous_doi=_doi(newest))
             try:
                 draft = self.client.new_version(latest)
             except ZenodoError:
@@ -437,8 +440,7 @@ class Publication:
     def finished(self, record: dict[str, Any]) -> None:
         """Keep the published record's id, DOI and concept DOI (read from Zenodo's answer: the prefixes differ between sandbox and production)."""
         parent = record.get("parent") or {}
-        doi = ((record.get("pids") or {}).get("doi") or {}).get("identifier") or record.get("doi")
-        concept_doi = ((parent.get("pids") or {}).get("doi") or {}).get("identifier") or record.get("conceptdoi") or self.concept.concept_doi
+        doi, concept_doi = _doi(record), _concept_doi(record) or self.concept.concept_doi
         record_id = str(record["id"])
         url = (record.get("links") or {}).get("self_html")
         self.save(state=PUBLISHED, draft_id=record_id, doi=doi, concept_doi=concept_doi, record_url=url, published_at=utcnow(), error=None)
@@ -449,6 +451,14 @@ class Publication:
                 .values(concept_record_id=str(parent.get("id") or self.concept.concept_record_id or record_id), concept_doi=concept_doi, latest_record_id=record_id)
             )
         self.log.info("job %s: published version %s as %s (record %s, concept %s)", self.job.job_id, self.v.version, doi, record_id, concept_doi)
+
+
+def _doi(record: dict[str, Any]) -> str | None:
+    return ((record.get("pids") or {}).get("doi") or {}).get("identifier") or record.get("doi")
+
+
+def _concept_doi(record: dict[str, Any]) -> str | None:
+    return (((record.get("parent") or {}).get("pids") or {}).get("doi") or {}).get("identifier") or record.get("conceptdoi")
 
 
 # -- what the job returns, and how it ended ------------------------------------------------
@@ -560,6 +570,25 @@ def set_auto_publish(ctx: Context, agency: str, on: bool) -> ZenodoConcept:
             concept = ZenodoConcept(agency_id=short)
             s.add(concept)
         concept.auto_publish = on
+        s.flush()
+        return concept
+
+
+def adopt_record(ctx: Context, agency: str, record_id: str) -> ZenodoConcept:
+    """Continue a Zenodo record made before Exporter (by hand): the agency's next export becomes its next version."""
+    client = ZenodoClient.from_settings(ctx.settings)
+    record = client.record(record_id)
+    if record is None:
+        raise NotFound(f"Zenodo has no published record {record_id}")
+    with ctx.db.session() as s:
+        short = get_agency(s, agency).id
+        if last_published(s, short) is not None:
+            raise InvalidRequest(f"agency {short} already publishes to Zenodo record {s.get(ZenodoConcept, short).concept_record_id}; it cannot adopt another", field="record")
+        concept = s.get(ZenodoConcept, short) or ZenodoConcept(agency_id=short)
+        s.add(concept)
+        concept.concept_record_id = str((record.get("parent") or {}).get("id") or record_id)
+        concept.concept_doi = _concept_doi(record)
+        concept.latest_record_id = str(record["id"])
         s.flush()
         return concept
 
