@@ -7,10 +7,9 @@ from datetime import timedelta
 from kombu import Queue
 
 from exporter.config import load_settings
+from exporter.kinds import QUEUES
 
 _s = load_settings()
-
-QUEUES = ("engine", "exports", "archive", "webhooks")
 
 broker_url = _s.broker_url
 if _s.is_embedded_broker:

@@ -14,6 +14,7 @@ import time
 import click
 
 from exporter.errors import ConfigError, ExporterError
+from exporter.kinds import QUEUES
 
 # Modules whose click command groups join `exporter`, as (module, attribute) pairs.
 COMMAND_MODULES: list[tuple[str, str]] = [
@@ -24,6 +25,7 @@ COMMAND_MODULES: list[tuple[str, str]] = [
     ("cli.raids", "raids"),
     ("cli.raids", "export"),
     ("cli.tiles", "layers"),
+    ("cli.publish", "publish"),
 ]
 
 
@@ -121,7 +123,8 @@ def config_cmd(markdown: bool) -> None:
     settings = context().settings
     for s in SETTINGS:
         value = getattr(settings, s.name.lower())
-        click.echo(f"{PREFIX}{s.name}={'***' if s.name == 'SECRET_KEY' else value}")
+        hidden = value and any(word in s.name for word in ("SECRET", "TOKEN", "PASSWORD", "BASIC_AUTH"))
+        click.echo(f"{PREFIX}{s.name}={'***' if hidden else value}")
 
 
 @main.command("check")
@@ -228,12 +231,9 @@ def _celery_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", "workers.app:celery_app", *args]
 
 
-QUEUES = "engine,exports,archive,webhooks"
-
-
 @main.command()
 @click.option("--concurrency", "-c", default=2, show_default=True, type=click.IntRange(1, 64))
-@click.option("--queues", "-Q", default=QUEUES, show_default=True)
+@click.option("--queues", "-Q", default=",".join(QUEUES), show_default=True)
 @click.option("--pool", default="prefork", show_default=True, type=click.Choice(["prefork", "solo", "threads"]))
 def worker(concurrency: int, queues: str, pool: str) -> None:
     """Run a Celery worker (replaces this process)."""

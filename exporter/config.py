@@ -172,6 +172,11 @@ def as_http_url(name: str, raw: str) -> str:
     return raw.rstrip("/")
 
 
+def as_optional_http_url(name: str, raw: str) -> str:
+    """An http(s) URL, or empty (the feature it points at is off)."""
+    return as_http_url(name, raw) if raw.strip() else ""
+
+
 def as_log_level(name: str, raw: str) -> str:
     level = raw.upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -260,6 +265,13 @@ SETTINGS: list[Setting] = [
     Setting("EXPORT_LANDING_URL", "{handle}", "A raid's landing page in sitemaps and the HTML index; `{handle}` is replaced by the handle (a handle that is a URL is used as it is)."),
     Setting("EXPORT_NIGHTLY_HOUR", "2", "UTC hour (0-23) at which celery beat starts the public export of every registration agency.", as_hour),
     Setting("EXPORT_NIGHTLY_MODE", "full", "Mode of the nightly public exports: full or incremental."),
+    Setting("ZENODO_URL", "", "Base URL of the Zenodo API publications go to: `https://zenodo.org/api`, or `https://sandbox.zenodo.org/api` to try it out; empty means publishing to Zenodo is off.", as_optional_http_url),
+    Setting("ZENODO_TOKEN", "", "Zenodo personal access token (scopes `deposit:write` and `deposit:actions`), sent as `Authorization: Bearer`."),
+    Setting("ZENODO_ALLOW_NETWORKS", "", "Networks ZENODO_URL may reach although loopback/private/link-local (CIDR, comma-separated, e.g. `127.0.0.1/32` for a local test server); everything internal is refused otherwise.", as_networks),
+    Setting("ZENODO_TIMEOUT", "120", "Seconds to wait for Zenodo's answer to one request (connecting: at most 10 s).", as_seconds),
+    Setting("ZENODO_MAX_ATTEMPTS", "5", "Attempts per Zenodo request on 429, 5xx, timeouts and connection errors, before the job goes back to the queue to resume later.", as_positive_int),
+    Setting("ZENODO_RETRY_BACKOFF_MS", "1000", "Base wait before retrying a Zenodo request after a 5xx, timeout or connection error (doubles per attempt, with jitter).", as_int),
+    Setting("ZENODO_RETRY_AFTER_MAX", "300", "Longest wait (seconds) for Zenodo's Retry-After or X-RateLimit-Reset inside a worker; a longer one gives the job back to the queue.", as_seconds),
     Setting("API_RATE_LIMIT", "30/60", "Job creations allowed per API token: `N/SECONDS` (bursts of up to N, refilled over SECONDS); `0/1` turns the limit off. Over it the API answers 429 with Retry-After.", as_rate),
     Setting("API_MAX_BODY_BYTES", "65536", "Largest request body the JSON API accepts; a bigger one gets 413.", as_positive_int),
     Setting("STORAGE_QUOTA_BYTES", "0", "Bytes the storage may hold; 0 means no quota. S3 reports no free space, so set this for `/api/v1/storage` and export admission (507) to work there.", as_int),

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 # Run as hook(ctx, session, job_id, status) in the transaction that writes a job's final status
 # (succeeded, failed, cancelled, reaped, expired); whatever it writes commits or rolls back with
 # that status (a transactional outbox). It returns a callable to run after the commit, or None.
-ON_FINAL: list[str] = ["exporter.webhooks:on_final"]
+ON_FINAL: list[str] = ["exporter.webhooks:on_final", "exporter.publish.zenodo:on_export_final"]
 
 
 def on_final(ctx: Context, session: Session, job_id: str, status: str) -> list[Callable[[], None]]:
@@ -79,6 +79,20 @@ def dispatch(ctx: Context, job: Job) -> None:
     log.info("job %s: enqueued %s on queue %s", job.id, kind.task, kind.queue)
 
 
+def new_job(kind: str, params: dict[str, Any], requested_by: str | None = None, description: str | None = None) -> Job:
+    """A pending job row (not yet added to a session), its params validated and completed by the kind."""
+    params = get_kind(kind).normalize(dict(params or {}))
+    return Job(
+        kind=kind,
+        params=json.loads(canonical_json(params)),
+        dedupe_key=dedupe_key(kind, params),
+        status="pending",
+        requested_by=requested_by,
+        description=description,
+        queued_at=utcnow(),
+    )
+
+
 def submit(
     ctx: Context,
     kind: str,
@@ -92,17 +106,7 @@ def submit(
     If the broker refuses the message the job stays pending and the reaper enqueues it
     later: nothing is lost.
     """
-    spec = get_kind(kind)
-    params = spec.normalize(dict(params or {}))
-    job = Job(
-        kind=kind,
-        params=json.loads(canonical_json(params)),
-        dedupe_key=dedupe_key(kind, params),
-        status="pending",
-        requested_by=requested_by,
-        description=description,
-        queued_at=utcnow(),
-    )
+    job = new_job(kind, params, requested_by, description)
     with ctx.db.session() as s:
         s.add(job)
     log.info("job %s: submitted (%s) by %s", job.id, kind, requested_by or "-")

@@ -9,12 +9,16 @@ from typing import Any
 
 from .errors import InvalidRequest
 
+# Every Celery queue: one per job family, plus the engine's own. Workers consume them all by default.
+QUEUES: tuple[str, ...] = ("engine", "exports", "archive", "webhooks", "publish")
+
 # Modules that register job kinds when imported; one line per area.
 KIND_MODULES = [
     "exporter.synthetic",
     "exporter.archiver.kinds",
     "exporter.raids.kinds",
     "exporter.tiles.kinds",
+    "exporter.publish.kinds",
 ]
 
 

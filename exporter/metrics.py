@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from sqlalchemy import Float, case, cast, func, select
 
-from .kinds import load_all
+from .kinds import QUEUES, load_all
 from .models import Job
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ REDIS_PRIORITY_STEPS = (3, 6, 9)  # kombu's steps besides 0, which is the plain 
 
 
 def queues() -> list[str]:
-    return sorted({k.queue for k in load_all().values()} | {"engine", "exports", "archive", "webhooks"})
+    return sorted({k.queue for k in load_all().values()} | set(QUEUES))
 
 
 def _duration(dialect: str):

@@ -12,6 +12,7 @@ MODEL_MODULES = [
     "exporter.ratelimit",
     "exporter.admission",
     "exporter.tiles.layers",
+    "exporter.publish.models",
 ]
 
 

@@ -127,8 +127,12 @@ def request_job(
     callback_urls: Iterable[str] = (),
     admit: bool = True,
     now: datetime | None = None,
+    enqueue: bool = True,
 ) -> Submission:
     """Return the job that answers this request: an equal one already there, or a new one.
+
+    With enqueue=False a new job is left pending for the caller to run (the reaper sends it
+    to the broker if nobody does).
 
     Raises InvalidRequest (bad params or callback URLs) or admission.InsufficientStorage.
     """
@@ -170,6 +174,7 @@ def request_job(
             job_id = job.id
     if outcome == "created":
         log.info("job %s: submitted (%s) by %s", job_id, kind, requested_by or "-")
+    if outcome == "created" and enqueue:
         try:
             ctx.enqueue(spec.task, job_id, spec.queue)
         except Exception:

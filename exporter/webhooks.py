@@ -20,7 +20,6 @@ import hmac
 import importlib
 import json
 import logging
-import random
 import socket
 import time
 from collections.abc import Callable, Iterable
@@ -40,6 +39,7 @@ from .crypto import same
 from .db import Base, UTCDateTime, utcnow
 from .errors import InvalidRequest
 from .models import FINAL_STATUSES, Job
+from .retrying import retry_delay
 from .visibility import API_STATUS, file_size
 
 log = logging.getLogger(__name__)
@@ -282,16 +282,6 @@ def verify_signature(key: str, timestamp: str, body: bytes, signature: str, tole
     except (TypeError, ValueError):
         return False
     return age <= tolerance and same(sign(key, timestamp, body), signature)
-
-
-def retry_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
-    """Seconds to wait after failed attempt number `attempt` (1-based): doubling, capped, half jittered.
-
-    By hand on purpose: the wait is written to `next_attempt_at` and waited out by the broker
-    (the task's countdown), not slept in a process as tenacity does, and the domain cannot
-    use Celery's retry_backoff (the row and the countdown must agree)."""
-    step = min(cap, base * 2 ** max(0, attempt - 1))
-    return step / 2 + (rng or random).uniform(0, step / 2)
 
 
 def api_status(status: str) -> str:

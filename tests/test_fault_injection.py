@@ -2,9 +2,10 @@
 """Fault injection through the path users run: prefork workers SIGKILLed again and again, and
 the broker restarted once (losing every queued message), while jobs of every kind run.
 
-Bounded: four kills, one broker restart, everything on 127.0.0.1, a few minutes at most.
-It ends with every job succeeded exactly once, one set of artifacts each whose sha256 is the
-stored object's, and no object in storage that no row names.
+Bounded: four kills, one broker restart, everything on 127.0.0.1 (Zenodo too: tests/zenodo_fake.py),
+a few minutes at most. It ends with every job succeeded exactly once, one set of artifacts each
+whose sha256 is the stored object's, one Zenodo version with the export's files, and no object
+in storage that no row names.
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ from exporter.tiles.layers import add_layer
 from tests.archiver_fixtures import ARCHIVER_TEST_SETTINGS, nginx  # noqa: F401
 from tests.conftest import free_port
 from tests.http_servers import FakeCKAN, ckan_package
-from tests.raids_helpers import AGENCY, SP, record, save
+from tests.raids_helpers import AGENCY, SP, record, run_export, save
 from tests.tiles_fixtures import box_roi, roi_tiles, write_tiles
 from tests.workers import LoggedProcess, WorkerProcess, sender, wait_for, worker_env
+from tests.zenodo_fake import TOKEN, FakeZenodo
 
 KILLS = 4
 TILES_ROI = box_roi(34.5, 31.5, 35.5, 32.5, grid.resolution(11), grid.resolution(6))
@@ -105,8 +107,10 @@ class Reaper(threading.Thread):
                 pass  # the broker is down for a moment; beat would try again too
 
 
-def seed(ctx, nginx) -> FakeCKAN:
+def seed(ctx, nginx) -> tuple[FakeCKAN, Job]:
+    """The registry, a portal, and a public export for the publish job to send to Zenodo."""
     save(ctx, *[record(i, access="open" if i % 4 else "closed") for i in range(1, 41)])
+    published = run_export(ctx, "export_public", {"agency": AGENCY})
     packages = []
     for i in range(12):
         name = f"fi-{i:02d}"
@@ -116,10 +120,10 @@ def seed(ctx, nginx) -> FakeCKAN:
     add_portal(ctx, "faulty", site.url)
     write_tiles(nginx.root / "fi-tiles", roi_tiles(TILES_ROI))
     add_layer(ctx, "faulty", url_template=f"{nginx.url}/fi-tiles/{{z}}/{{x}}/{{y}}.png", max_zoom=12)
-    return site
+    return site, published
 
 
-def submit_all(ctx, nginx) -> dict[str, str]:
+def submit_all(ctx, nginx, published: Job) -> dict[str, str]:
     """One job of every registered kind (and a few long synthetic ones); returns id -> kind."""
     urls = [f"{nginx.url}/fi-{i:02d}.csv" for i in range(12)]
     requests = {
@@ -129,6 +133,7 @@ def submit_all(ctx, nginx) -> dict[str, str]:
         "archive_urls": [{"urls": urls[:6]}],
         "sweep_portal": [{"portal": "faulty"}],
         "tiles": [{"layer": "faulty", "roi": TILES_ROI}],
+        "publish_zenodo": [{"agency": AGENCY, "export": published.id}],
     }
     product_kinds = {name for name, kind in load_all().items() if kind.run.__module__.startswith("exporter.")}
     assert set(requests) == product_kinds, "every job kind the product registers is exercised here"
@@ -137,6 +142,10 @@ def submit_all(ctx, nginx) -> dict[str, str]:
         for params in params_list:
             out[jobs.submit(ctx, kind, params, requested_by="fault-injection").id] = kind
     return out
+
+
+def fake_md5s(zenodo: FakeZenodo, record_id: str) -> dict[str, str]:
+    return {k: f["checksum"].removeprefix("md5:") for k, f in zenodo.files_of(record_id).items()}
 
 
 def stored_keys(ctx) -> set[str]:
@@ -153,8 +162,9 @@ def named_keys(ctx) -> set[str]:
 @pytest.mark.slow
 def test_kills_and_a_broker_restart_lose_nothing_and_leave_nothing(pg_ctx, own_redis, nginx, tmp_path):
     ctx = pg_ctx
-    ctx.settings = ctx.settings.replace(**ARCHIVER_TEST_SETTINGS)
-    site = seed(ctx, nginx)
+    ctx.settings = ctx.settings.replace(**ARCHIVER_TEST_SETTINGS, export_settle_seconds=0)
+    site, published = seed(ctx, nginx)
+    zenodo = FakeZenodo().start()
     ctx.enqueue = sender(own_redis.url)
     env = worker_env(
         ctx.settings, own_redis.url,
@@ -165,13 +175,14 @@ def test_kills_and_a_broker_restart_lose_nothing_and_leave_nothing(pg_ctx, own_r
         # worst case of one tile request) runs out: short timeouts, more slots than it takes.
         EXPORTER_ARCHIVER_CONNECT_TIMEOUT="1", EXPORTER_ARCHIVER_READ_TIMEOUT="2", EXPORTER_ARCHIVER_HOST_CONCURRENCY="8",
         EXPORTER_TILES_FETCH_THREADS="1", EXPORTER_TILES_COMMIT_EVERY="10",
+        EXPORTER_ZENODO_URL=zenodo.api, EXPORTER_ZENODO_TOKEN=TOKEN, EXPORTER_ZENODO_ALLOW_NETWORKS="127.0.0.1/32", EXPORTER_ZENODO_RETRY_BACKOFF_MS="10",
     )
     logs: list[LoggedProcess] = []
     beat = Reaper(own_redis.url)
     rng = random.Random(8)
     worker = None
     try:
-        submitted = submit_all(ctx, nginx)
+        submitted = submit_all(ctx, nginx, published)
         beat.start()
         for n in range(KILLS):
             worker = WorkerProcess(env, tmp_path / f"worker-{n}.log", pool="prefork", concurrency=2)
@@ -194,6 +205,7 @@ def test_kills_and_a_broker_restart_lose_nothing_and_leave_nothing(pg_ctx, own_r
         if worker is not None:
             worker.stop()
         site.stop()
+        zenodo.stop()
 
     text = "".join(p.text() for p in logs)
     for job_id, kind in submitted.items():
@@ -204,6 +216,9 @@ def test_kills_and_a_broker_restart_lose_nothing_and_leave_nothing(pg_ctx, own_r
         assert len(names) == len(set(names)), f"{kind} job {job_id} has two sets of artifacts: {names}"
         for art in job.artifacts:
             assert hashlib.sha256(ctx.storage.read_bytes(art.key)).hexdigest() == art.sha256, (kind, art.key)
+
+    [version] = zenodo.published()  # one version, whatever the kills interrupted
+    assert zenodo.drafts() == [] and fake_md5s(zenodo, version["id"]) == {a.filename: a.md5 for a in published.artifacts if a.name in ("archive", "manifest", "sha256sums", "ro-crate")}
 
     cleanup.run(ctx, temporary_age_seconds=0, orphan_grace_seconds=0)
     stray = stored_keys(ctx) - named_keys(ctx)

@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from exporter import jobs, submissions
+from exporter.kinds import QUEUES
 from exporter.raids.generator import generate
 
 from .conftest import free_port
@@ -83,7 +84,7 @@ def test_flower_shows_the_tasks_an_export_and_an_archive_ran(pg_ctx, tmp_path, c
 
         wait_for(flower_up, 60, "Flower to answer /healthcheck")
         worker = Process(
-            celery("worker", "-l", "INFO", "-P", "threads", "-c", "4", "-Q", "engine,exports,archive,webhooks", "-E", "-n", f"flower-test-{time.monotonic_ns()}@%h"),
+            celery("worker", "-l", "INFO", "-P", "threads", "-c", "4", "-Q", ",".join(QUEUES), "-E", "-n", f"flower-test-{time.monotonic_ns()}@%h"),
             env,
             tmp_path / "worker.log",
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import zipfile
@@ -97,7 +98,7 @@ def test_private_export_has_every_raid_of_the_service_point_in_full_and_nothing_
         assert raids == {handle(n): registry.get_raid(s, handle(n)).record for n in (5, 6)}
     assert b"S6" in archive_members(rctx, job)["raids.jsonl"]
     assert not any(a.public for a in job.artifacts)
-    assert {a.name for a in job.artifacts} == {"archive", "manifest"}
+    assert {a.name for a in job.artifacts} == {"archive", "manifest", "sha256sums", "ro-crate"}
     assert artifact(job, "archive").key.startswith(f"exports/private/{SP2}/")
     links = download_links(rctx, job.id, expires_in=600)
     parts = urlsplit(links["archive"])
@@ -136,12 +137,65 @@ def test_archive_verifies_with_unzip_or_tar_and_sha256sum(rctx, tmp_path, fmt):
     registry_fixture(rctx)
     job = run_export(rctx, "export_public", {"agency": "038sjwq14", "format": fmt})
     manifest = json.loads(rctx.storage.read_bytes(artifact(job, "manifest").key))
-    assert [m["name"] for m in manifest["members"]] == ["raids.jsonl", "README.md"]
+    assert [m["name"] for m in manifest["members"]] == ["raids.jsonl", "README.md", "ro-crate-metadata.json"]
     assert manifest["job_id"] == job.id and manifest["schema_version"] == 1 and manifest["format"] == fmt
     assert "watermark" not in manifest and manifest["window"]["changes_up_to"].endswith("Z") and manifest["generated_at"].endswith("Z")
     _verify_with_tools(tmp_path, rctx.storage.read_bytes(artifact(job, "archive").key), manifest, fmt)
     readme = archive_members(rctx, job)["README.md"].decode()
     assert "registration agency 038sjwq14" in readme and "sha256sum" in readme
+
+
+def _crate(data: bytes) -> tuple[dict, dict[str, dict]]:
+    """The root Dataset of an RO-Crate and its File entities by name, found as the spec says."""
+    doc = json.loads(data)
+    assert doc["@context"][0] == "https://w3id.org/ro/crate/1.2/context"
+    graph = {e["@id"]: e for e in doc["@graph"]}
+    descriptor = graph["ro-crate-metadata.json"]
+    assert descriptor["conformsTo"] == {"@id": "https://w3id.org/ro/crate/1.2"}
+    root = graph[descriptor["about"]["@id"]]
+    assert root["@type"] == "Dataset" and root["name"] and root["description"] and root["datePublished"].endswith("Z")
+    return root, {p["@id"]: graph[p["@id"]] for p in root["hasPart"]}
+
+
+def test_sha256sums_and_ro_crates_describe_the_export_folder_and_the_archive(rctx, tmp_path):
+    registry_fixture(rctx)
+    job = run_export(rctx, "export_public", {"agency": "038sjwq14"})
+    folder = tmp_path / "download"
+    folder.mkdir()
+    for name in ("archive", "manifest", "sha256sums", "ro-crate"):
+        art = artifact(job, name)
+        assert art.public and art.key.rsplit("/", 1)[0] == artifact(job, "archive").key.rsplit("/", 1)[0]
+        (folder / art.filename).write_bytes(rctx.storage.read_bytes(art.key))
+    check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=folder, capture_output=True, text=True)
+    assert check.returncode == 0 and check.stdout.split() == ["raids.zip:", "OK", "manifest.json:", "OK"], check.stdout + check.stderr
+
+    root, files = _crate((folder / "ro-crate-metadata.json").read_bytes())
+    assert root["license"] == {"@id": "https://creativecommons.org/publicdomain/zero/1.0/"}
+    assert list(files) == ["raids.zip", "manifest.json", "SHA256SUMS"]
+    for name, entity in files.items():
+        data = (folder / name).read_bytes()
+        assert entity["@type"] == "File" and entity["contentSize"] == str(len(data)) and entity["sha256"] == hashlib.sha256(data).hexdigest()
+    assert files["raids.zip"]["encodingFormat"] == "application/zip" and files["SHA256SUMS"]["encodingFormat"] == "text/plain"
+    assert "redacted" in root["description"] and "open" in root["description"] and "latest/" in root["description"]
+
+    members = archive_members(rctx, job)
+    inner, parts = _crate(members["ro-crate-metadata.json"])
+    assert list(parts) == ["raids.jsonl", "README.md"]
+    for name, entity in parts.items():
+        assert entity["sha256"] == hashlib.sha256(members[name]).hexdigest() and entity["contentSize"] == str(len(members[name]))
+    assert parts["raids.jsonl"]["encodingFormat"] == "application/x-ndjson"
+    manifest = json.loads(members["manifest.json"])
+    listed = {m["name"]: m["sha256"] for m in manifest["members"]}
+    assert listed["ro-crate-metadata.json"] == hashlib.sha256(members["ro-crate-metadata.json"]).hexdigest()
+    assert set(members) == set(listed) | {"manifest.json"}
+
+
+def test_a_private_export_crate_carries_no_licence(rctx):
+    registry_fixture(rctx)
+    job = run_export(rctx, "export_private", {"service_point": SP})
+    root, files = _crate(rctx.storage.read_bytes(artifact(job, "ro-crate").key))
+    assert "license" not in root and list(files) == ["raids.zip", "manifest.json", "SHA256SUMS"]
+    assert not artifact(job, "sha256sums").public and not artifact(job, "ro-crate").public
 
 
 def test_pages_by_keyset_never_offset_and_reports_progress(rctx, monkeypatch):
@@ -321,6 +375,6 @@ def test_zip_is_streamed_with_data_descriptors(rctx):
     path = rctx.storage.path(artifact(job, "archive").key)
     with zipfile.ZipFile(path) as zf:
         infos = zf.infolist()
-    assert [i.filename for i in infos] == ["raids.jsonl", "README.md", "manifest.json"]
+    assert [i.filename for i in infos] == ["raids.jsonl", "README.md", "ro-crate-metadata.json", "manifest.json"]
     assert all(i.flag_bits & 0x08 for i in infos)  # sizes after the data: written without seeking
     assert jsonl(archive_members(rctx, job)["raids.jsonl"])

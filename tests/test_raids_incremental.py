@@ -55,7 +55,7 @@ def test_incremental_exports_exactly_the_delta_with_ties_and_tombstones(rctx):
     m = manifest(rctx, second)
     assert m["mode"] == "incremental" and m["follows"]["job_id"] == first.id
     assert m["counts"]["records"] == 7 and m["counts"]["tombstones"] == 1
-    assert [x["name"] for x in m["members"]] == ["raids.jsonl", "tombstones.jsonl", "README.md"]
+    assert [x["name"] for x in m["members"]] == ["raids.jsonl", "tombstones.jsonl", "README.md", "ro-crate-metadata.json"]
     with rctx.db.session() as s:
         eight = registry.get_raid(s, handle(8))
     # The watermark (raid 8 is embargoed) stays in the job's result; the manifest has only the window.

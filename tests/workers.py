@@ -13,6 +13,8 @@ from pathlib import Path
 import redis
 from celery import Celery
 
+from exporter.kinds import QUEUES
+
 from .conftest import REDIS_URL, require_service
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,7 +99,7 @@ class LoggedProcess:
 class WorkerProcess(LoggedProcess):
     """`celery worker`, started and waited for until it is ready."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, queues: str = "engine,exports,archive,webhooks", pool: str = "solo", concurrency: int = 1):
+    def __init__(self, env: dict[str, str], log_path: Path, queues: str = ",".join(QUEUES), pool: str = "solo", concurrency: int = 1):
         argv = [sys.executable, "-m", "celery", "-A", "workers.app:celery_app", "worker", "-l", "INFO", "-P", pool, "-c", str(concurrency), "-Q", queues, "-E", "--without-gossip", "--without-mingle", "-n", f"test-{os.getpid()}-{time.monotonic_ns()}@%h"]
         super().__init__(argv, env, log_path)
         self.wait_for_log("ready.", 60)

@@ -8,6 +8,7 @@ from exporter import access, jobs
 from exporter.context import Context
 from exporter.errors import InvalidRequest
 from exporter.health import check_all
+from exporter.raids import latest
 from exporter.storage.local import LocalStorage
 from exporter.storage.signing import BadSignature, Expired, verify
 
@@ -40,8 +41,36 @@ def public_file(key: str):
     art = jobs.public_artifact(ctx(), key)
     if art is None:
         return error(404, "no public object at this address (it may have expired)")
+    return send_public(art, "public, max-age=3600")
+
+
+@bp.get("/public/exports/public/<agency>/latest/<path:name>")
+def latest_public_file(agency: str, name: str):
+    """A file of the agency's newest full public export, at an address that never changes."""
+    art = latest.latest_file(ctx(), agency, name)
+    if art is None:
+        return error(404, f"agency {agency} has no current full public export with a file {name!r}")
+    response = send_public(art, "public, max-age=60")
+    response.headers["Content-Location"] = f"{request.script_root}/public/{art.key}"
+    return response
+
+
+@bp.get("/public/exports/public/<agency>/latest.json")
+def latest_public_json(agency: str):
+    """Which export is the agency's current full public one, and where each of its files is."""
+    doc = latest.latest_document(ctx(), agency)
+    if doc is None:
+        return error(404, f"agency {agency} has no current full public export")
+    response = jsonify(doc)
+    response.headers["Cache-Control"] = "public, max-age=60"
+    return response
+
+
+def send_public(art, cache_control: str) -> Response:
+    """Stream a public artifact, with its sha256 as ETag (a matching If-None-Match gets 304)."""
     if request.if_none_match.contains(art.sha256):
         return Response(status=304)
+    key = art.key
     access.audit(ctx(), None, "download", job_id=art.job_id, target=art.name, ip=request.remote_addr, detail={"key": key, "public": True})
     body = ctx().storage.open(key)
 
@@ -52,10 +81,10 @@ def public_file(key: str):
         finally:
             body.close()
 
-    inline = art.content_type in ("text/html", "application/xml", "application/json")
+    inline = art.content_type in ("text/html", "application/xml", "application/json", "application/ld+json", "text/plain")
     response = Response(chunks(), mimetype=art.content_type, direct_passthrough=True)
     response.headers["Content-Length"] = str(art.size)
-    response.headers["Cache-Control"] = "public, max-age=3600"
+    response.headers["Cache-Control"] = cache_control
     response.set_etag(art.sha256)
     if not inline:
         response.headers["Content-Disposition"] = f'attachment; filename="{art.filename}"'

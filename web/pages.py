@@ -38,6 +38,8 @@ from exporter.crypto import same
 from exporter.errors import InvalidRequest, NotFound
 from exporter.kinds import load_all
 from exporter.models import ACTIVE_STATUSES, JOB_STATUSES, Job
+from exporter.publish import client as zenodo_client
+from exporter.publish import zenodo
 from exporter.raids import registry
 from exporter.raids.models import RegistrationAgency, ServicePoint
 
@@ -344,12 +346,22 @@ def job_page(job_id: str):
         scope=scope_labels([job]).get(job.id),
         params=json.dumps(job.params, indent=2, sort_keys=True),
         result=json.dumps(job.result, indent=2, sort_keys=True) if job.result else None,
+        publication=_publication_of(job),
         callbacks=[webhooks.redact(u) for u in webhooks.callbacks_of(ctx(), job_id)],
         deliveries=webhooks.deliveries_of(ctx(), job_id),
         notifications=webhooks.notifications_of(ctx(), job_id),
         redact=webhooks.redact,
         api_status=webhooks.api_status,
     )
+
+
+def _publication_of(job: Job) -> dict[str, Any] | None:
+    """What the job page says about Zenodo: a publish job's record, or where a public export was published."""
+    if job.kind == zenodo.KIND:
+        return zenodo.publication_view(job)
+    if job.kind == "export_public":
+        return zenodo.publication_of_export(ctx(), job.id)
+    return None
 
 
 @bp.get("/jobs/<job_id>/files/<name>")
@@ -455,6 +467,14 @@ def _service_point(raw: str) -> int:
     return sp.id
 
 
+def _publication(raw: str) -> dict[str, Any]:
+    """The agency's newest full public export, to be published (or why it cannot be)."""
+    agency = _agency(raw)
+    if not zenodo_client.configured(ctx().settings):
+        raise InvalidRequest("Publishing to Zenodo is not configured: set EXPORTER_ZENODO_URL and EXPORTER_ZENODO_TOKEN", field="agency")
+    return {"agency": agency, "export": zenodo.publishable_export(ctx(), agency).id}
+
+
 def _portal(raw: str) -> str:
     try:
         return get_portal(ctx(), raw).name
@@ -481,6 +501,9 @@ FORMS: dict[str, JobForm] = {
         JobForm("private", "Private export", "export_private", [Field("service_point", "Service point", "pick", source="service_points"), *MODE_FORMAT],
                 lambda v: {"service_point": _service_point(v["service_point"]), "mode": v["mode"], "format": v["format"]},
                 help="Every RAiD of one service point, closed data included; private storage."),
+        JobForm("zenodo", "Publish to Zenodo", zenodo.KIND, [Field("agency", "Registration agency", "pick", source="agencies")],
+                lambda v: _publication(v["agency"]),
+                help="The agency's newest full public export becomes the next version of its Zenodo record."),
         JobForm("archive", "Archive URLs", "archive_urls", [Field("urls", "URLs to archive (one a line)", "textarea")],
                 lambda v: {"urls": _lines(v["urls"])}, help="Download each URL, store a copy and record the outcome."),
         JobForm("sweep", "Portal sweep", "sweep_portal", [Field("portal", "Registered portal", "pick", source="portals")],

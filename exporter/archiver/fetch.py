@@ -23,10 +23,9 @@ from urllib.parse import unquote, urlsplit
 
 import requests
 import tenacity
-from urllib3.exceptions import InvalidHeader
-from urllib3.util import Retry
 
 from ..netsafety import BlockedAddress, TooManyRedirects, UnsafeURL, check_url, request_following
+from ..retrying import retry_after
 from ..storage.base import Hasher, ObjectInfo
 
 log = logging.getLogger(__name__)
@@ -121,16 +120,6 @@ def content_length(value: str | None) -> int | None:
         return None
     (only,) = parts
     return int(only) if only.isdigit() else None
-
-
-def retry_after(value: str | None, cap: float) -> float | None:
-    """Seconds a Retry-After header asks for (number or HTTP date, urllib3's parser), capped."""
-    if not value:
-        return None
-    try:
-        return min(float(Retry().parse_retry_after(value)), cap)
-    except InvalidHeader:
-        return None
 
 
 _CD_STAR = re.compile(r"filename\*\s*=\s*([^']*)'[^']*'([^;]+)", re.I)

@@ -34,6 +34,8 @@ from ..kinds import get_kind
 from ..models import Artifact, Job
 from ..runner import JobRun
 from .archive import FORMATS, ArchiveWriter
+from .crate import CRATE_NAME, CRATE_TYPE, SUMS_NAME, About, Part, ro_crate, sha256sums, summary
+from .latest import latest_url
 from .models import Raid, RegistrationAgency
 from .public import published_in_full, published_in_full_sql, redacted
 from .reading import Watermark, _iso, _parse_iso, keyset_pages, snapshot
@@ -203,12 +205,14 @@ README = """\
 Generated {generated_at} by Exporter (job {job_id}); mode: {mode}.
 
 - `raids.jsonl`: one raid a line, RAiD API JSON, in a stable order ({order}).
-{public_note}{tombstone_note}- `manifest.json`: job, scope, mode, counts by access type, the time window of the
+{public_note}{tombstone_note}- `ro-crate-metadata.json`: an RO-Crate 1.2 description of these files (size, type, sha256).
+- `manifest.json`: job, scope, mode, counts by access type, the time window of the
   changes it covers, the export it follows (incremental), and the size and sha256 of every member.
 
 Verify: `unzip -t` (or `tar -tzf`) the archive, extract it, and compare `sha256sum` of each
 member with the manifest. The manifest stored beside the archive also carries the
-archive's own size and sha256.
+archive's own size and sha256, and `SHA256SUMS` beside it checks both with
+`sha256sum -c SHA256SUMS`.
 """
 
 PUBLIC_NOTE = """\
@@ -244,7 +248,7 @@ def build_export(job: JobRun, scope: Scope) -> dict[str, Any]:
     page_size = settings.export_page_size
     generated_at = utcnow()
     with ctx.db.session() as s:
-        scope.check(s)
+        owner = scope.owner(s)
         scope = scope.resolve(s)
         plan = make_plan(s, scope, params, settings.export_settle_seconds, as_of=generated_at)
     prefix = scope.prefix(f"{job.timestamp}-{job.job_id[:8]}-{job.run_id}")  # one per job and run, even within a second
@@ -254,11 +258,12 @@ def build_export(job: JobRun, scope: Scope) -> dict[str, Any]:
         counts = _counts(conn, plan)
         total = counts["records"] + counts["tombstones"]
         watermark = _watermark(conn, plan)
+        about = _about(plan, owner, counts, generated_at, archive_name, settings)
         job.progress(0, total, force=True)
         with job.artifact("archive", prefix + archive_name, public=scope.public, content_type=content_type) as fh:
             writer = ArchiveWriter(fh, params["format"], settings.export_compress_level, generated_at)
             try:
-                manifest = _write_members(job, conn, plan, writer, passes, counts, total, generated_at, page_size)
+                manifest = _write_members(job, conn, plan, writer, passes, counts, total, generated_at, page_size, about)
             except BaseException:
                 writer.abort()
                 raise
@@ -271,7 +276,8 @@ def build_export(job: JobRun, scope: Scope) -> dict[str, Any]:
     outer = dict(manifest, archive=archive)
     if search_index:
         outer["search_index"] = search_index
-    job.add_artifact("manifest", prefix + "manifest.json", json.dumps(outer, indent=2).encode() + b"\n", public=scope.public, content_type="application/json")
+    manifest_art = job.add_artifact("manifest", prefix + "manifest.json", json.dumps(outer, indent=2).encode() + b"\n", public=scope.public, content_type="application/json")
+    _add_checksums_and_crate(job, prefix, about, [Part(archive_name, info.size, info.sha256, content_type), Part("manifest.json", manifest_art.size, manifest_art.sha256, "application/json")])
     job.progress(counts["records"] + counts["tombstones"], total, force=True)
     log.info("job %s: %s export of %s %s: %d records, %d tombstones", job.job_id, plan.mode, scope.entity_type, scope.id, counts["records"], counts["tombstones"])
     return {
@@ -290,8 +296,32 @@ def build_export(job: JobRun, scope: Scope) -> dict[str, Any]:
     }
 
 
-def _write_members(job: JobRun, conn: Connection, plan: Plan, writer: ArchiveWriter, passes, counts: dict, total: int, generated_at: datetime, page_size: int) -> dict[str, Any]:
-    """Stream every pass into its member, then the README and the manifest; returns the manifest."""
+def _about(plan: Plan, owner: tuple[str, str | None], counts: dict[str, Any], generated_at: datetime, archive_name: str, settings) -> About:
+    """What the export's RO-Crates say about it (a public export's summary; a private one's scope)."""
+    scope = plan.scope
+    if scope.public:
+        paragraphs = summary(owner[0], owner[1], counts, plan.window(), plan.as_of_date.isoformat(), archive_name)
+        if plan.mode == "full":
+            paragraphs.append(f"The newest full export is always at {latest_url(settings, scope.id)}.")
+        name = f"RAiD public export of {owner[0]}"
+    else:
+        paragraphs = [f"Private export of every raid of service point {scope.id} ({owner[0]}), in full; not for publication."]
+        name = f"RAiD private export of service point {scope.id}"
+    if plan.mode == "incremental":
+        paragraphs.append("Incremental: only the raids changed since the previous export, and tombstones for those deleted.")
+    return About(name, " ".join(paragraphs), _iso(generated_at), owner[0], owner[1], public=scope.public)
+
+
+def _add_checksums_and_crate(job: JobRun, prefix: str, about: About, parts: list[Part]) -> None:
+    """SHA256SUMS of the archive and manifest, then the folder's RO-Crate describing all three."""
+    public = about.public
+    sums = job.add_artifact("sha256sums", prefix + SUMS_NAME, sha256sums(parts), public=public, content_type="text/plain")
+    parts = [*parts, Part(SUMS_NAME, sums.size, sums.sha256, "text/plain")]
+    job.add_artifact("ro-crate", prefix + CRATE_NAME, ro_crate(about, parts), public=public, content_type=CRATE_TYPE)
+
+
+def _write_members(job: JobRun, conn: Connection, plan: Plan, writer: ArchiveWriter, passes, counts: dict, total: int, generated_at: datetime, page_size: int, about: About) -> dict[str, Any]:
+    """Stream every pass into its member, then the README, the RO-Crate and the manifest; returns the manifest."""
     scope, params = plan.scope, job.params
     done = 0
     for member_name in dict.fromkeys(name for name, _, _ in passes):
@@ -310,6 +340,7 @@ def _write_members(job: JobRun, conn: Connection, plan: Plan, writer: ArchiveWri
                     done += len(rows)
                     job.progress(done, total)
     writer.add("README.md", _readme(job, plan, generated_at))
+    writer.add(CRATE_NAME, ro_crate(about, [Part.member(m) for m in writer.members]))
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "kind": scope.kind,

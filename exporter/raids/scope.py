@@ -62,6 +62,13 @@ class Scope:
         else:
             get_service_point(session, int(self.id))
 
+    def owner(self, session: Session) -> tuple[str, str | None]:
+        """The agency's name and ROR, or the service point's name (it has no public identifier)."""
+        if self.public:
+            agency = get_agency(session, self.id)
+            return agency.name, agency.ror
+        return get_service_point(session, int(self.id)).name, None
+
     def prefix(self, timestamp: str) -> str:
         return f"exports/{'public' if self.public else 'private'}/{self.id}/{timestamp}/"
 

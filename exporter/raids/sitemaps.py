@@ -88,6 +88,11 @@ class Rolling:
                 cm.__exit__(type(exc), exc, exc.__traceback__)
 
 
+def public_base_url(settings) -> str:
+    """Where published public export objects are reachable, ending in a slash."""
+    return (settings.export_public_base_url or settings.public_url + "/public").rstrip("/") + "/"
+
+
 def per_file_limit(settings) -> int:
     """URLs per sitemap file: the setting, never above the sitemaps.org limit."""
     return min(settings.export_sitemap_max_urls, SITEMAP_URL_LIMIT)
@@ -97,7 +102,7 @@ def write_search_index(job: JobRun, conn: Connection, scope: Scope, prefix: str,
     """Write the sitemaps, sitemap index and HTML index of the agency's live raids."""
     settings = job.settings
     per_file = per_file_limit(settings)
-    base = (settings.export_public_base_url or settings.public_url + "/public").rstrip("/") + "/"
+    base = public_base_url(settings)
     template = settings.export_landing_url
     title = f"Research activities (RAiD) of registration agency {scope.id}"
     sitemaps = Rolling(job, prefix, "sitemap", "xml", "application/xml", lambda _n: f'<?xml version="1.0" encoding="UTF-8"?>\n<urlset xmlns="{SITEMAP_NS}">\n'.encode(), b"</urlset>\n")
