@@ -227,6 +227,15 @@ class RoiRequest(Strict):
     callbackURLs = CALLBACKS
 
 
+class PublicationRequest(Strict):
+    """Publish an agency's full public export to Zenodo (default: its newest succeeded one)."""
+
+    agency = Identifier(required=True, metadata={"description": "The registration agency (its ROR, or the ROR's short id)."})
+    export = Text(64, metadata={"description": "The export job to publish; default the agency's newest succeeded full public export."})
+    description = DESCRIPTION
+    callbackURLs = CALLBACKS
+
+
 class ArchiveRequest(Strict):
     """Either urls (archive each) or portal (sweep a registered CKAN portal)."""
 
@@ -332,6 +341,38 @@ class RoiJob(Schema):
 class TaskStatus(Schema):
     percentage = fields.Integer(required=True, validate=validate.Range(0, 100))
     status = fields.String(required=True, validate=validate.OneOf(("In-Progress", "Completed", "Failed")))
+
+
+class PublicationFile(Schema):
+    key = fields.String(required=True)
+    size = fields.Integer(allow_none=True)
+    md5 = fields.String(allow_none=True)
+    sha256 = fields.String(allow_none=True)
+
+
+class PublicationLinks(Schema):
+    record = fields.String(allow_none=True)
+    doi = fields.String(allow_none=True)
+    concept_doi = fields.String(allow_none=True)
+
+
+class Publication(Schema):
+    """A Zenodo publication job: its status, and once done the record, its DOIs and files."""
+
+    id = fields.String(required=True)
+    status = fields.String(required=True, metadata={"description": "pending, running, published, unchanged (nothing new since the last version), failed or cancelled."})
+    agency = fields.String(allow_none=True)
+    export_job_id = fields.String(allow_none=True)
+    record_id = fields.String(allow_none=True)
+    doi = fields.String(allow_none=True)
+    concept_doi = fields.String(allow_none=True)
+    version = fields.String(allow_none=True)
+    record_url = fields.String(allow_none=True)
+    files = fields.List(fields.Nested(PublicationFile))
+    links = fields.Nested(PublicationLinks)
+    error = fields.String(allow_none=True, metadata={"description": "Zenodo's own message when it refused."})
+    created_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    finished_at = fields.String(allow_none=True, metadata={"format": "date-time"})
 
 
 class ArchiveJob(Job):
