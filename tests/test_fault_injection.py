@@ -199,7 +199,11 @@ def test_kills_and_a_broker_restart_lose_nothing_and_leave_nothing(pg_ctx, own_r
             with ctx.db.session() as s:
                 return all(st not in ("pending", "running") for st in s.scalars(select(Job.status).where(Job.id.in_(list(submitted)))))
 
-        wait_for(all_ended, 240, "every job to end", interval=0.5)
+        try:
+            wait_for(all_ended, 240, "every job to end", interval=0.5)
+        except AssertionError:
+            stuck = [(kind, jobs.get(ctx, job_id).status, jobs.get(ctx, job_id).error) for job_id, kind in submitted.items() if jobs.get(ctx, job_id).status in ("pending", "running")]
+            raise AssertionError(f"jobs still not ended after 240s: {stuck}") from None
     finally:
         beat.stopped.set()
         if worker is not None:

@@ -19,11 +19,11 @@ def send(task: str, job_id: str, queue: str) -> None:
 
 
 def install_dispatcher() -> None:
-    from .broker import probe_for
+    from .broker import inspect_held, probe_for
 
     ctx = get_context()
     ctx.enqueue = send
-    ctx.queued_ids = probe_for(celery_app.conf.broker_url or "", celery_app.conf.broker_transport_options or {})
+    ctx.queued_ids = probe_for(celery_app.conf.broker_url or "", celery_app.conf.broker_transport_options or {}, inspect_held(celery_app))
 
 
 install_dispatcher()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from exporter.context import QueuedIds
@@ -33,8 +33,18 @@ def _ids(payloads: Iterable[bytes | str | dict]) -> set[str]:
     return {i for i in (message_id_arg(p) for p in payloads) if i is not None}
 
 
-def redis_probe(broker_url: str) -> QueuedIds:
-    """Ids in the queue lists (every priority) and in the `unacked` hash (reserved, not yet acked)."""
+Held = Callable[[], "set[str] | None"]  # ids of the tasks live workers have reserved or started; None: no answer
+
+
+def redis_probe(broker_url: str, held_by_workers: Held | None = None) -> QueuedIds:
+    """Ids in the queue lists (every priority), and those in the `unacked` hash that a live
+    worker still holds.
+
+    A worker killed with messages reserved leaves them in `unacked` until the visibility
+    timeout (hours) gives them back; such a message is lost for now, not queued. So an id
+    only in `unacked` counts as held when a live worker says it has it reserved or started
+    (`held_by_workers`, Celery's inspect); without that check every unacked id counts.
+    """
     import redis
 
     client = redis.Redis.from_url(broker_url)
@@ -45,17 +55,46 @@ def redis_probe(broker_url: str) -> QueuedIds:
             for q in queues:  # the lists first: a message moving to `unacked` meanwhile is found there
                 for key in (q, *(q + PRIORITY_SEP + p for p in PRIORITY_STEPS)):
                     found |= _ids(client.lrange(key, 0, -1))
+            unacked: set[str] = set()
             for raw in client.hvals("unacked"):
                 try:
-                    found |= _ids([json.loads(raw)[0]])
+                    unacked |= _ids([json.loads(raw)[0]])
                 except (ValueError, IndexError, TypeError):
                     continue
-            return found
         except redis.RedisError:
             log.exception("broker probe: Redis did not answer; not re-enqueueing waiting jobs this time")
             return None
+        only_unacked = unacked - found
+        if only_unacked and held_by_workers is not None:
+            live = held_by_workers()
+            if live is None:  # no worker answered: nobody can be holding them
+                live = set()
+            only_unacked &= live
+        return found | only_unacked
 
     return queued_ids
+
+
+def inspect_held(app) -> Held:
+    """What live workers hold, from Celery's remote control (reserved and active tasks' first argument)."""
+
+    def held() -> set[str] | None:
+        try:
+            inspect = app.control.inspect(timeout=1.0)
+            replies = [inspect.reserved() or {}, inspect.active() or {}]
+        except Exception:
+            log.exception("broker probe: asking the workers what they hold failed")
+            return None
+        ids: set[str] = set()
+        for reply in replies:
+            for tasks in reply.values():
+                for task in tasks or []:
+                    args = task.get("args")
+                    if isinstance(args, (list, tuple)) and args:
+                        ids.add(str(args[0]))
+        return ids
+
+    return held
 
 
 def filesystem_probe(folder: Path) -> QueuedIds:
@@ -78,11 +117,11 @@ def filesystem_probe(folder: Path) -> QueuedIds:
     return queued_ids
 
 
-def probe_for(broker_url: str, transport_options: dict) -> QueuedIds | None:
+def probe_for(broker_url: str, transport_options: dict, held_by_workers: Held | None = None) -> QueuedIds | None:
     """The probe for this broker; None for brokers that cannot tell (AMQP keeps what it was given)."""
     scheme = broker_url.split(":", 1)[0].lower()
     if scheme in ("redis", "rediss"):
-        return redis_probe(broker_url)
+        return redis_probe(broker_url, held_by_workers)
     if scheme == "filesystem" and transport_options.get("data_folder_in"):
         return filesystem_probe(Path(transport_options["data_folder_in"]))
     return None
