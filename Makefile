@@ -46,8 +46,11 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
+# Two test processes (the machine's two cores), each test module whole in one of them: a module's
+# Redis database and servers are its own (tests/test_layers.py checks the databases are unique).
+TEST_WORKERS ?= 2
 test: setup-test system-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: setup-test
 	$(BIN)/ruff check exporter workers web cli tests bench celeryconfig.py

@@ -63,7 +63,7 @@ def test_queue_depths_on_redis_count_priority_lists(make_settings, sqlite_databa
     from exporter.context import Context
 
     require_service("Redis", "127.0.0.1", 6379)
-    url = f"{REDIS_URL}/13"
+    url = f"{REDIS_URL}/10"  # a database no other test module uses
     client = redis.Redis.from_url(url)
     names = ["exports", "exports\x06\x163", "archive", "engine", "webhooks"] + [f"{q}\x06\x16{p}" for q in ("archive", "engine", "webhooks") for p in (3, 6, 9)]
     client.delete(*names, "exports\x06\x166", "exports\x06\x169")

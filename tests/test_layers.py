@@ -87,3 +87,18 @@ def test_the_domain_has_no_import_cycles():
         if v not in index:
             visit(v)
     assert cycles == []
+
+
+def test_each_test_module_has_a_redis_database_of_its_own():
+    """Test modules run in parallel (pytest-xdist, a module whole in one process): two that used
+    one Redis database would empty each other's queues."""
+    import re
+
+    seen: dict[int, str] = {}
+    for path in sorted((ROOT / "tests").glob("test_*.py")):
+        text = path.read_text()
+        numbers = {int(n) for n in re.findall(r"^REDIS_DB = (\d+)", text, re.M)} | {int(n) for n in re.findall(r"REDIS_URL\}/(\d+)", text)}
+        for n in numbers:
+            assert n not in seen, f"{path.name} and {seen[n]} both use Redis database {n}"
+            assert 0 <= n <= 15, f"{path.name}: Redis has databases 0-15"
+            seen[n] = path.name

@@ -39,7 +39,8 @@ def fuzzed_api(pg_ctx):
     from exporter import submissions
     from exporter.raids.generator import generate
 
-    api = make_api(pg_ctx, api_rate_limit=Rate(0, 1))
+    # Zenodo configured (never reached: no worker runs the jobs), so publications answer as deployed.
+    api = make_api(pg_ctx, api_rate_limit=Rate(0, 1), zenodo_url="http://127.0.0.1:9/api", zenodo_token="fuzz-token")
     generate(pg_ctx, 6, agency=AGENCY, service_points=[int(SP_A)], seed=1)
     api.jobs = {}
     for name, kind, params in (("public", "export_public", {"agency": AGENCY}), ("private", "export_private", {"service_point": int(SP_A)})):

@@ -86,4 +86,5 @@ def test_a_killed_worker_resumes_the_geopackage_and_fetches_nothing_twice(pg_ctx
     assert 0 <= again <= commit_every + 2 * 8  # the uncommitted batch and the requests in flight
     assert len(asked) == len(expected)
     assert [o.key for o in ctx.storage.list("tiles/")] == sorted(a.key for a in done.artifacts)
-    assert not export.work_dir(ctx.settings, job_id).exists()
+    # The work folder goes in the outcome hook, just after the success is committed.
+    wait_for(lambda: not export.work_dir(ctx.settings, job_id).exists(), 30, "the work folder to be removed")
