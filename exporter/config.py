@@ -241,6 +241,15 @@ SETTINGS: list[Setting] = [
     Setting("API_RATE_LIMIT", "30/60", "Job creations allowed per API token: `N/SECONDS` (bursts of up to N, refilled over SECONDS); `0/1` turns the limit off. Over it the API answers 429 with Retry-After.", as_rate),
     Setting("API_MAX_BODY_BYTES", "65536", "Largest request body the JSON API accepts; a bigger one gets 413.", as_positive_int),
     Setting("STORAGE_QUOTA_BYTES", "0", "Bytes the storage may hold; 0 means no quota. S3 reports no free space, so set this for `/api/v1/storage` and export admission (507) to work there.", as_int),
+    Setting("SEARCH_REFRESH_INTERVAL", "60", "Seconds between incremental refreshes of the public search index (celery beat); each reads the raids changed since the last one.", as_seconds),
+    Setting("SEARCH_SETTLE_SECONDS", "30", "Each search index refresh reads again the raids changed this many seconds before the last one began, for transactions that were still committing.", as_int),
+    Setting("SEARCH_RECONCILE_INTERVAL", "86400", "Seconds between reconciles of the search index: every raid's change time is compared with the index and what differs is indexed again (celery beat, within a refresh).", as_seconds),
+    Setting("SEARCH_BATCH_SIZE", "1000", "Raids the search index reads and writes per batch.", as_positive_int),
+    Setting("SEARCH_COUNT_LIMIT", "10000", "Matches a search counts (and ranks, and counts facets over) at most; beyond it the total reads `more than N`.", as_positive_int),
+    Setting("OAI_REPOSITORY_NAME", "Exporter RAiD registry", "repositoryName of the OAI-PMH Identify response at /oai."),
+    Setting("OAI_ADMIN_EMAIL", "oai-admin@example.org", "adminEmail of the OAI-PMH Identify response (set it to a real address before harvesters come)."),
+    Setting("OAI_PAGE_SIZE", "100", "Records (or identifiers) per OAI-PMH ListRecords/ListIdentifiers response; the rest follows through a resumption token.", as_positive_int),
+    Setting("OAI_TOKEN_TTL", "86400", "Seconds an OAI-PMH resumption token stays valid (its expirationDate).", as_positive_int),
 ]
 
 
