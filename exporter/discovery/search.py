@@ -220,28 +220,35 @@ def search(
         raise InvalidRequest(f"sort must be one of {', '.join(SORTS)}", field="sort")
     conds, echo = _filters(agency, service_point, access_type, start_from, start_until)
     with ctx.db.session() as s:
-        facet_rows = s.execute(_matching(ctx, query, (RaidSearch.agency_id, RaidSearch.service_point_id, RaidSearch.access_type), conds).limit(cap + 1)).all()
-        exact = len(facet_rows) <= cap
-        facet_rows = facet_rows[:cap]
+        matches = _matching(ctx, query, (RaidSearch.agency_id, RaidSearch.service_point_id, RaidSearch.access_type), conds).limit(cap + 1).subquery()
+        groups = [list(g) for g in s.execute(select(matches.c.agency_id, matches.c.service_point_id, matches.c.access_type, func.count()).group_by(matches.c.agency_id, matches.c.service_point_id, matches.c.access_type))]
+        total = sum(g[3] for g in groups)
+        exact = total <= cap
+        if not exact:  # the cap + 1st match only tells there are more: leave it out of the counts
+            max(groups, key=lambda g: g[3])[3] -= 1
         offset = (page - 1) * per_page
         if sort == "date" or query.empty:
             stmt = _page_by_date(ctx, query, conds, per_page, offset)
         else:
             stmt = _page_by_relevance(ctx, query, conds, per_page, offset, None if exact else cap)
         rows = s.execute(stmt).all()
-        facets = _facets(s, facet_rows)
+        facets = _facets(s, groups)
     template = ctx.settings.export_landing_url
     hits = [
         Hit(r.handle, landing_url(template, r.handle), r.title if r.in_full else None, r.summary if r.in_full else None, r.access_type, bool(r.in_full), r.agency_id, r.service_point_id, r.start_date, r.created, r.embargo_expiry)
         for r in rows
     ]
-    return SearchResults(query.text, page, per_page, "date" if query.empty else sort, len(facet_rows), exact, hits, facets, echo)
+    return SearchResults(query.text, page, per_page, "date" if query.empty else sort, min(total, cap), exact, hits, facets, echo)
 
 
-def _facets(session, rows) -> dict[str, list[FacetValue]]:
-    agencies = Counter(r.agency_id for r in rows if r.agency_id)
-    points = Counter(r.service_point_id for r in rows if r.service_point_id)
-    access = Counter(r.access_type for r in rows if r.access_type)
+def _facets(session, groups) -> dict[str, list[FacetValue]]:
+    agencies: Counter = Counter()
+    points: Counter = Counter()
+    access: Counter = Counter()
+    for agency, point, access_type, n in groups:
+        for counter, value in ((agencies, agency), (points, point), (access, access_type)):
+            if value is not None and n:
+                counter[value] += n
     names = agencies_by_id(session, agencies)
     sps = service_points_by_id(session, points)
 

@@ -27,9 +27,12 @@ _URL_PREFIX = re.compile(r"^[a-z][a-z0-9+.-]*://[^/]*/?", re.IGNORECASE)
 
 def tokens(text: str) -> list[str]:
     """Case-folded runs of letters and digits, without diacritics."""
-    folded = unicodedata.normalize("NFKD", text.casefold())
-    folded = "".join(c for c in folded if not unicodedata.combining(c))
-    return [t for t in _WORD.findall(folded) if len(t) <= MAX_TOKEN]
+    if text.isascii():
+        found = _WORD.findall(text.lower())
+    else:
+        folded = unicodedata.normalize("NFKD", text.casefold())
+        found = _WORD.findall("".join(c for c in folded if not unicodedata.combining(c)))
+    return [t for t in found if len(t) <= MAX_TOKEN]
 
 
 def identifier_tokens(value: str) -> list[str]:
@@ -66,13 +69,12 @@ class Document:
         position = 0
         for weight, fields in (("A", self.titles), ("", self.body)):
             for toks in fields:
-                position += 1  # a gap between fields: phrases stay inside one
-                for tok in toks:
-                    position = min(position + 1, MAX_POSITION)
-                    positions = lexemes.setdefault(tok, [])
-                    if len(positions) < 256:  # PostgreSQL keeps at most 256 positions per lexeme
-                        positions.append(f"{position}{weight}")
-        return " ".join(f"'{tok}':{','.join(dict.fromkeys(pos))}" for tok, pos in lexemes.items())
+                start = position + 2  # a gap between fields: phrases stay inside one
+                for at, tok in enumerate(toks, start):
+                    lexemes.setdefault(tok, []).append(f"{min(at, MAX_POSITION)}{weight}")
+                position = start + len(toks) - 1
+        # PostgreSQL keeps at most 256 positions per lexeme, and each once
+        return " ".join(f"'{tok}':{','.join(dict.fromkeys(pos[:256]))}" for tok, pos in lexemes.items())
 
 
 def _joined(fields: Iterable[list[str]]) -> str:
