@@ -23,6 +23,7 @@ COMMAND_MODULES: list[tuple[str, str]] = [
     ("cli.tokens", "tokens"),
     ("cli.raids", "raids"),
     ("cli.raids", "export"),
+    ("cli.search", "search"),
 ]
 
 
