@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Boolean, Date, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, Date, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..db import Base, UTCDateTime
@@ -45,8 +45,9 @@ class RaidSearch(Base):
         Index("ix_raid_search_datestamp_raid_id", "datestamp", "raid_id"),
         Index("ix_raid_search_agency_id_datestamp", "agency_id", "datestamp", "raid_id"),
         Index("ix_raid_search_start_date_raid_id", "start_date", "raid_id"),
-        Index("ix_raid_search_embargo_expiry", "embargo_expiry"),
-        Index("ix_raid_search_withdrawn", "withdrawn"),
+        Index("ix_raid_search_embargo_expiry", "embargo_expiry", postgresql_where=text("NOT in_full AND NOT deleted"), sqlite_where=text("NOT in_full AND NOT deleted")),
+        # only the few rows a write withdrew: an index of the flag itself would tempt the planner into every search
+        Index("ix_raid_search_withdrawn", "raid_id", postgresql_where=text("withdrawn"), sqlite_where=text("withdrawn")),
     )
 
     raid_id: Mapped[int] = mapped_column(RaidId, primary_key=True, autoincrement=False)

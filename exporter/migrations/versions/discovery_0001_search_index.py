@@ -109,8 +109,8 @@ def upgrade() -> None:
     op.create_index("ix_raid_search_datestamp_raid_id", "raid_search", ["datestamp", "raid_id"], unique=False)
     op.create_index("ix_raid_search_agency_id_datestamp", "raid_search", ["agency_id", "datestamp", "raid_id"], unique=False)
     op.create_index("ix_raid_search_start_date_raid_id", "raid_search", ["start_date", "raid_id"], unique=False)
-    op.create_index("ix_raid_search_embargo_expiry", "raid_search", ["embargo_expiry"], unique=False)
-    op.create_index("ix_raid_search_withdrawn", "raid_search", ["withdrawn"], unique=False)
+    op.create_index("ix_raid_search_embargo_expiry", "raid_search", ["embargo_expiry"], unique=False, postgresql_where=sa.text("NOT in_full AND NOT deleted"), sqlite_where=sa.text("NOT in_full AND NOT deleted"))
+    op.create_index("ix_raid_search_withdrawn", "raid_search", ["raid_id"], unique=False, postgresql_where=sa.text("withdrawn"), sqlite_where=sa.text("withdrawn"))
     op.create_index(op.f("ix_raid_search_handle"), "raid_search", ["handle"], unique=False)
     op.create_index(op.f("ix_raid_search_service_point_id"), "raid_search", ["service_point_id"], unique=False)
     op.create_table(
