@@ -48,9 +48,16 @@ class Query:
         return out
 
     def tsquery(self) -> str:
-        """A tsquery literal (to cast with ::tsquery; the lexemes are already normalised)."""
+        """A tsquery literal (to cast with ::tsquery; the lexemes are already normalised).
+
+        A phrase of n words is n - 1 adjacent pair lexemes (`'a_b' <-> 'b_c'`), which the
+        document's tsvector carries (text.Document.tsvector): the same matches as
+        `'a' <-> 'b' <-> 'c'`, found in the GIN index rather than by rechecking rows.
+        """
         def phrase(p: Phrase) -> str:
-            return " <-> ".join(f"'{t}'" for t in p)
+            if len(p) == 1:
+                return f"'{p[0]}'"
+            return " <-> ".join(f"'{a}_{b}'" for a, b in zip(p, p[1:], strict=False))
 
         parts = ["(" + " | ".join(f"({phrase(p)})" for p in group) + ")" for group in self.groups]
         if self.excluded:

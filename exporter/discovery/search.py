@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Text, cast, column, desc, func, literal, literal_column, select, table, union_all
+from sqlalchemy import Text, column, desc, func, literal, literal_column, select, table, union_all
 from sqlalchemy.dialects.postgresql import TSQUERY
 
 from ..context import Context
@@ -169,7 +169,10 @@ def _matching(ctx: Context, query: Query, columns, conds, with_score: bool = Fal
         return select(*columns, *([literal(0).label("score")] if with_score else [])).where(*conds)
     if ctx.db.backend == "postgresql":
         tsv = literal_column("raid_search.tsv")
-        tsq = cast(literal(query.tsquery(), Text), TSQUERY)
+        # Inline, not a parameter: a prepared statement's generic plan cannot see how common the
+        # words are, and picks the GIN bitmap for a word in half the raids. The lexemes are
+        # letters and digits only (text.tokens), so the literal needs no escaping beyond quotes.
+        tsq = literal_column("'" + query.tsquery().replace("'", "''") + "'::tsquery", TSQUERY)
         score = [func.ts_rank(tsv, tsq).label("score")] if with_score else []
         return select(*columns, *score).where(tsv.op("@@")(tsq), *conds)
     fts = literal_column("raid_search_fts")

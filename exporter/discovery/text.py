@@ -64,7 +64,12 @@ class Document:
         return _joined(self.titles), _joined(self.body)
 
     def tsvector(self) -> str:
-        """A tsvector literal: every token with its positions, title tokens weighted A."""
+        """A tsvector literal: every token with its positions, title tokens weighted A.
+
+        Each pair of adjacent tokens is also a lexeme (`a_b`, at the first one's position;
+        no token contains `_`), so a phrase is looked up in the GIN index as pairs instead
+        of being checked row by row (see query.Query.tsquery).
+        """
         lexemes: dict[str, list[str]] = {}
         position = 0
         for weight, fields in (("A", self.titles), ("", self.body)):
@@ -72,6 +77,8 @@ class Document:
                 start = position + 2  # a gap between fields: phrases stay inside one
                 for at, tok in enumerate(toks, start):
                     lexemes.setdefault(tok, []).append(f"{min(at, MAX_POSITION)}{weight}")
+                for at, pair in enumerate(zip(toks, toks[1:], strict=False), start):
+                    lexemes.setdefault(f"{pair[0]}_{pair[1]}", []).append(f"{min(at, MAX_POSITION)}{weight}")
                 position = start + len(toks) - 1
         # PostgreSQL keeps at most 256 positions per lexeme, and each once
         return " ".join(f"'{tok}':{','.join(dict.fromkeys(pos[:256]))}" for tok, pos in lexemes.items())
