@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import sys
@@ -28,34 +27,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_export import AGENCY, COLUMNS, SERVICE_POINTS  # noqa: E402
+from bench import bench_export  # noqa: E402
+from bench.bench_export import AGENCY, COLUMNS, PG_ADMIN, SERVICE_POINTS  # noqa: E402
 
-PG_ADMIN = os.environ.get("EXPORTER_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 DB = "exporter_bench_search"
 SECOND_AGENCY = "https://ror.org/02stey378"
 SECOND_SPS = [30000000, 30000001]
 
 
-def db_url(driver: str = "postgresql+psycopg") -> str:
-    return PG_ADMIN.replace("postgresql://", f"{driver}://", 1).rsplit("/", 1)[0] + "/" + DB
+def db_url() -> str:
+    return bench_export.db_url(db=DB)
 
 
 def psql_url() -> str:
-    return PG_ADMIN.rsplit("/", 1)[0] + "/" + DB
+    return bench_export.psql_url(db=DB)
 
 
 def context(work: Path):
     from exporter.config import load_settings
     from exporter.context import Context
 
-    return Context(load_settings({
-        "EXPORTER_VAR_DIR": str(work / "var"),
-        "EXPORTER_DATABASE_URL": db_url(),
-        "EXPORTER_STORAGE_URL": f"file://{work / 'storage'}",
-        "EXPORTER_SECRET_KEY": "bench-secret-key-0123456789",
-        "EXPORTER_BROKER_URL": "memory://",
-        "EXPORTER_LOG_LEVEL": "WARNING",
-    }))
+    return Context(load_settings(bench_export.settings_env(work, db=DB)))
 
 
 def load(n: int) -> float:
@@ -199,6 +191,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--harvest-limit", type=int, default=0, help="stop the harvest after this many records (0: all)")
     parser.add_argument("--skip-harvest", action="store_true")
+    parser.add_argument("--count-limits", default="", help="comma-separated SEARCH_COUNT_LIMIT values to measure the queries with (default: the setting's default)")
+    parser.add_argument("--oai-page-size", type=int, default=0, help="OAI_PAGE_SIZE for the harvest (default: the setting's default)")
     parser.add_argument("--work", default=str(ROOT / "bench" / "out" / "search"))
     parser.add_argument("--results", help="append the figures to this markdown file")
     args = parser.parse_args()
@@ -230,14 +224,20 @@ def main() -> None:
         inc = incremental(ctx)
         say(f"incremental refresh: {inc['changed']} changed raids in {inc['seconds']:.1f} s ({inc['result']})")
         built_file.write_text("\n".join(lines) + "\n")
-    for row in latency(ctx, args.repeat):
-        total = f"{row['total']:,}" + ("" if row["exact"] else "+")
-        say(f"query {row['query']}: p50 {row['p50']:.1f} ms, p95 {row['p95']:.1f} ms (matches {total})")
+    limits = [int(n) for n in args.count_limits.split(",") if n] or [ctx.settings.search_count_limit]
+    for limit in limits:
+        ctx.settings = ctx.settings.replace(search_count_limit=limit)
+        say(f"-- queries with SEARCH_COUNT_LIMIT={limit}, {args.repeat} runs each")
+        for row in latency(ctx, args.repeat):
+            total = f"{row['total']:,}" + ("" if row["exact"] else "+")
+            say(f"query {row['query']}: p50 {row['p50']:.1f} ms, p95 {row['p95']:.1f} ms (matches {total})")
+    if args.oai_page_size:
+        ctx.settings = ctx.settings.replace(oai_page_size=args.oai_page_size)
     if not args.skip_harvest:
         h = harvest(ctx, args.harvest_limit)
         e = export(ctx)
         h_rate, e_rate = h["records"] / h["seconds"], e["records"] / e["seconds"]
-        say(f"OAI-PMH ListRecords oai_dc harvest of the agency: {h['records']} records in {h['seconds']:.1f} s = {h_rate:.0f} records/s")
+        say(f"OAI-PMH ListRecords oai_dc harvest of the agency ({ctx.settings.oai_page_size} records a response{f', first {args.harvest_limit} records' if args.harvest_limit else ''}): {h['records']} records in {h['seconds']:.1f} s = {h_rate:.0f} records/s")
         say(f"public export of the agency (no sitemaps): {e['records']} records in {e['seconds']:.1f} s = {e_rate:.0f} records/s")
         say(f"harvest vs export: {h_rate / e_rate:.2f}x")
     say(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
