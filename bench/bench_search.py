@@ -126,6 +126,7 @@ def queries(ctx) -> list[tuple[str, dict]]:
     for name, kw in base:
         out.append((name, kw))
         out.append((name + " + agency & access filters", dict(kw, agency=short, access_type="open")))
+    out.append(("one word + the second agency (its raids all at the end of the table)", {"q": "genome", "agency": SECOND_AGENCY.rsplit("/", 1)[1]}))
     out.append(("one word + start-date range", {"q": "genome", "start_from": "2023-01-01", "start_until": "2023-06-30"}))
     out.append(("one word, sorted by date", {"q": "genome", "sort": "date"}))
     out.append(("no words, agency filter, by date", {"q": "", "agency": short}))

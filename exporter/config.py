@@ -245,7 +245,7 @@ SETTINGS: list[Setting] = [
     Setting("SEARCH_SETTLE_SECONDS", "30", "Each search index refresh reads again the raids changed this many seconds before the last one began, for transactions that were still committing.", as_int),
     Setting("SEARCH_RECONCILE_INTERVAL", "86400", "Seconds between reconciles of the search index: every raid's change time is compared with the index and what differs is indexed again (celery beat, within a refresh).", as_seconds),
     Setting("SEARCH_BATCH_SIZE", "1000", "Raids the search index reads and writes per batch.", as_positive_int),
-    Setting("SEARCH_COUNT_LIMIT", "10000", "Matches a search counts (and ranks, and counts facets over) at most; beyond it the total reads `more than N`.", as_positive_int),
+    Setting("SEARCH_COUNT_LIMIT", "1000", "Matches a search counts (and ranks, and counts facets over) at most; beyond it the total reads `more than N`.", as_positive_int),
     Setting("OAI_REPOSITORY_NAME", "Exporter RAiD registry", "repositoryName of the OAI-PMH Identify response at /oai."),
     Setting("OAI_ADMIN_EMAIL", "oai-admin@example.org", "adminEmail of the OAI-PMH Identify response (set it to a real address before harvesters come)."),
     Setting("OAI_PAGE_SIZE", "100", "Records (or identifiers) per OAI-PMH ListRecords/ListIdentifiers response; the rest follows through a resumption token.", as_positive_int),

@@ -6,7 +6,8 @@ published in full matches on its handle alone and shows no title. Rows a write w
 
 Counting is bounded: a search counts at most SEARCH_COUNT_LIMIT matches (the total then
 reads "more than N", facets count those N); with more matches than that, relevance ranks
-the newest N of them, so the cost of a query does not grow with the size of the registry.
+those same N (the first the database finds, in storage order), so the cost of a query does
+not grow with the number of raids it matches.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Text, column, desc, func, literal, literal_column, select, table, union_all
+from sqlalchemy import Text, column, desc, func, literal, literal_column, select, table, text
 from sqlalchemy.dialects.postgresql import TSQUERY
 
 from ..context import Context
@@ -181,20 +182,34 @@ def _matching(ctx: Context, query: Query, columns, conds, with_score: bool = Fal
     return select(*columns, *score).select_from(joined).where(fts.op("MATCH")(literal(query.fts5(), Text)), *conds)
 
 
-def _page_by_date(ctx: Context, query: Query, conds, limit: int, offset: int):
-    """Newest start date first, raids without a public start date last; each half walks an index."""
-    want = offset + limit
-    dated = _matching(ctx, query, _HIT_COLUMNS, [*conds, RaidSearch.start_date.is_not(None)]).order_by(desc(RaidSearch.start_date), desc(RaidSearch.raid_id)).limit(want)
-    undated = _matching(ctx, query, _HIT_COLUMNS, [*conds, RaidSearch.start_date.is_(None)]).order_by(desc(RaidSearch.raid_id)).limit(want)
-    both = union_all(dated.subquery().select(), undated.subquery().select()).subquery()
-    return select(both).order_by(both.c.start_date.is_(None), desc(both.c.start_date), desc(both.c.raid_id)).limit(limit).offset(offset)
+def _page_by_date(session, ctx: Context, query: Query, conds, limit: int, offset: int, undated: bool) -> list:
+    """Newest start date first, then the raids without a public start date (newest first).
+
+    Each half walks its own index; the second is read only when the page reaches into it and
+    the count saw such matches (`undated`), since proving there are none means reading all.
+    """
+    order = (desc(RaidSearch.start_date), desc(RaidSearch.raid_id))
+    rows = session.execute(_matching(ctx, query, _HIT_COLUMNS, [*conds, RaidSearch.start_date.is_not(None)]).order_by(*order).limit(limit).offset(offset)).all()
+    if len(rows) == limit or not undated:
+        return rows
+    if rows:
+        skip = 0
+    else:
+        dated = _matching(ctx, query, (RaidSearch.raid_id,), [*conds, RaidSearch.start_date.is_not(None)]).limit(offset).subquery()
+        skip = offset - session.scalar(select(func.count()).select_from(dated))
+    rest = _matching(ctx, query, _HIT_COLUMNS, [*conds, RaidSearch.start_date.is_(None)]).order_by(desc(RaidSearch.raid_id)).limit(limit - len(rows)).offset(skip)
+    return rows + session.execute(rest).all()
 
 
 def _page_by_relevance(ctx: Context, query: Query, conds, limit: int, offset: int, cap: int | None):
-    """Best score first; with more than `cap` matches, among the newest `cap` of them."""
+    """Best score first; with more than `cap` matches, among the first `cap` the database finds.
+
+    Those are the matches the count saw too, found in the same storage order (an ORDER BY
+    there would make the database fetch every match first).
+    """
     candidates = _matching(ctx, query, _HIT_COLUMNS, conds, with_score=True)
     if cap is not None:
-        candidates = candidates.order_by(desc(RaidSearch.raid_id)).limit(cap)
+        candidates = candidates.limit(cap)
     ranked = candidates.subquery()
     return select(ranked).order_by(desc(ranked.c.score), desc(ranked.c.raid_id)).limit(limit).offset(offset)
 
@@ -223,18 +238,21 @@ def search(
         raise InvalidRequest(f"sort must be one of {', '.join(SORTS)}", field="sort")
     conds, echo = _filters(agency, service_point, access_type, start_from, start_until)
     with ctx.db.session() as s:
-        matches = _matching(ctx, query, (RaidSearch.agency_id, RaidSearch.service_point_id, RaidSearch.access_type), conds).limit(cap + 1).subquery()
-        groups = [list(g) for g in s.execute(select(matches.c.agency_id, matches.c.service_point_id, matches.c.access_type, func.count()).group_by(matches.c.agency_id, matches.c.service_point_id, matches.c.access_type))]
-        total = sum(g[3] for g in groups)
+        if ctx.db.backend == "postgresql":  # every scan from the table's start: the same first matches on every page
+            s.execute(text("SET LOCAL synchronize_seqscans = off"))
+        undated = RaidSearch.start_date.is_(None).label("undated")
+        matches = _matching(ctx, query, (RaidSearch.agency_id, RaidSearch.service_point_id, RaidSearch.access_type, undated), conds).limit(cap + 1).subquery()
+        keys = (matches.c.agency_id, matches.c.service_point_id, matches.c.access_type, matches.c.undated)
+        groups = [list(g) for g in s.execute(select(*keys, func.count()).group_by(*keys))]
+        total = sum(g[4] for g in groups)
         exact = total <= cap
         if not exact:  # the cap + 1st match only tells there are more: leave it out of the counts
-            max(groups, key=lambda g: g[3])[3] -= 1
+            max(groups, key=lambda g: g[4])[4] -= 1
         offset = (page - 1) * per_page
         if sort == "date" or query.empty:
-            stmt = _page_by_date(ctx, query, conds, per_page, offset)
+            rows = _page_by_date(s, ctx, query, conds, per_page, offset, undated=not exact or any(g[3] for g in groups))
         else:
-            stmt = _page_by_relevance(ctx, query, conds, per_page, offset, None if exact else cap)
-        rows = s.execute(stmt).all()
+            rows = s.execute(_page_by_relevance(ctx, query, conds, per_page, offset, None if exact else cap)).all()
         facets = _facets(s, groups)
     template = ctx.settings.export_landing_url
     hits = [
@@ -248,7 +266,7 @@ def _facets(session, groups) -> dict[str, list[FacetValue]]:
     agencies: Counter = Counter()
     points: Counter = Counter()
     access: Counter = Counter()
-    for agency, point, access_type, n in groups:
+    for agency, point, access_type, _undated, n in groups:
         for counter, value in ((agencies, agency), (points, point), (access, access_type)):
             if value is not None and n:
                 counter[value] += n
