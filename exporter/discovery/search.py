@@ -238,8 +238,11 @@ def search(
         raise InvalidRequest(f"sort must be one of {', '.join(SORTS)}", field="sort")
     conds, echo = _filters(agency, service_point, access_type, start_from, start_until)
     with ctx.db.session() as s:
-        if ctx.db.backend == "postgresql":  # every scan from the table's start: the same first matches on every page
-            s.execute(text("SET LOCAL synchronize_seqscans = off"))
+        if ctx.db.backend == "postgresql":
+            s.execute(text("SET LOCAL synchronize_seqscans = off"))  # every scan from the table's start: the same first matches on every page
+            s.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))  # plans for these filters, also once psycopg prepares the statement
+            if not query.empty:  # in through the GIN index: a LIMIT over a table scan bets that matches are spread evenly, and loses badly when a filter's raids sit together
+                s.execute(text("SET LOCAL enable_seqscan = off"))
         undated = RaidSearch.start_date.is_(None).label("undated")
         matches = _matching(ctx, query, (RaidSearch.agency_id, RaidSearch.service_point_id, RaidSearch.access_type, undated), conds).limit(cap + 1).subquery()
         keys = (matches.c.agency_id, matches.c.service_point_id, matches.c.access_type, matches.c.undated)
