@@ -62,3 +62,4 @@ from celery.schedules import crontab  # noqa: E402, I001
 beat_schedule["export-public-nightly"] = {"task": "exporter.export_public_nightly", "schedule": crontab(hour=_s.export_nightly_hour, minute=0), "options": {"queue": "exports"}}
 beat_schedule["archiver-resweep"] = {"task": "exporter.resweep_portals", "schedule": timedelta(seconds=_s.archiver_sweep_interval), "options": {"queue": "archive"}}
 beat_schedule["archiver-prune"] = {"task": "exporter.prune_archives", "schedule": timedelta(seconds=_s.archiver_sweep_interval), "options": {"queue": "archive"}}
+beat_schedule["search-refresh"] = {"task": "exporter.search_refresh", "schedule": timedelta(seconds=_s.search_refresh_interval), "options": {"queue": "engine"}}

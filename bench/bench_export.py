@@ -31,18 +31,18 @@ COLUMNS = ("handle", "service_point_id", "metadata", "title", "access_type", "ac
 WRAPPER = "import json, resource, subprocess, sys; rc = subprocess.run(sys.argv[1:]).returncode; print(json.dumps({'rc': rc, 'maxrss_kb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))"
 
 
-def db_url(driver: str = "postgresql+psycopg") -> str:
-    return PG_ADMIN.replace("postgresql://", f"{driver}://", 1).rsplit("/", 1)[0] + "/" + DB
+def db_url(driver: str = "postgresql+psycopg", db: str = DB) -> str:
+    return PG_ADMIN.replace("postgresql://", f"{driver}://", 1).rsplit("/", 1)[0] + "/" + db
 
 
-def psql_url() -> str:
-    return PG_ADMIN.rsplit("/", 1)[0] + "/" + DB
+def psql_url(db: str = DB) -> str:
+    return PG_ADMIN.rsplit("/", 1)[0] + "/" + db
 
 
-def settings_env(work: Path) -> dict[str, str]:
+def settings_env(work: Path, db: str = DB) -> dict[str, str]:
     return {
         "EXPORTER_VAR_DIR": str(work / "var"),
-        "EXPORTER_DATABASE_URL": db_url(),
+        "EXPORTER_DATABASE_URL": db_url(db=db),
         "EXPORTER_STORAGE_URL": f"file://{work / 'storage'}",
         "EXPORTER_SECRET_KEY": "bench-secret-key-0123456789",
         "EXPORTER_BROKER_URL": "memory://",

@@ -26,6 +26,7 @@ COMMAND_MODULES: list[tuple[str, str]] = [
     ("cli.raids", "export"),
     ("cli.tiles", "layers"),
     ("cli.publish", "publish"),
+    ("cli.search", "search"),
 ]
 
 

@@ -283,6 +283,15 @@ SETTINGS: list[Setting] = [
     Setting("TILES_COMMIT_EVERY", "500", "Tiles written between two commits of the work GeoPackage (at most a second apart); what a killed worker loses at most.", as_positive_int),
     Setting("TILES_CACHE_BUFFER_METERS", "5", "A finished tiles export answers a new request of the same layer and resolutions when its region, grown by this many metres, covers the new one (and TILES_CACHE_MIN_AREA_RATIO holds).", as_nonnegative_float),
     Setting("TILES_CACHE_MIN_AREA_RATIO", "0.8", "A covering tiles export answers a new request only if the new region's area is at least this share of its own (0 to 1), so a small request does not get a huge file.", as_ratio),
+    Setting("SEARCH_REFRESH_INTERVAL", "60", "Seconds between incremental refreshes of the public search index (celery beat); each reads the raids changed since the last one.", as_seconds),
+    Setting("SEARCH_SETTLE_SECONDS", "30", "Each search index refresh reads again the raids changed this many seconds before the last one began, for transactions that were still committing.", as_int),
+    Setting("SEARCH_RECONCILE_INTERVAL", "86400", "Seconds between reconciles of the search index: every raid's change time is compared with the index and what differs is indexed again (celery beat, within a refresh).", as_seconds),
+    Setting("SEARCH_BATCH_SIZE", "1000", "Raids the search index reads and writes per batch.", as_positive_int),
+    Setting("SEARCH_COUNT_LIMIT", "1000", "Matches a search counts (and ranks, and counts facets over) at most; beyond it the total reads `more than N`.", as_positive_int),
+    Setting("OAI_REPOSITORY_NAME", "Exporter RAiD registry", "repositoryName of the OAI-PMH Identify response at /oai."),
+    Setting("OAI_ADMIN_EMAIL", "oai-admin@example.org", "adminEmail of the OAI-PMH Identify response (set it to a real address before harvesters come)."),
+    Setting("OAI_PAGE_SIZE", "100", "Records (or identifiers) per OAI-PMH ListRecords/ListIdentifiers response; the rest follows through a resumption token.", as_positive_int),
+    Setting("OAI_TOKEN_TTL", "86400", "Seconds an OAI-PMH resumption token stays valid (its expirationDate).", as_positive_int),
 ]
 
 

@@ -13,6 +13,7 @@ MODEL_MODULES = [
     "exporter.admission",
     "exporter.tiles.layers",
     "exporter.publish.models",
+    "exporter.discovery.models",
 ]
 
 

@@ -14,6 +14,8 @@ BLUEPRINTS: list[tuple[str, str]] = [
     ("web.pages", "bp"),
     ("web.api", "bp"),
     ("web.api", "root_bp"),
+    ("web.search", "bp"),
+    ("web.oai", "bp"),
 ]
 
 

@@ -131,3 +131,11 @@ def prune_archives() -> dict:
     from exporter.archiver.prune import prune
 
     return prune(get_context())
+
+
+@celery_app.task(name="exporter.search_refresh", ignore_result=True)
+def search_refresh() -> dict:
+    """Bring the public search index up to date (celery beat); reconciles when one is due."""
+    from exporter.discovery.index import scheduled_refresh
+
+    return scheduled_refresh(get_context())

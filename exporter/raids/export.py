@@ -37,7 +37,7 @@ from .archive import FORMATS, ArchiveWriter
 from .crate import CRATE_NAME, CRATE_TYPE, SUMS_NAME, About, Part, ro_crate, sha256sums, summary
 from .latest import latest_url
 from .models import Raid, RegistrationAgency
-from .public import published_in_full, published_in_full_sql, redacted
+from .public import public_json, published_in_full, published_in_full_sql, redacted
 from .reading import Watermark, _iso, _parse_iso, keyset_pages, snapshot
 from .scope import PRIVATE, PUBLIC, Scope
 from .sitemaps import write_search_index
@@ -88,7 +88,7 @@ def _columns(scope: Scope, as_of: date, order: str, tombstones: bool) -> list:
     public = published_in_full_sql(as_of)
     return [
         *cols,
-        case((public, text), else_=null()).label("text"),
+        public_json(as_of).label("text"),
         Raid.access_statement,
         Raid.access_statement_language,
         case((public, null()), else_=Raid.created_at).label("created_at"),

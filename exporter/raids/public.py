@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import and_, or_
+from sqlalchemy import Text, and_, case, cast, null, or_
 
 from .models import Raid
 from .record import ACCESS_URIS, COAR
@@ -28,6 +28,11 @@ def published_in_full(access_type: str, embargo_expiry: date | None, as_of: date
 def published_in_full_sql(as_of: date):
     """The same rule as published_in_full, as a SQL condition on raids."""
     return or_(Raid.access_type == "open", and_(Raid.access_type == "embargoed", Raid.embargo_expiry.is_not(None), Raid.embargo_expiry < as_of))
+
+
+def public_json(as_of: date):
+    """SQL: the raid's JSON as text when it is published in full on `as_of`, else NULL (the database withholds it)."""
+    return case((published_in_full_sql(as_of), cast(Raid.record, Text)), else_=null())
 
 
 def redacted(handle: str, created_at: datetime, access_type: str, statement: str | None, language: str | None, embargo_expiry: date | None) -> dict:
