@@ -264,6 +264,18 @@ class DownloadQuery(Query):
     signature = Text(128, metadata={"description": "Part of a signed link."})
 
 
+class SearchQuery(Query):
+    q = Text(500, metadata={"description": 'Words (all must match), "a phrase", OR between terms, -word to exclude.'})
+    agency = Text(200, metadata={"description": "A registration agency (its ROR or short id)."})
+    servicePoint = Whole(1, 2**63 - 1)
+    accessType = Choice(("open", "embargoed"))
+    from_ = Text(10, data_key="from", metadata={"description": "Start date on or after (YYYY-MM-DD)."})
+    until = Text(10, metadata={"description": "Start date on or before (YYYY-MM-DD)."})
+    page = Whole(1, 10**9, load_default=1)
+    perPage = Whole(1, 100, load_default=20)
+    sort = Choice(("relevance", "date"), load_default="relevance")
+
+
 class BrokenLinksQuery(Query):
     format = Choice(("json", "csv"), load_default="json")
     organization = Text(200)
@@ -373,6 +385,40 @@ class Publication(Schema):
     error = fields.String(allow_none=True, metadata={"description": "Zenodo's own message when it refused."})
     created_at = fields.String(allow_none=True, metadata={"format": "date-time"})
     finished_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+
+
+class SearchHit(Schema):
+    handle = fields.String(required=True)
+    landingUrl = fields.String(allow_none=True)
+    title = fields.String(allow_none=True, metadata={"description": "Only for a raid public in full."})
+    summary = fields.String(allow_none=True)
+    accessType = fields.String(required=True)
+    publicInFull = fields.Boolean(required=True)
+    agency = fields.String(allow_none=True)
+    servicePoint = fields.Integer(allow_none=True)
+    startDate = fields.String(allow_none=True)
+    created = fields.String(allow_none=True)
+    embargoExpiry = fields.String(allow_none=True)
+
+
+class FacetCount(Schema):
+    value = fields.String(required=True)
+    label = fields.String(required=True)
+    count = fields.Integer(required=True)
+
+
+class SearchResults(Schema):
+    """A page of public raids; a closed or embargoed raid is found only by its handle and dates."""
+
+    q = fields.String(allow_none=True)
+    page = fields.Integer(required=True)
+    perPage = fields.Integer(required=True)
+    sort = fields.String(required=True)
+    total = fields.Integer(required=True)
+    totalExact = fields.Boolean(required=True, metadata={"description": "False when there are more matches than `total` (SEARCH_COUNT_LIMIT)."})
+    filters = fields.Dict()
+    hits = fields.List(fields.Nested(SearchHit), required=True)
+    facets = fields.Dict(keys=fields.String(), values=fields.List(fields.Nested(FacetCount)))
 
 
 class ArchiveJob(Job):
