@@ -1,7 +1,12 @@
 """Archiver benchmark: nginx on 127.0.0.1 serving 10,000 small files and one 2 GB file.
 
 Prints, one figure a line:
-- first sweep of a (fake, local) CKAN portal listing the 10,000 files: resources/s
+- a plain script's rate on the same files (requests + a pool of 8 threads, md5 and sha256
+  while streaming, temporary file + rename): the baseline
+- first sweep of a (fake, local) CKAN portal listing the files through the path users run
+  at scale (`--mode celery`, the default): a prefork Celery worker on a Redis broker of the
+  benchmark's own and PostgreSQL; resources/s and the ratio to the baseline (target >= 0.5x)
+- the same in one process (`--mode inline`: the sweep's parts run on threads here)
 - second sweep, nothing changed (conditional requests, only 304s): resources/s and the
   speed-up over the first (target >= 5x)
 - the 2 GB file archived by `exporter archive URL` in a child process: MB/s next to
@@ -9,7 +14,9 @@ Prints, one figure a line:
   child's peak RSS (target < 150 MB)
 
 Usage: .venv/bin/python bench/bench_archive.py [--files 10000] [--big-mb 2048] [--workers 8]
-           [--database-url URL]   (default: SQLite in the temp dir, the embedded mode)
+           [--mode celery|inline|both] [--concurrency 2] [--database-url URL]
+           (celery: a fresh PostgreSQL database on 127.0.0.1:5432 unless --database-url;
+            inline: SQLite in the temp dir unless --database-url)
 Everything lives in a temp dir that is deleted afterwards.
 """
 
@@ -24,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +43,7 @@ from exporter.archiver.sweep import inline_dispatcher  # noqa: E402
 from exporter.config import load_settings  # noqa: E402
 from exporter.context import Context, set_context  # noqa: E402
 from tests.http_servers import FakeCKAN, Nginx, ckan_package  # noqa: E402
+from tests.workers import RedisServer, WorkerProcess, sender  # noqa: E402
 
 MB = 1024 * 1024
 
@@ -48,6 +57,17 @@ def vm_hwm_kb(pid: int) -> int:
     except (FileNotFoundError, ProcessLookupError):
         pass
     return 0
+
+
+def worker_pids(pid: int) -> list[int]:
+    """The worker's process and its children (the prefork pool)."""
+    out = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            continue
+    return out
 
 
 def make_files(root: Path, count: int, big_mb: int) -> None:
@@ -80,6 +100,7 @@ def env_for(tmp: Path, database_url: str | None, workers: int) -> dict[str, str]
 
 
 def sweep(ctx: Context, portal: str, recheck: str, workers: int) -> tuple[float, dict]:
+    """One sweep with its parts on threads of this process (the inline shortcut)."""
     enqueue, shutdown = inline_dispatcher(ctx, workers=workers)
     ctx.enqueue = enqueue
     started = time.perf_counter()
@@ -88,11 +109,99 @@ def sweep(ctx: Context, portal: str, recheck: str, workers: int) -> tuple[float,
         runner.run_job(ctx, job.id)
     finally:
         shutdown()
+    return _finished(ctx, job.id, started)
+
+
+def _finished(ctx: Context, job_id: str, started: float) -> tuple[float, dict]:
+    from exporter.parts import JobFanout
+
     elapsed = time.perf_counter() - started
-    job = jobs.get(ctx, job.id)
+    job = jobs.get(ctx, job_id)
     if job.status != "succeeded":
-        raise SystemExit(f"sweep failed: {job.error}")
+        raise SystemExit(f"sweep failed: {job.status} {job.error}")
+    with ctx.db.session() as s:
+        fan = s.get(JobFanout, job_id)
+        fanned = fan.created_at if fan else job.finished_at
+    job.result["phases"] = {
+        "queued_s": round((job.started_at - job.created_at).total_seconds(), 2),
+        "enumerate_s": round((fanned - job.started_at).total_seconds(), 2),
+        "parts_s": round((job.finished_at - fanned).total_seconds(), 2),
+    }
     return elapsed, job.result
+
+
+def celery_sweep(ctx: Context, portal: str, recheck: str, timeout: float = 3600) -> tuple[float, dict]:
+    """One sweep submitted as users do, run by the prefork worker; timed from submit to success."""
+    started = time.perf_counter()
+    job = jobs.submit(ctx, "sweep_portal", {"portal": portal, "recheck": recheck})
+    deadline = time.monotonic() + timeout
+    while jobs.get(ctx, job.id).status in ("pending", "running"):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"sweep {job.id} did not end within {timeout:.0f}s")
+        time.sleep(0.05)
+    return _finished(ctx, job.id, started)
+
+
+def baseline(urls: list[str], workers: int, out: Path) -> float:
+    """What a plain script does: requests with a pool of threads, md5 and sha256 while
+    streaming, a temporary file renamed into place. Returns seconds."""
+    import hashlib
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    out.mkdir(parents=True, exist_ok=True)
+    local = threading.local()
+
+    def get(i_url: tuple[int, str]) -> int:
+        i, url = i_url
+        session = getattr(local, "session", None) or setattr(local, "session", requests.Session()) or local.session
+        md5, sha = hashlib.md5(), hashlib.sha256()
+        tmp = out / f".{i}.tmp"
+        with session.get(url, stream=True, timeout=30) as resp, open(tmp, "wb") as fh:
+            resp.raise_for_status()
+            for chunk in resp.iter_content(1024 * 1024):
+                md5.update(chunk)
+                sha.update(chunk)
+                fh.write(chunk)
+        os.replace(tmp, out / f"{i}-{sha.hexdigest()[:16]}")
+        return 1
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        done = sum(pool.map(get, enumerate(urls)))
+    assert done == len(urls)
+    return time.perf_counter() - started
+
+
+def fresh_pg_database(admin_url: str) -> tuple[str, Callable[[], None]]:
+    """A new PostgreSQL database for this run, migrated; returns (url, drop)."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    name = f"bench_archive_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = admin_url.rsplit("/", 1)[0] + "/" + name
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"))
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+    return url, drop
+
+
+def report(label: str, first: float, r1: dict, second: float, r2: dict, base_rate: float) -> None:
+    rate1, rate2 = r1["checked"] / first, r2["checked"] / second
+    print(f"{label} first sweep: {r1['checked']} resources in {first:.1f}s = {rate1:.0f} resources/s  statuses={r1['statuses']}")
+    print(f"{label} first sweep vs plain script: {rate1 / base_rate:.2f}x (target >= 0.5x)  phases={r1['phases']}")
+    print(f"{label} second sweep (nothing changed): {r2['checked']} resources in {second:.1f}s = {rate2:.0f} resources/s  statuses={r2['statuses']}, settled by a bulk 304: {r2['not_modified']}  phases={r2['phases']}")
+    print(f"{label} second vs first: {first / second:.1f}x faster (target >= 5x)")
 
 
 def main() -> None:
@@ -101,7 +210,11 @@ def main() -> None:
     ap.add_argument("--big-mb", type=int, default=2048)
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--database-url")
+    ap.add_argument("--mode", choices=("celery", "inline", "both"), default="celery")
+    ap.add_argument("--concurrency", type=int, default=2, help="Worker processes of the Celery worker (prefork).")
+    ap.add_argument("--pg-admin-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     ap.add_argument("--skip-sweeps", action="store_true", help="Only the 2 GB file.")
+    ap.add_argument("--skip-big", action="store_true", help="No 2 GB file.")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-archive-"))
@@ -110,7 +223,7 @@ def main() -> None:
         www = tmp / "www"
         www.mkdir()
         t = time.perf_counter()
-        make_files(www, args.files, args.big_mb)
+        make_files(www, args.files, 0 if args.skip_big else args.big_mb)
         print(f"setup: {args.files} small files + {args.big_mb} MB file in {time.perf_counter() - t:.1f}s")
         nginx = Nginx(www, tmp / "nginx", workers=2).start()
         packages = []
@@ -119,24 +232,56 @@ def main() -> None:
             packages.append(ckan_package(f"pkg-{p:05d}", f"org-{p % 7}", rows))
         site = FakeCKAN(packages, max_rows=1000).start()
 
+        urls = [f"{nginx.url}/d{i // 1000:02d}/r{i:05d}.csv" for i in range(args.files)]
+        if not args.skip_sweeps:
+            baseline(urls[: min(500, len(urls))], args.workers, tmp / "warmup")  # nginx and the page cache warm
+            base_s = baseline(urls, args.workers, tmp / "plain")
+            base_rate = len(urls) / base_s
+            print(f"plain script (requests, {args.workers} threads, md5+sha256, temp file + rename): {len(urls)} files in {base_s:.1f}s = {base_rate:.0f} files/s")
+            shutil.rmtree(tmp / "plain", ignore_errors=True)
+
         env = env_for(tmp, args.database_url, args.workers)
+        if not args.skip_sweeps and args.mode in ("celery", "both"):
+            drop = None
+            url = args.database_url
+            if not url:
+                url, drop = fresh_pg_database(args.pg_admin_url)
+            redis_server = RedisServer(tmp).start()
+            worker = None
+            try:
+                cenv = {**env, "EXPORTER_DATABASE_URL": url, "EXPORTER_BROKER_URL": redis_server.url, "EXPORTER_LOG_LEVEL": "INFO"}
+                settings = load_settings(cenv)
+                migrate.upgrade(settings.database_url)
+                ctx = Context(settings)
+                set_context(ctx)
+                ctx.enqueue = sender(redis_server.url)
+                add_portal(ctx, "bench", site.url)
+                worker = WorkerProcess({**os.environ, **cenv, "PYTHONPATH": str(ROOT)}, tmp / "worker.log", queues="engine,archive", pool="prefork", concurrency=args.concurrency)
+                first, r1 = celery_sweep(ctx, "bench", "due")
+                second, r2 = celery_sweep(ctx, "bench", "all")
+                report(f"celery (prefork x{args.concurrency}, Redis, PostgreSQL)", first, r1, second, r2, base_rate)
+                rss = sum(vm_hwm_kb(pid) for pid in worker_pids(worker.proc.pid)) / 1024
+                print(f"celery worker processes' peak RSS (sum of {args.concurrency} + parent): {rss:.0f} MB")
+                ctx.close()
+            finally:
+                if worker is not None:
+                    worker.stop()
+                redis_server.kill()
+                if drop is not None:
+                    drop()
+
         settings = load_settings(env)
         migrate.upgrade(settings.database_url)
         ctx = Context(settings)
         set_context(ctx)
         add_portal(ctx, "bench", site.url)
-
-        if not args.skip_sweeps:
+        if not args.skip_sweeps and args.mode in ("inline", "both"):
             first, r1 = sweep(ctx, "bench", "due", args.workers)
-            rate1 = r1["checked"] / first
-            print(f"first sweep: {r1['checked']} resources in {first:.1f}s = {rate1:.0f} resources/s  statuses={r1['statuses']}")
             second, r2 = sweep(ctx, "bench", "all", args.workers)
-            rate2 = r2["checked"] / second
-            print(f"second sweep (nothing changed): {r2['checked']} resources in {second:.1f}s = {rate2:.0f} resources/s  statuses={r2['statuses']}")
-            print(f"second vs first: {first / second:.1f}x faster (target >= 5x)")
-            status_304 = sum(1 for line in nginx.access_log() if '" 304 ' in line)
-            print(f"nginx answered 304 to {status_304} requests")
-            print(f"sweep process (bench + fake CKAN + 8 archive threads) peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+            report(f"inline ({args.workers} threads, one process)", first, r1, second, r2, base_rate)
+            print(f"inline process (bench + fake CKAN + archive threads) peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+        if args.skip_big:
+            return
 
         url = f"{nginx.url}/big.bin"
         size = (www / "big.bin").stat().st_size

@@ -75,7 +75,7 @@ class JobPart(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
-Work = Callable[[Context, Job, list[Any]], None]
+Work = Callable[[Context, Job, list[Any], int], None]  # (ctx, parent job, the part's items, the part's seq)
 Finish = Callable[[Context, Job, dict[str, Any]], dict[str, Any]]
 
 
@@ -164,12 +164,12 @@ def run_part(ctx: Context, part_id: int) -> str:
     with ctx.db.session() as s:
         part = s.get(JobPart, part_id)
         job = s.get(Job, part.job_id)
-        items = list(part.items)
+        items, seq = list(part.items), part.seq
     if job.status == "running":
         beat = _Heartbeat(ctx, part_id, token)
         beat.start()
         try:
-            _handler(job.kind).work(ctx, job, items)
+            _handler(job.kind).work(ctx, job, items, seq)
         finally:
             beat.stopped.set()
     else:

@@ -190,7 +190,9 @@ class ScenarioHandler(BaseHTTPRequestHandler):
             owner.counts[path] += 1
             owner.full_counts[self.path] += 1
             count = owner.full_counts[self.path]  # per full URL: scenarios keyed by their query
-        if path.startswith("/status/"):
+        if path == "/ckan" or path.startswith("/ckan/"):  # ckanext-archiver's mock_remote_server, by the same query flags
+            self._ckan_mock(parse_qs(parts.query, keep_blank_values=True))
+        elif path.startswith("/status/"):
             code = int(path.rsplit("/", 1)[1])
             body = b"status"
             self._raw(code, [("Content-Length", str(len(body))), ("Content-Type", "text/plain")], body)
@@ -282,6 +284,27 @@ class ScenarioHandler(BaseHTTPRequestHandler):
         else:
             self._raw(404, [("Content-Length", "9"), ("Content-Type", "text/plain")], b"not found")
 
+
+    def _ckan_mock(self, flags: dict[str, list[str]]) -> None:
+        """?status=&content=&content-type=&length=&repeat-length&no-content-length&content_long=N&location=&method="""
+        q = {k: v[-1] for k, v in flags.items()}
+        if q.get("method") == "get" and self.command != "GET":
+            self._raw(405, [("Content-Length", "0")])
+            return
+        body = (b"x" * int(q["content_long"])) if "content_long" in q else q.get("content", "").encode()
+        headers = [(name, q[key]) for key, name in (("content-type", "Content-Type"), ("location", "Location")) if key in q]
+        if "no-content-length" in q:
+            headers.append(("Connection", "close"))
+            self.close_connection = True
+        else:
+            length = q.get("length", str(len(body)))
+            headers += [("Content-Length", length)] * (2 if "repeat-length" in q else 1)
+        try:
+            self._raw(int(q.get("status", "200")), headers, body)
+        except OSError:
+            pass
+        if q.get("length") not in (None, str(len(body))):
+            self.close_connection = True  # a lying length: the connection cannot be reused
 
     def do_POST(self) -> None:
         owner: ScenarioServer = self.server.owner

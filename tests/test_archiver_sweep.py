@@ -77,7 +77,7 @@ def test_sweep_archives_every_resource_then_marks_gone_and_prunes(actx, portal_s
     job = run_sweep(actx, "city")
     r = job.result
     assert (r["datasets"], r["resources"], r["new"], r["gone"], r["due"], r["checked"]) == (26, 27, 27, 0, 27, 27)
-    assert r["statuses"] == {"Archived successfully": 26, "URL request failed": 1}
+    assert r["statuses"] == {"Archived successfully": 26, "Download error": 1}
     assert (job.progress_done, job.progress_total) == (27, 27)
     with actx.db.session() as s:
         res = s.scalars(select(Resource).where(Resource.external_id == "res-04-a")).one()
@@ -92,7 +92,7 @@ def test_sweep_archives_every_resource_then_marks_gone_and_prunes(actx, portal_s
     third = run_sweep(actx, "city", recheck="all")
     assert third.result["gone"] == 1 and third.result["due"] == 26
     assert third.result["statuses"]["Content has not changed"] == 25  # nginx answered 304
-    assert third.result["not_modified"] == 25  # settled by the sweep itself, no archive task each
+    assert third.result["not_modified"] == 25  # settled by a conditional request each: no body fetched
     with actx.db.session() as s:
         gone = s.scalars(select(Resource).where(Resource.external_id == "res-07-a")).one()
         assert gone.gone_at is not None
@@ -172,7 +172,7 @@ def test_archive_urls_job(actx, server, nginx):
     assert runner.run_job(actx, job.id) == "fanned_out"  # its one part ran inline and finished it
     job = jobs.get(actx, job.id)
     assert (job.progress_done, job.progress_total) == (3, 3)
-    assert [r["status_id"] for r in job.result["results"]] == [0, 11, 0]
+    assert [r["status_id"] for r in job.result["results"]] == [0, 12, 0]
     assert job.result["results"][0]["sha256"] == sha256(b"a,b\n1,2\n")
     with pytest.raises(InvalidRequest) as err:
         jobs.submit(actx, "archive_urls", {"urls": ["ftp://example.com/x"]}, enqueue=False)
@@ -189,7 +189,7 @@ def test_broken_links_report(actx, portal_site):
     water = next(o for o in report["organizations"] if o["organization"] == "water")
     assert (water["resources"], water["broken"]) == (10, 1) and water["rows"][0]["url"].endswith("/status/404")
     row = water["rows"][0]
-    assert row["failure_count"] == 1 and row["first_failure"] and row["last_success"] is None and row["status_id"] == 11
+    assert row["failure_count"] == 1 and row["first_failure"] and row["last_success"] is None and row["status_id"] == 12
     assert broken_links(actx, organization="roads")["totals"] == {"resources": 8, "checked": 8, "broken": 0, "unknown": 0}
     lines = list(csv.DictReader(io.StringIO(broken_links_csv(report))))
     assert len(lines) == 1 and list(lines[0]) == CSV_COLUMNS and lines[0]["organization"] == "water"
@@ -217,7 +217,7 @@ def test_cli_archive_and_portals(actx, server, portal_site):
     record = json.loads(out.stdout)
     assert record["archival"]["status_id"] == 0 and record["archival"]["sha256"] == sha256(b"a,b\n1,2\n")
     out = cli.invoke(main, ["archive", f"{server.url}/status/404"])
-    assert out.exit_code == 1 and "11 URL request failed" in out.output
+    assert out.exit_code == 1 and "12 Download error" in out.output
     out = cli.invoke(main, ["archive", "ftp://example.com/x"])
     assert out.exit_code != 0 and "not http or https" in out.output
 

@@ -14,18 +14,15 @@ import hashlib
 import os
 import random
 import shutil
-import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
-import redis
 from celery import Celery
 from sqlalchemy import select
 
 from exporter import cleanup, jobs
-from exporter.archiver.models import ArchiveVersion
+from exporter.archiver.models import ArchiveVersion, WarcFile
 from exporter.archiver.portals import add_portal
 from exporter.kinds import load_all
 from exporter.models import Artifact, Job
@@ -33,51 +30,14 @@ from exporter.runner import STAGING
 from exporter.tiles import grid
 from exporter.tiles.layers import add_layer
 from tests.archiver_fixtures import ARCHIVER_TEST_SETTINGS, nginx  # noqa: F401
-from tests.conftest import free_port
 from tests.http_servers import FakeCKAN, ckan_package
 from tests.raids_helpers import AGENCY, SP, record, run_export, save
 from tests.tiles_fixtures import box_roi, roi_tiles, write_tiles
-from tests.workers import LoggedProcess, WorkerProcess, sender, wait_for, worker_env
+from tests.workers import LoggedProcess, RedisServer, WorkerProcess, sender, wait_for, worker_env
 from tests.zenodo_fake import TOKEN, FakeZenodo
 
 KILLS = 4
 TILES_ROI = box_roi(34.5, 31.5, 35.5, 32.5, grid.resolution(11), grid.resolution(6))
-
-
-class RedisServer:
-    """A redis-server of this test's own on a free port, which the test may kill and restart."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisServer:
-        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.folder)]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        wait_for(lambda: self._ping(), 10, "redis-server to answer")
-        return self
-
-    def _ping(self) -> bool:
-        try:
-            return redis.Redis.from_url(self.url, socket_timeout=0.5).ping()
-        except redis.RedisError:
-            return False
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def restart(self) -> None:
-        """Die without saving (every queued and unacked message is lost), then come back."""
-        self.kill()
-        self.start()
 
 
 @pytest.fixture
@@ -156,7 +116,8 @@ def named_keys(ctx) -> set[str]:
     with ctx.db.session() as s:
         arts = set(s.scalars(select(Artifact.key).where(Artifact.deleted_at.is_(None))))
         versions = set(s.scalars(select(ArchiveVersion.key).where(ArchiveVersion.deleted_at.is_(None))))
-    return arts | versions
+        warcs = {k for row in s.execute(select(WarcFile.key, WarcFile.index_key).where(WarcFile.deleted_at.is_(None))) for k in row}
+    return arts | versions | warcs
 
 
 @pytest.mark.slow

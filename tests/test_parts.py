@@ -21,7 +21,7 @@ def _run(job) -> object:
     return parts.fan_out(job.ctx, job.job_id, list(range(job.params["n"])), job.params["chunk"], {"n": job.params["n"]})
 
 
-def _work(ctx, job, items) -> None:
+def _work(ctx, job, items, seq) -> None:
     work_done.append((job.id, items))
     if barrier:
         barrier[0].wait(10)

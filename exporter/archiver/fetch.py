@@ -23,6 +23,7 @@ from urllib.parse import unquote, urlsplit
 
 import requests
 import tenacity
+import urllib3
 
 from ..netsafety import BlockedAddress, TooManyRedirects, UnsafeURL, check_url, request_following
 from ..retrying import retry_after
@@ -108,7 +109,9 @@ class _DownloadError(Exception):
 
 
 class _TooBig(Exception):
-    pass
+    def __init__(self, seen: int):
+        super().__init__(f"{seen} bytes")
+        self.seen = seen
 
 
 def content_length(value: str | None) -> int | None:
@@ -227,10 +230,15 @@ def fetch(
 ) -> FetchResult:
     """Check or download `url` (see module doc). With no sink, or link_check_only, no body is read."""
     result = FetchResult(status_id=0, url=url)
-    try:
-        check_url(url)
-    except UnsafeURL as exc:
-        result.status_id, result.reason = 10, str(exc)
+    url = url.strip()  # as browsers (and CKAN's archiver) do
+    problem = url_problem(url)
+    if problem is None:
+        try:
+            check_url(url)
+        except UnsafeURL as exc:
+            problem = str(exc)
+    if problem is not None:
+        result.status_id, result.reason = 10, problem
         return result
     headers = conditional_headers(etag, last_modified)
     attempts = max(1, min(options.attempts, MAX_ATTEMPTS))
@@ -244,7 +252,7 @@ def fetch(
         try:
             return _attempt(session, url, options, sink, headers, result)
         except _Retry as exc:
-            result.status_id, result.reason, result.http_status = 11, exc.reason, exc.http_status
+            result.status_id, result.reason, result.http_status = 12, exc.reason, exc.http_status
             result.final_url = exc.final_url or result.final_url
             raise
 
@@ -255,7 +263,7 @@ def fetch(
             before_sleep=lambda state: log.info("archiver: %s: %s; retrying in %.2fs", url, result.reason, state.upcoming_sleep),
         )(attempt)
     except _Retry:
-        result.reason += f" (after {attempts} attempts)" if attempts > 1 else ""
+        result.status_id = 12  # CKAN's "Download error", the attempts are in result.attempts
         return result
 
 
@@ -292,15 +300,16 @@ def _request_failed(exc: Exception, options: FetchOptions, result: FetchResult) 
     if isinstance(exc, (UnsafeURL, BlockedAddress)):
         result.status_id, result.reason = 10, str(exc)
     elif isinstance(exc, TooManyRedirects):
-        result.status_id, result.reason, result.final_url = 11, str(exc), exc.url
+        result.status_id, result.reason, result.final_url = 12, "Too many redirects", exc.url
     elif isinstance(exc, requests.exceptions.InvalidHeader):
-        result.status_id, result.reason = 12, f"Invalid response headers: {exc}"
+        result.status_id, result.reason = 12, f"Invalid HTTP response: {exc}"
     elif isinstance(exc, requests.exceptions.Timeout):
-        raise _Retry(f"Connection timed out after {options.connect_timeout:g}s/{options.read_timeout:g}s ({type(exc).__name__})", final_url=result.final_url) from None
+        timeout = options.connect_timeout if isinstance(exc, requests.exceptions.ConnectTimeout) else options.read_timeout
+        raise _Retry(f"Connection timed out after {timeout:g}s", final_url=result.final_url) from None
     elif isinstance(exc, requests.exceptions.ConnectionError):
         raise _Retry(f"Connection error: {_short(exc)}", final_url=result.final_url) from None
     elif isinstance(exc, requests.exceptions.RequestException):
-        result.status_id, result.reason = 11, f"Request failed: {_short(exc)}"
+        result.status_id, result.reason = 12, f"Error downloading: {_short(exc)}"
     else:
         raise exc
     return result
@@ -321,7 +330,7 @@ def _response(followed, options: FetchOptions, sink: Sink | None, deadline: floa
             wait = retry_after(resp.headers.get("Retry-After"), options.retry_after_max)
             raise _Retry(f"Server reported status error: {resp.status_code} {resp.reason}", wait=wait, final_url=followed.url, http_status=resp.status_code)
         if not 200 <= resp.status_code < 300:
-            result.status_id, result.reason = 11, f"Server reported status error: {resp.status_code} {resp.reason}"
+            result.status_id, result.reason = 12, f"Server reported status error: {resp.status_code} {resp.reason}"
             return result
 
         result.etag = resp.headers.get("ETag")
@@ -332,7 +341,7 @@ def _response(followed, options: FetchOptions, sink: Sink | None, deadline: floa
         result.filename = filename_for(followed.url, resp.headers.get("Content-Disposition"))
         if declared is not None and declared > options.max_bytes:
             result.status_id = 21
-            result.reason = f"Content-Length {declared} exceeds the limit of {options.max_bytes} bytes"
+            result.reason = too_large(declared, options.max_bytes)
             return result
         if result.mimetype and result.mimetype in options.skip_content_types:
             result.status_id = 21
@@ -342,6 +351,46 @@ def _response(followed, options: FetchOptions, sink: Sink | None, deadline: floa
             result.status_id, result.reason = 0, "Link checked (link-check-only mode): reachable, nothing stored"
             return result
         return _download(resp, options, sink, deadline, result)
+
+
+ALLOWED_SCHEMES = ("http", "https")
+API_ERROR_SAMPLE = 250  # bytes of a body looked at for an API's error report, as CKAN's archiver does
+API_ERROR_MARKS = (b"<ServiceExceptionReport", b"<ows:ExceptionReport")
+MIN_BYTES = 2
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with a URL, in the words CKAN's archiver uses (status 10), or None."""
+    try:
+        parsed = urllib3.util.parse_url(url)
+    except urllib3.exceptions.LocationParseError as exc:
+        return f"URL parsing failure: {exc}"
+    if not parsed.scheme or parsed.scheme.lower() not in ALLOWED_SCHEMES:
+        return f"Invalid url scheme. Please use one of: {' '.join(ALLOWED_SCHEMES)}"
+    if not parsed.host:
+        return "URL parsing failure - did not find a host name"
+    return None
+
+
+def too_large(size: int, limit: int) -> str:
+    return f"Content-length {size} exceeds maximum allowed value {limit}"
+
+
+def is_api_error(sample: bytes) -> bool:
+    """A WMS/WFS-style error report in a 200 answer (CKAN's `response_is_an_api_error`)."""
+    return any(mark in sample[:API_ERROR_SAMPLE] for mark in API_ERROR_MARKS)
+
+
+class _ApiError(Exception):
+    def __init__(self, sample: bytes):
+        super().__init__("API error message")
+        self.sample = sample
+
+
+class _Empty(Exception):
+    def __init__(self, seen: int):
+        super().__init__(f"{seen} bytes")
+        self.seen = seen
 
 
 class _SinkError(Exception):
@@ -360,14 +409,23 @@ def _download(resp: requests.Response, options: FetchOptions, sink: Sink, deadli
             if hasattr(handle, "hasher"):
                 hasher = handle.hasher = ParallelHasher()
             seen = 0
+            head = b""
             for chunk in _chunks(resp, options.chunk_bytes, deadline, options.total_timeout):
                 seen += len(chunk)
+                if len(head) < API_ERROR_SAMPLE:
+                    head += chunk[: API_ERROR_SAMPLE - len(head)]
+                    if len(head) >= API_ERROR_SAMPLE and is_api_error(head):
+                        raise _ApiError(head)
                 if seen > options.max_bytes:
-                    raise _TooBig()
+                    raise _TooBig(seen)
                 try:
                     handle.write(chunk)
                 except Exception as exc:
                     raise _SinkError(exc) from exc
+            if len(head) < API_ERROR_SAMPLE and is_api_error(head):
+                raise _ApiError(head)
+            if seen < MIN_BYTES:  # nothing (or one byte) is a broken download, not data
+                raise _Empty(seen)
         except BaseException as exc:
             if hasher is not None:
                 hasher.finish()
@@ -379,18 +437,26 @@ def _download(resp: requests.Response, options: FetchOptions, sink: Sink, deadli
             opened.__exit__(None, None, None)
         except Exception as exc:
             raise _SinkError(exc) from exc
-    except _TooBig:
+    except _TooBig as exc:
         result.status_id, result.size = 21, None
-        result.reason = f"Content exceeded the limit of {options.max_bytes} bytes while downloading (declared length: {resp.headers.get('Content-Length') or 'none'})"
+        result.reason = too_large(exc.seen, options.max_bytes)
         return result
     except _DownloadError as exc:
         result.status_id, result.reason = 12, str(exc)
+        return result
+    except _ApiError as exc:
+        result.status_id, result.size = 12, None
+        result.reason = f"Server content contained an API error message: {exc.sample.decode('utf-8', 'replace')[:250]}"
+        return result
+    except _Empty as exc:
+        result.status_id, result.size = 12, exc.seen
+        result.reason = f"Content-length after streaming was {exc.seen}"
         return result
     except _SinkError as exc:
         result.status_id, result.reason = 23, f"System error while storing the download: {type(exc.__cause__).__name__}: {exc.__cause__}"
         return result
     except (requests.exceptions.RequestException, OSError, _urllib3_errors()) as exc:
-        result.status_id, result.reason = 12, f"Download error: {_short(exc)}"
+        result.status_id, result.reason = 12, f"Error downloading: {_short(exc)}"
         return result
     result.stored = sink.info
     result.size = sink.info.size

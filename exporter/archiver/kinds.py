@@ -5,7 +5,7 @@ from __future__ import annotations
 from .. import orphans
 from ..kinds import JobKind, register
 from ..parts import register_handler
-from .models import stored_keys
+from .models import stored_keys, warc_keys
 from .params import normalize_sweep, normalize_urls
 from .sweep import archive_part, finish_archive_urls, finish_sweep, run_archive_urls, run_sweep
 
@@ -14,3 +14,4 @@ register(JobKind(name="archive_urls", task="exporter.archive_urls", queue="archi
 register_handler("sweep_portal", archive_part, finish_sweep)
 register_handler("archive_urls", archive_part, finish_archive_urls)
 orphans.register("archive/", stored_keys)
+orphans.register("warc/", warc_keys)

@@ -170,6 +170,22 @@ class Archival(Base):
         }
 
 
+class WarcFile(Base):
+    """A WARC/1.1 file of one part of a sweep (or URL list) and its CDXJ index beside it."""
+
+    __tablename__ = "archive_warc_files"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(36), index=True)
+    key: Mapped[str] = mapped_column(String(1024), unique=True)
+    index_key: Mapped[str] = mapped_column(String(1024))
+    records: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
 class ArchiveVersion(Base):
     """One stored copy of a resource; pruning keeps the newest K per resource."""
 
@@ -214,3 +230,9 @@ def stored_keys(session: Session, keys: list[str]) -> set[str]:
     """Keys of the batch named by a stored version not deleted, or by an archival record's cache key."""
     named = set(session.scalars(select(ArchiveVersion.key).where(ArchiveVersion.key.in_(keys), ArchiveVersion.deleted_at.is_(None))))
     return named | set(session.scalars(select(Archival.cache_key).where(Archival.cache_key.in_(keys))))
+
+
+def warc_keys(session: Session, keys: list[str]) -> set[str]:
+    """Keys of the batch that a WARC file row not deleted names (the WARC or its index)."""
+    rows = session.execute(select(WarcFile.key, WarcFile.index_key).where((WarcFile.key.in_(keys)) | (WarcFile.index_key.in_(keys)), WarcFile.deleted_at.is_(None)))
+    return {k for row in rows for k in row if k in keys}

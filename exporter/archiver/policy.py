@@ -151,6 +151,14 @@ class HostSlots:
                     return slot
         return None
 
+    def _renew(self, host: str, slot: int, holder: str) -> None:
+        with self.ctx.db.session() as s:
+            s.execute(
+                update(HostSlot)
+                .where(HostSlot.host == host, HostSlot.slot == slot, HostSlot.holder == holder)
+                .values(until=utcnow() + timedelta(seconds=self.lease))
+            )
+
     def wait_turn(self, host: str) -> None:
         """Block until `delay` has passed since the last request start on `host`, and claim the start."""
         if self.delay <= 0:
@@ -171,7 +179,8 @@ class HostSlots:
 
     @contextmanager
     def hold(self, host: str) -> Iterator[Callable[[], None]]:
-        """Hold one of the host's slots; yields the function to call before each request."""
+        """Hold one of the host's slots; yields the function to call before each request (it
+    waits for the host's delay, and renews the slot's lease for a holder making many requests)."""
         host = host.lower()
         self._ensure(host)
         sem = self._semaphore(host)
@@ -187,8 +196,16 @@ class HostSlots:
                 waited += pause
                 if waited > self.lease:
                     raise TimeoutError(f"no request slot for host {host} after {waited:.0f}s")
+            renewed = [time.monotonic()]
+
+            def before_request() -> None:
+                if time.monotonic() - renewed[0] > self.lease / 2:  # a long lane keeps its slot
+                    self._renew(host, slot, holder)
+                    renewed[0] = time.monotonic()
+                self.wait_turn(host)
+
             try:
-                yield lambda: self.wait_turn(host)
+                yield before_request
             finally:
                 with self.ctx.db.session() as s:
                     s.execute(

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from ..context import Context
 from ..db import utcnow
-from .models import Archival, ArchiveVersion, Resource
+from .models import Archival, ArchiveVersion, Resource, WarcFile
 
 log = logging.getLogger(__name__)
 
@@ -80,24 +80,44 @@ def prune(ctx: Context, keep: int | None = None, dry_run: bool = False, batch: i
             if dry_run:
                 versions_deleted += 1
                 continue
-            try:
-                objects_deleted += ctx.storage.delete(key)
-            except Exception:
-                log.exception("archiver: could not delete %s; will retry at the next prune", key)
-                continue
-            versions_deleted += 1
-            with ctx.db.session() as s:
+            with ctx.db.session() as s:  # the row first: a crash then leaves an orphan (cleanup's), never a row naming nothing
                 s.get(ArchiveVersion, vid).deleted_at = now
                 if gone:
                     arch = s.get(Archival, rid)
                     if arch is not None and arch.cache_key == key:
                         arch.cache_key = None
                         arch.cache_url = None
+            versions_deleted += 1
+            try:
+                objects_deleted += ctx.storage.delete(key)
+            except Exception:
+                log.exception("archiver: could not delete %s; cleanup removes it as an orphan", key)
+    warc_files = 0 if dry_run else prune_warc(ctx, now)
     log.info(
         "archiver: prune %s %d stored copies (%d of %d resources gone from their portal; %d gone ones keep their last copy for the grace period)",
         "would delete" if dry_run else "deleted", versions_deleted, len(gone_resources), resources_seen, kept_in_grace,
     )
     return {
         "keep": keep, "dry_run": dry_run, "versions_deleted": versions_deleted, "objects_deleted": objects_deleted,
-        "gone_resources": len(gone_resources), "gone_kept_for_grace": kept_in_grace, "keys": keys,
+        "gone_resources": len(gone_resources), "gone_kept_for_grace": kept_in_grace, "keys": keys, "warc_files_deleted": warc_files,
     }
+
+
+def prune_warc(ctx: Context, now: datetime) -> int:
+    """WARC files (and their indexes) older than ARCHIVER_WARC_KEEP_DAYS: rows marked, then objects deleted."""
+    cutoff = now - timedelta(days=ctx.settings.archiver_warc_keep_days)
+    deleted = 0
+    while True:
+        with ctx.db.session() as s:
+            rows = list(s.scalars(select(WarcFile).where(WarcFile.created_at < cutoff, WarcFile.deleted_at.is_(None)).order_by(WarcFile.id).limit(PRUNE_BATCH)))
+            keys = [k for r in rows for k in (r.key, r.index_key)]
+            for r in rows:
+                r.deleted_at = now
+        if not rows:
+            return deleted
+        for key in keys:
+            try:
+                ctx.storage.delete(key)
+            except Exception:
+                log.exception("archiver: could not delete %s; cleanup removes it as an orphan", key)
+        deleted += len(rows)

@@ -1,8 +1,11 @@
 """Portal sweeps and URL lists: enumerate, upsert, fan out the archiving in parts.
 
 A sweep never waits inside a worker: it splits the resources due into parts of
-ARCHIVER_BATCH_SIZE (exporter.parts), each an `exporter.run_part` task, and returns. The
-last part to finish computes the sweep's summary and succeeds the job.
+ARCHIVER_BATCH_SIZE (exporter.parts), each an `exporter.run_part` task, and returns. Each
+part archives its resources as one batch (archive.archive_batch: one read, conditional
+requests on ARCHIVER_THREADS threads, one write), so a resource whose stored copy is still
+current costs one 304 and a share of two transactions. The last part to finish computes
+the sweep's summary and succeeds the job.
 """
 
 from __future__ import annotations
@@ -21,13 +24,13 @@ from ..db import utcnow
 from ..jobs import dedupe_key, submit
 from ..models import ACTIVE_STATUSES, Job
 from ..runner import JobRun
-from .archive import archive_resource
+from . import warc
+from .archive import archive_batch, archive_resource
 from .ckan import client_for, resource_rows
 from .models import Archival, Portal, Resource, resource_id_for
 from .params import normalize_sweep
 from .portals import get_portal
 from .resources import due_ids, mark_gone, upsert_portal_resources, upsert_url
-from .revalidate import revalidate
 
 log = logging.getLogger(__name__)
 
@@ -35,22 +38,25 @@ ARCHIVE_TASK = "exporter.archive_resource"
 QUEUE = "archive"
 
 
-def archive_part(ctx: Context, job: Job, ids: list[str]) -> None:
-    """A part's work: archive each resource (repeating one is harmless); a failure stays with its resource."""
-    for rid in ids:
-        try:
-            archive_resource(ctx, rid, full_record=False)
-        except Exception:
-            log.exception("job %s: archiving resource %s failed", job.id, rid)
+def archive_part(ctx: Context, job: Job, ids: list[str], seq: int) -> None:
+    """A part's work: archive its resources as one batch (repeating it is harmless), then its WARC file."""
+    attempts = archive_batch(ctx, ids, job_id=job.id)
+    try:
+        warc.write_part(ctx, job, seq, attempts)
+    except Exception:  # the copies and their records stand; the part's WARC file is what is missing
+        log.exception("job %s: part %d: writing the WARC file failed", job.id, seq)
 
 
-def _status_counts(ctx: Context, ids: Sequence[str]) -> dict[str, int]:
+def _status_counts(ctx: Context, ids: Sequence[str]) -> tuple[dict[str, int], int]:
+    """Archival statuses of `ids`, and how many of them a 304 settled (no body fetched)."""
     counts: Counter[str] = Counter()
+    not_modified = 0
     with ctx.db.session() as s:
         for i in range(0, len(ids), 500):
-            for status in s.scalars(select(Archival.status).where(Archival.resource_id.in_(list(ids[i : i + 500])))):
+            for status, status_id, reason in s.execute(select(Archival.status, Archival.status_id, Archival.reason).where(Archival.resource_id.in_(list(ids[i : i + 500])))):
                 counts[status or "unchecked"] += 1
-    return dict(counts)
+                not_modified += status_id == 1 and reason is None
+    return dict(counts), not_modified
 
 
 def run_sweep(job: JobRun) -> dict[str, Any]:
@@ -81,13 +87,11 @@ def run_sweep(job: JobRun) -> dict[str, Any]:
     gone = mark_gone(ctx, portal.id, seen, now)
     due = due_ids(ctx, portal.id, now, all_=job.params["recheck"] == "all")
     job.log.info("portal %s: %d datasets, %d resources (%d new, %d changed, %d gone); %d due", portal.name, packages, len(seen), new, changed, gone, len(due))
-    rest, not_modified = revalidate(ctx, due, workers=ctx.settings.archiver_host_concurrency)
-    job.log.info("portal %s: %d answered 304 to a conditional request; %d go to archive parts", portal.name, not_modified, len(rest))
     state = {
         "portal_id": portal.id, "portal": portal.name, "datasets": packages, "resources": len(seen), "new": new, "changed": changed,
-        "gone": gone, "due": due, "not_modified": not_modified,
+        "gone": gone, "due": due,
     }
-    return parts.fan_out(ctx, job.job_id, rest, ctx.settings.archiver_batch_size, state, done=not_modified, total=len(due))
+    return parts.fan_out(ctx, job.job_id, due, ctx.settings.archiver_batch_size, state, total=len(due))
 
 
 def finish_sweep(ctx: Context, job: Job, state: dict[str, Any]) -> dict[str, Any]:
@@ -97,10 +101,10 @@ def finish_sweep(ctx: Context, job: Job, state: dict[str, Any]) -> dict[str, Any
         p = s.get(Portal, state["portal_id"])
         p.last_swept_at = utcnow()
         p.last_sweep_job_id = job.id
-    statuses = _status_counts(ctx, due)
+    statuses, not_modified = _status_counts(ctx, due)
     return {
         "portal": state["portal"], "datasets": state["datasets"], "resources": state["resources"], "new": state["new"], "changed": state["changed"],
-        "gone": state["gone"], "due": len(due), "checked": sum(n for k, n in statuses.items() if k != "unchecked"), "not_modified": state["not_modified"], "statuses": statuses,
+        "gone": state["gone"], "due": len(due), "checked": sum(n for k, n in statuses.items() if k != "unchecked"), "not_modified": not_modified, "statuses": statuses,
     }
 
 
