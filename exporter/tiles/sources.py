@@ -147,7 +147,7 @@ class HttpSource:
         if result.status_id == 10:
             raise TileSourceError(f"tile {zoom}/{column}/{row}: {result.reason}")
         code = result.http_status
-        if result.status_id == 11 and code is not None and 400 <= code < 500 and code != 429:
+        if result.status_id == 12 and code is not None and 400 <= code < 500 and code != 429:  # "Download error" with a 4xx: the tile is not there
             return Tile(zoom, column, row, None, f"HTTP {code}")
         if result.status_id == 21:
             return Tile(zoom, column, row, None, result.reason or "not stored")
