@@ -10,7 +10,7 @@ from exporter.config import load_settings
 
 _s = load_settings()
 
-QUEUES = ("engine", "exports", "archive", "webhooks")
+QUEUES = ("engine", "exports", "archive", "webhooks", "dumps")
 
 broker_url = _s.broker_url
 if _s.is_embedded_broker:

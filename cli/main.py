@@ -227,7 +227,7 @@ def _celery_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", "workers.app:celery_app", *args]
 
 
-QUEUES = "engine,exports,archive,webhooks"
+QUEUES = "engine,exports,archive,webhooks,dumps"
 
 
 @main.command()

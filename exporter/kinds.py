@@ -14,6 +14,7 @@ KIND_MODULES = [
     "exporter.synthetic",
     "exporter.archiver.kinds",
     "exporter.raids.kinds",
+    "exporter.dumps.kinds",
 ]
 
 

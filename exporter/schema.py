@@ -11,6 +11,7 @@ MODEL_MODULES = [
     "exporter.access",
     "exporter.ratelimit",
     "exporter.admission",
+    "exporter.dumps.models",
 ]
 
 
