@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, delete, insert, literal, or_, select, update
+from sqlalchemy import Connection, and_, case, delete, func, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -491,3 +491,23 @@ def named_keys(session: Session, keys: list[str]) -> set[str]:
     named = {k for k in keys if k.endswith("/" + layout.LATEST) and k.count("/") == 2}
     return named | set(session.scalars(select(DumpObject.key).where(DumpObject.key.in_(keys))))
 
+
+
+def status(ctx: Context, agency: str) -> dict[str, Any]:
+    """The agency's dump as the database has it: seq, latest snapshot, kept change sets, objects."""
+    from ..raids.record import ror_id
+
+    agency = ror_id(agency)
+    with ctx.db.session() as s:
+        feed = s.get(DumpFeed, agency)
+        kept = list(s.execute(select(DumpChangeset.seq, DumpChangeset.snapshot.is_not(None), DumpChangeset.created_at).where(DumpChangeset.agency == agency).order_by(DumpChangeset.seq)))
+        objects = s.scalar(select(func.count()).select_from(DumpObject).where(DumpObject.agency == agency)) or 0
+    return {
+        "agency": agency,
+        "seq": feed.seq if feed else 0,
+        "snapshot_seq": feed.snapshot_seq if feed else None,
+        "snapshot_at": _iso(feed.snapshot_at) if feed else None,
+        "change_sets": [{"seq": seq, "snapshot": bool(snap), "created_at": _iso(at)} for seq, snap, at in kept],
+        "objects": objects,
+        "latest": layout.folder(agency) + layout.LATEST,
+    }
