@@ -42,6 +42,13 @@ def dctx(ctx):
     return ctx
 
 
+@pytest.fixture
+def pg_dctx(pg_ctx):
+    """dctx on PostgreSQL only, for the tests where the backend does not matter."""
+    pg_ctx.settings = pg_ctx.settings.replace(export_settle_seconds=0, dump_part_records=3)
+    return pg_ctx
+
+
 def registry_fixture(ctx):
     save(
         ctx,
@@ -112,9 +119,8 @@ def test_an_embargo_that_ends_is_republished_in_full(dctx, tmp_path):
     assert "S2" in json.dumps(ops[0]["record"])
 
 
-def test_a_corrupt_part_a_truncated_part_and_a_broken_chain_are_refused_leaving_the_folder_untouched(pg_ctx, tmp_path):
-    ctx = pg_ctx
-    ctx.settings = ctx.settings.replace(export_settle_seconds=0, dump_part_records=3)
+def test_a_corrupt_part_a_truncated_part_and_a_broken_chain_are_refused_leaving_the_folder_untouched(pg_dctx, tmp_path):
+    ctx = pg_dctx
     registry_fixture(ctx)
     publish(ctx)
     dest = tmp_path / "mirror"
@@ -248,9 +254,8 @@ def test_a_crash_after_the_commit_is_repaired_by_the_next_run(dctx):
     assert dctx.storage.read_bytes(folder + layout.LATEST).decode() == row.latest
 
 
-def test_a_killed_sync_resumes_where_it_stopped(pg_ctx, tmp_path, monkeypatch):
-    ctx = pg_ctx
-    ctx.settings = ctx.settings.replace(export_settle_seconds=0, dump_part_records=2)
+def test_a_killed_sync_resumes_where_it_stopped(pg_dctx, tmp_path, monkeypatch):
+    ctx = pg_dctx
     registry_fixture(ctx)
     publish(ctx)
     dest = tmp_path / "mirror"
