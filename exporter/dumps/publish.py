@@ -346,12 +346,12 @@ def publish(ctx: Context, agency: str, run_id: str, job_id: str | None = None, p
     except BaseException:
         _delete_keys(storage, written)
         raise
-    _delete_keys(storage, result.pop("pruned_keys"))
     ensure_object(storage, folder + layout.changes_key(seq), result.pop("manifest_body"))
     snapshot_body = result.pop("snapshot_body")
     if snapshot_body is not None:
         ensure_object(storage, folder + layout.snapshot_key(seq), snapshot_body)
     advance_latest(storage, folder, result.pop("latest_body"), seq)
+    _delete_keys(storage, result.pop("pruned_keys"))  # last: a reader of the previous LATEST.json may still need them
     log.info("dump %s: published change set %d (%d records%s)", agency, seq, result["records"], ", with a snapshot" if snapshot_parts is not None else "")
     return result
 
