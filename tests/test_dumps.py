@@ -272,6 +272,16 @@ def test_a_killed_sync_resumes_where_it_stopped(pg_dctx, tmp_path, monkeypatch):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
         assert json.loads((dest / CURSOR).read_text())["seq"] == 1
+
+        # Ctrl-C (SIGINT) in the same place: a clean stop with a message and exit code 130.
+        server.delay["/parts/0000000002-"] = 3
+        seen = len(server.arrived)
+        proc = subprocess.Popen([sys.executable, "-m", "cli", "sync", server.dump_url(), str(dest), "--no-progress"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        _wait(lambda: any("/parts/0000000002-" in p for p in server.arrived[seen:]), 30)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
+        assert json.loads((dest / CURSOR).read_text())["seq"] == 1
         server.delay.clear()
 
         # Stopped half-way through applying the third change set: resumed and finished next run.
