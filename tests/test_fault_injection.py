@@ -26,6 +26,7 @@ from sqlalchemy import select
 from exporter import cleanup, jobs
 from exporter.archiver.models import ArchiveVersion
 from exporter.archiver.portals import add_portal
+from exporter.dumps.models import DumpObject
 from exporter.kinds import load_all
 from exporter.models import Artifact, Job
 from exporter.runner import STAGING
@@ -122,6 +123,7 @@ def submit_all(ctx, nginx) -> dict[str, str]:
         "export_private": [{"service_point": SP, "mode": "full", "format": "tar.gz"}],
         "archive_urls": [{"urls": urls[:6]}],
         "sweep_portal": [{"portal": "faulty"}],
+        "publish_dump": [{"agency": AGENCY}],
     }
     product_kinds = {name for name, kind in load_all().items() if kind.run.__module__.startswith("exporter.")}
     assert set(requests) == product_kinds, "every job kind the product registers is exercised here"
@@ -140,7 +142,9 @@ def named_keys(ctx) -> set[str]:
     with ctx.db.session() as s:
         arts = set(s.scalars(select(Artifact.key).where(Artifact.deleted_at.is_(None))))
         versions = set(s.scalars(select(ArchiveVersion.key).where(ArchiveVersion.deleted_at.is_(None))))
-    return arts | versions
+        dumps = set(s.scalars(select(DumpObject.key)))
+    latest = {k for k in stored_keys(ctx) if k.startswith("dumps/") and k.endswith("/LATEST.json")}
+    return arts | versions | dumps | latest
 
 
 @pytest.mark.slow

@@ -97,7 +97,7 @@ class LoggedProcess:
 class WorkerProcess(LoggedProcess):
     """`celery worker`, started and waited for until it is ready."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, queues: str = "engine,exports,archive,webhooks", pool: str = "solo", concurrency: int = 1):
+    def __init__(self, env: dict[str, str], log_path: Path, queues: str = "engine,exports,archive,webhooks,dumps", pool: str = "solo", concurrency: int = 1):
         argv = [sys.executable, "-m", "celery", "-A", "workers.app:celery_app", "worker", "-l", "INFO", "-P", pool, "-c", str(concurrency), "-Q", queues, "-E", "--without-gossip", "--without-mingle", "-n", f"test-{os.getpid()}-{time.monotonic_ns()}@%h"]
         super().__init__(argv, env, log_path)
         self.wait_for_log("ready.", 60)
