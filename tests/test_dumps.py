@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -58,6 +59,16 @@ def registry_fixture(ctx):
         record(8, sp=SP2, access="embargoed", secret="S8"),
         record(9, sp=OTHER_SP, agency=OTHER_AGENCY, secret="OTHER"),
     )
+
+
+@contextmanager
+def mirrored(ctx, dest: Path):
+    """The registry fixture published and synced once into dest over HTTP; the server stays up."""
+    registry_fixture(ctx)
+    publish(ctx)
+    with served(ctx) as server:
+        sync(HttpSource(server.dump_url()), dest)
+        yield server
 
 
 def ops_of(ctx, manifest_key: str) -> list[dict]:
@@ -120,12 +131,8 @@ def test_an_embargo_that_ends_is_republished_in_full(dctx, tmp_path):
 
 
 def test_a_corrupt_part_a_truncated_part_and_a_broken_chain_are_refused_leaving_the_folder_untouched(pg_dctx, tmp_path):
-    ctx = pg_dctx
-    registry_fixture(ctx)
-    publish(ctx)
-    dest = tmp_path / "mirror"
-    with served(ctx) as server:
-        sync(HttpSource(server.dump_url()), dest)
+    ctx, dest = pg_dctx, tmp_path / "mirror"
+    with mirrored(ctx, dest) as server:
         untouched = tree(dest)
         save(ctx, record(11), record(12))
         with ctx.db.session() as s:
@@ -255,13 +262,9 @@ def test_a_crash_after_the_commit_is_repaired_by_the_next_run(dctx):
 
 
 def test_a_killed_sync_resumes_where_it_stopped(pg_dctx, tmp_path, monkeypatch):
-    ctx = pg_dctx
-    registry_fixture(ctx)
-    publish(ctx)
-    dest = tmp_path / "mirror"
-    with served(ctx) as server:
+    ctx, dest = pg_dctx, tmp_path / "mirror"
+    with mirrored(ctx, dest) as server:
         # Killed (SIGKILL) while a part of the second change set downloads: the cursor stays at the first.
-        sync(HttpSource(server.dump_url()), dest)
         save(ctx, *[record(n) for n in range(30, 36)])
         second = publish(ctx)
         server.delay["/parts/0000000002-"] = 30
