@@ -448,3 +448,45 @@ def test_mirror_file_names_are_safe_and_sharded_by_the_handles_suffix():
     assert layout.relative_path("https://x.org/a/..", "xml").split("/")[0] == "_.."
     assert "/" not in layout.file_name("https://x.org/a b/c+d", "json") and layout.file_name("https://x.org/a+b", "json") != layout.file_name("https://x.org/a/b", "json")
     assert len(layout.file_name("https://x.org/" + "é" * 200, "json")) == 64 + 5
+
+
+def test_the_s3_source_signs_its_requests_as_s3_checks_them(tmp_path, monkeypatch):
+    """moto's server with authentication on (after the IAM set-up) checks SigV4 signatures: ours pass, a wrong key does not."""
+    import boto3
+    import requests
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "4"}  # create_user, put_user_policy, create_access_key, then auth
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait(lambda: _answers(requests, url), 30)
+        iam = boto3.client("iam", endpoint_url=url, region_name="us-east-1", aws_access_key_id="setup", aws_secret_access_key="setup")
+        iam.create_user(UserName="mirror")
+        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+        iam.put_user_policy(UserName="mirror", PolicyName="all", PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName="mirror")["AccessKey"]
+        s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])
+        s3.create_bucket(Bucket="signed-dump")
+        s3.put_object(Bucket="signed-dump", Key="p/dumps/a/LATEST.json", Body=b'{"seq": 1}')
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+        source = S3Source("s3://signed-dump/p/dumps/a", url)
+        body, etag = source.latest(None)
+        assert body == b'{"seq": 1}' and source.latest(etag) is None and source.requests == 2
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-key")
+        with pytest.raises(SyncError, match="HTTP 403"):
+            S3Source("s3://signed-dump/p/dumps/a", url).latest(None)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _answers(requests, url: str) -> bool:
+    try:
+        requests.get(url + "/moto-api/", timeout=1)
+        return True
+    except requests.RequestException:
+        return False
