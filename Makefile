@@ -8,7 +8,7 @@ RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: run test setup setup-test system-deps lint bench clean readme
+.PHONY: run test setup setup-test system-deps lint bench bench-deps clean readme
 
 $(RUN_STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,10 +55,16 @@ test: setup-test system-deps
 lint: setup-test
 	$(BIN)/ruff check exporter workers web cli tests bench celeryconfig.py
 
-bench: setup-test
+bench: setup-test bench-deps
 	$(BIN)/python bench/bench_export.py
 	$(BIN)/python bench/bench_archive.py
 	$(BIN)/python bench/bench_tiles.py
+	PATH="$(CURDIR)/.venv-aws/bin:$$PATH" $(BIN)/python bench/bench_sync.py
+
+# The baselines of bench_sync.py: awscli (it pins botocore, so a venv of its own) and rclone.
+bench-deps:
+	test -x .venv-aws/bin/aws || ($(PYTHON) -m venv .venv-aws && .venv-aws/bin/python -m pip install --quiet --disable-pip-version-check awscli)
+	command -v rclone >/dev/null || (SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq rclone)
 
 clean:
 	rm -rf var .pytest_cache .hypothesis

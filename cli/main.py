@@ -27,6 +27,8 @@ COMMAND_MODULES: list[tuple[str, str]] = [
     ("cli.tiles", "layers"),
     ("cli.publish", "publish"),
     ("cli.search", "search"),
+    ("cli.dumps", "dump"),
+    ("cli.dumps", "sync"),
 ]
 
 
@@ -50,6 +52,8 @@ class ExporterGroup(click.Group):
 
 # Commands that run on a database that is not (fully) migrated: they migrate it, or do not need it.
 NO_MIGRATION_CHECK = {"db", "up", "config", "check"}
+# Commands of a dump's consumers: they need neither Exporter's settings nor its database.
+CLIENT_COMMANDS = {"sync"}
 # Commands that start a long-running service: they refuse production settings without a secret.
 SERVICES = {"up", "web", "worker", "beat"}
 
@@ -60,8 +64,12 @@ SERVICES = {"up", "web", "worker", "beat"}
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
     """Exporter: registry exports, resource archives and the jobs that make them."""
-    from exporter.config import PREFIX, load_settings, production_secret_problem
     from exporter.logs import configure_logging
+
+    if ctx.invoked_subcommand in CLIENT_COMMANDS:
+        configure_logging("INFO" if verbose else "WARNING")
+        return
+    from exporter.config import PREFIX, load_settings, production_secret_problem
 
     if ctx.invoked_subcommand in SERVICES:
         problem = production_secret_problem()

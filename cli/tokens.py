@@ -6,7 +6,7 @@ import json
 
 import click
 
-from exporter.access import ROLES, create_token, list_tokens, revoke_token
+from exporter.roles import ROLES
 
 
 def _ctx():
@@ -26,6 +26,8 @@ def tokens() -> None:
 @click.option("--name", help="Who or what the token is for.")
 def tokens_create(role: str, service_point: str | None, name: str | None) -> None:
     """Make a token and print it once."""
+    from exporter.access import create_token
+
     row, raw = create_token(_ctx(), role, service_point_id=service_point, name=name)
     click.echo(raw)
     click.echo(f"token {row.id} ({role}{', service point ' + row.service_point_id if row.service_point_id else ''}): keep it now, it is not shown again", err=True)
@@ -36,6 +38,8 @@ def tokens_create(role: str, service_point: str | None, name: str | None) -> Non
 @click.option("--active", is_flag=True, help="Leave out revoked tokens.")
 def tokens_list(as_json: bool, active: bool) -> None:
     """List tokens (their first characters only)."""
+    from exporter.access import list_tokens
+
     rows = list_tokens(_ctx(), include_revoked=not active)
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
@@ -52,5 +56,7 @@ def tokens_list(as_json: bool, active: bool) -> None:
 @click.argument("token_id", type=int)
 def tokens_revoke(token_id: int) -> None:
     """Revoke a token: it stops working at once."""
+    from exporter.access import revoke_token
+
     row = revoke_token(_ctx(), token_id)
     click.echo(f"token {row.id} revoked")

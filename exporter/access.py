@@ -29,11 +29,11 @@ from .crypto import same
 from .db import Base, UTCDateTime, utcnow
 from .errors import InvalidRequest, NotFound
 from .models import Job
+from .roles import ROLES
 from .visibility import is_private, job_service_point, pick_artifact
 
 log = logging.getLogger(__name__)
 
-ROLES = ("operator", "service_point", "read_only")
 TOKEN_PREFIX = "exp_"
 SHOWN_CHARS = 12
 LAST_USED_EVERY = timedelta(seconds=60)

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 # Run as hook(ctx, session, job_id, status) in the transaction that writes a job's final status
 # (succeeded, failed, cancelled, reaped, expired); whatever it writes commits or rolls back with
 # that status (a transactional outbox). It returns a callable to run after the commit, or None.
-ON_FINAL: list[str] = ["exporter.webhooks:on_final", "exporter.publish.zenodo:on_export_final"]
+ON_FINAL: list[str] = ["exporter.webhooks:on_final", "exporter.publish.zenodo:on_export_final", "exporter.dumps.kinds:on_final"]
 
 
 def on_final(ctx: Context, session: Session, job_id: str, status: str) -> list[Callable[[], None]]:
@@ -106,15 +106,31 @@ def submit(
     If the broker refuses the message the job stays pending and the reaper enqueues it
     later: nothing is lost.
     """
-    job = new_job(kind, params, requested_by, description)
     with ctx.db.session() as s:
-        s.add(job)
+        job = add_pending(s, kind, params, requested_by, description)
     log.info("job %s: submitted (%s) by %s", job.id, kind, requested_by or "-")
     if enqueue:
         try:
             dispatch(ctx, job)
         except Exception:
             log.exception("job %s: enqueue failed; the reaper will enqueue it again", job.id)
+    return job
+
+
+def add_pending(session: Session, kind: str, params: dict[str, Any], requested_by: str | None = None, description: str | None = None) -> Job:
+    """Insert a pending job in `session` (validated by its kind); the caller enqueues it after the commit."""
+    params = get_kind(kind).normalize(dict(params or {}))
+    job = Job(
+        kind=kind,
+        params=json.loads(canonical_json(params)),
+        dedupe_key=dedupe_key(kind, params),
+        status="pending",
+        requested_by=requested_by,
+        description=description,
+        queued_at=utcnow(),
+    )
+    session.add(job)
+    session.flush()
     return job
 
 

@@ -14,6 +14,7 @@ MODEL_MODULES = [
     "exporter.tiles.layers",
     "exporter.publish.models",
     "exporter.discovery.models",
+    "exporter.dumps.models",
 ]
 
 

@@ -24,6 +24,7 @@ from sqlalchemy import select
 from exporter import cleanup, jobs
 from exporter.archiver.models import ArchiveVersion, WarcFile
 from exporter.archiver.portals import add_portal
+from exporter.dumps.models import DumpObject
 from exporter.kinds import load_all
 from exporter.models import Artifact, Job
 from exporter.runner import STAGING
@@ -94,6 +95,7 @@ def submit_all(ctx, nginx, published: Job) -> dict[str, str]:
         "sweep_portal": [{"portal": "faulty"}],
         "tiles": [{"layer": "faulty", "roi": TILES_ROI}],
         "publish_zenodo": [{"agency": AGENCY, "export": published.id}],
+        "publish_dump": [{"agency": AGENCY}],
     }
     product_kinds = {name for name, kind in load_all().items() if kind.run.__module__.startswith("exporter.")}
     assert set(requests) == product_kinds, "every job kind the product registers is exercised here"
@@ -117,7 +119,9 @@ def named_keys(ctx) -> set[str]:
         arts = set(s.scalars(select(Artifact.key).where(Artifact.deleted_at.is_(None))))
         versions = set(s.scalars(select(ArchiveVersion.key).where(ArchiveVersion.deleted_at.is_(None))))
         warcs = {k for row in s.execute(select(WarcFile.key, WarcFile.index_key).where(WarcFile.deleted_at.is_(None))) for k in row}
-    return arts | versions | warcs
+        dumps = set(s.scalars(select(DumpObject.key)))
+    latest = {k for k in stored_keys(ctx) if k.startswith("dumps/") and k.endswith("/LATEST.json")}
+    return arts | versions | warcs | dumps | latest
 
 
 @pytest.mark.slow

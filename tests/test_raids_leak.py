@@ -4,11 +4,13 @@ Hypothesis makes random raids whose every private value carries a token unique t
 raid, including fields the exporter has never heard of (at the top level, inside the
 identifier and inside the access block). A public export is run and every member of the
 archive, the manifest, the sitemaps and the HTML index are searched for the tokens of the
-raids that must stay closed.
+raids that must stay closed, and so is every object of the agency's dump (parts, manifests,
+snapshot, LATEST.json).
 """
 
 from __future__ import annotations
 
+import gzip
 import string
 from datetime import timedelta
 
@@ -17,6 +19,7 @@ from hypothesis import strategies as st
 
 from exporter.raids.registry import save_raid
 from tests.conftest import _truncate
+from tests.dumps_helpers import publish
 from tests.raids_helpers import AGENCY, COAR, jsonl, public_objects, run_export, today
 
 ACCESS = {
@@ -92,8 +95,13 @@ def test_no_private_field_of_a_closed_raid_reaches_any_public_artifact(ctx, spec
     with ctx.db.session() as s:
         for i, spec in enumerate(specs):
             save_raid(s, build(i, spec))
+    ctx.storage.delete_prefix("dumps/")  # the database was emptied: so is the dump it publishes
     job = run_export(ctx, "export_public", {"agency": AGENCY})
     objects = public_objects(ctx, job)
+    publish(ctx, "038sjwq14")
+    for info in ctx.storage.list("dumps/"):
+        data = ctx.storage.read_bytes(info.key)
+        objects[f"dump:{info.key}"] = gzip.decompress(data) if info.key.endswith(".gz") else data
     assert {"archive:raids.jsonl", "archive:README.md", "archive:manifest.json", "manifest", "sitemap", "index", "sitemap-00001", "index-00001"} <= set(objects)
     text = {name: data.decode("utf-8") for name, data in objects.items()}
     for i, spec in enumerate(specs):

@@ -249,3 +249,47 @@ def test_local_move_and_delete_remove_emptied_folders(make_settings):
     storage.delete("staging/job2/b.csv")
     assert not (storage.root / "staging").exists()
     assert storage.read_bytes("exports/a.csv") == b"a"
+
+
+def test_create_only_and_compare_and_set(storage):
+    """Create-only refuses an existing object; put_if refuses a stale etag; neither writes anything when it loses."""
+    from exporter.storage import PreconditionFailed
+
+    first = storage.create("c/LATEST.json", b"one")
+    with pytest.raises(PreconditionFailed):
+        storage.create("c/LATEST.json", b"two")
+    data, etag = storage.read_with_etag("c/LATEST.json")
+    assert data == b"one" and etag == first.etag == storage.stat("c/LATEST.json").etag
+    second = storage.put_if("c/LATEST.json", b"three", etag)
+    assert storage.read_bytes("c/LATEST.json") == b"three" and second.etag != etag
+    with pytest.raises(PreconditionFailed):
+        storage.put_if("c/LATEST.json", b"stale", etag)
+    with pytest.raises(PreconditionFailed):
+        storage.put_if("c/missing.json", b"x", etag)
+    assert storage.read_bytes("c/LATEST.json") == b"three" and storage.stat("c/missing.json") is None
+    assert storage.read_with_etag("c/missing.json") is None
+
+
+def test_of_two_compare_and_set_writers_one_wins(storage):
+    from exporter.storage import PreconditionFailed
+
+    storage.create("race/LATEST.json", b"0")
+    _, etag = storage.read_with_etag("race/LATEST.json")
+    outcomes: list[str] = []
+    barrier = threading.Barrier(4)
+
+    def writer(n: int) -> None:
+        barrier.wait()
+        try:
+            storage.put_if("race/LATEST.json", str(n).encode(), etag)
+            outcomes.append(f"won {n}")
+        except PreconditionFailed:
+            outcomes.append("lost")
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(1, 5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    [won] = [o for o in outcomes if o.startswith("won")]
+    assert outcomes.count("lost") == 3 and storage.read_bytes("race/LATEST.json") == won.split()[1].encode()

@@ -6,6 +6,8 @@ from flask import Blueprint, Response, abort, current_app, jsonify, redirect, re
 
 from exporter import access, jobs
 from exporter.context import Context
+from exporter.dumps.layout import ROOT as DUMPS
+from exporter.dumps.publish import public_object
 from exporter.errors import InvalidRequest
 from exporter.health import check_all
 from exporter.raids import latest
@@ -38,6 +40,8 @@ def healthz():
 @bp.get("/public/<path:key>")
 def public_file(key: str):
     """A public export's objects (archive, manifest, sitemaps, HTML index) for anyone, search engines included."""
+    if key.startswith(DUMPS):
+        return dump_file(key)
     art = jobs.public_artifact(ctx(), key)
     if art is None:
         return error(404, "no public object at this address (it may have expired)")
@@ -72,6 +76,18 @@ def send_public(art, cache_control: str) -> Response:
         return Response(status=304)
     key = art.key
     access.audit(ctx(), None, "download", job_id=art.job_id, target=art.name, ip=request.remote_addr, detail={"key": key, "public": True})
+    inline = art.content_type in ("text/html", "application/xml", "application/json", "application/ld+json", "text/plain")
+    response = Response(_stream(key), mimetype=art.content_type, direct_passthrough=True)
+    response.headers["Content-Length"] = str(art.size)
+    response.headers["Cache-Control"] = cache_control
+    response.set_etag(art.sha256)
+    if not inline:
+        response.headers["Content-Disposition"] = f'attachment; filename="{art.filename}"'
+    return response
+
+
+def _stream(key: str):
+    """The object's bytes in chunks; opened now, while the request's context is there."""
     body = ctx().storage.open(key)
 
     def chunks():
@@ -81,13 +97,21 @@ def send_public(art, cache_control: str) -> Response:
         finally:
             body.close()
 
-    inline = art.content_type in ("text/html", "application/xml", "application/json", "application/ld+json", "text/plain")
-    response = Response(chunks(), mimetype=art.content_type, direct_passthrough=True)
-    response.headers["Content-Length"] = str(art.size)
-    response.headers["Cache-Control"] = cache_control
-    response.set_etag(art.sha256)
-    if not inline:
-        response.headers["Content-Disposition"] = f'attachment; filename="{art.filename}"'
+    return chunks()
+
+
+def dump_file(key: str):
+    """A dump's LATEST.json (revalidated on every read) or an object a kept change set names (immutable)."""
+    obj = public_object(ctx(), key)
+    if obj is None:
+        return error(404, "no dump object at this address (it may have been pruned; start again from LATEST.json)")
+    if request.if_none_match.contains(obj.sha256):
+        response = Response(status=304)
+    else:
+        response = Response(obj.body if obj.body is not None else _stream(key), mimetype=obj.content_type, direct_passthrough=obj.body is None)
+        response.headers["Content-Length"] = str(obj.size)
+    response.headers["Cache-Control"] = "public, max-age=31536000, immutable" if obj.immutable else "no-cache"
+    response.set_etag(obj.sha256)
     return response
 
 

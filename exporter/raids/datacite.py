@@ -166,3 +166,8 @@ def datacite_xml(record: dict, publisher: str | None = None) -> etree._Element:
         for place in places:
             _add(_add(el, "geoLocation"), "geoLocationPlace", place)
     return root
+
+
+def to_datacite_xml(record: dict, publisher: str | None = None) -> bytes:
+    """The raid's DataCite XML as a document (what `exporter sync --format xml` writes)."""
+    return etree.tostring(datacite_xml(record, publisher), xml_declaration=True, encoding="UTF-8", pretty_print=True)

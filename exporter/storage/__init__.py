@@ -5,9 +5,9 @@ from __future__ import annotations
 from urllib.parse import unquote, urlsplit
 
 from ..config import Settings
-from .base import Hasher, HashingReader, ObjectInfo, ObjectNotFound, Storage, check_key
+from .base import Hasher, HashingReader, ObjectInfo, ObjectNotFound, PreconditionFailed, Storage, check_key
 
-__all__ = ["Hasher", "HashingReader", "ObjectInfo", "ObjectNotFound", "Storage", "check_key", "open_storage"]
+__all__ = ["Hasher", "HashingReader", "ObjectInfo", "ObjectNotFound", "PreconditionFailed", "Storage", "check_key", "open_storage"]
 
 
 def open_storage(settings: Settings) -> Storage:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO
 
-from ..errors import InvalidRequest, NotFound
+from ..errors import ExporterError, InvalidRequest, NotFound
 
 CHUNK = 1024 * 1024
 Data = bytes | BinaryIO | Iterable[bytes]
@@ -27,11 +27,16 @@ class ObjectInfo:
     content_type: str | None = None
     md5: str | None = None
     sha256: str | None = None
+    etag: str | None = None  # what a conditional write compares (Storage.put_if)
     extra: dict = field(default_factory=dict)
 
 
 class ObjectNotFound(NotFound):
     pass
+
+
+class PreconditionFailed(ExporterError):
+    """A conditional write lost: the object exists (create-only) or changed since it was read (compare-and-set)."""
 
 
 def check_key(key: str) -> str:
@@ -181,6 +186,28 @@ class Storage(ABC):
     @abstractmethod
     def move(self, src: str, dst: str) -> ObjectInfo:
         """Publish `src` as `dst` in one step (the final step of a job)."""
+
+    @abstractmethod
+    def put_if(self, key: str, data: Data, etag: str | None, content_type: str | None = None) -> ObjectInfo:
+        """Store `data` at `key` only if the object's etag is still `etag` (None: only if there is no object).
+
+        Raises PreconditionFailed otherwise, writing nothing: of two writers that read the same
+        state, one wins. The returned ObjectInfo carries the new etag."""
+
+    def create(self, key: str, data: Data, content_type: str | None = None) -> ObjectInfo:
+        """Store `data` at `key` unless an object is there already (PreconditionFailed)."""
+        return self.put_if(key, data, None, content_type)
+
+    def read_with_etag(self, key: str) -> tuple[bytes, str] | None:
+        """A small object's bytes and the etag they have, or None when there is no object."""
+        info = self.stat(key)
+        if info is None:
+            return None
+        try:
+            data = self.read_bytes(key)
+        except ObjectNotFound:
+            return None
+        return data, info.etag
 
     @abstractmethod
     def download_url(self, key: str, expires_in: int, filename: str | None = None) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import shutil
 import tempfile
@@ -14,14 +16,32 @@ from pathlib import Path
 from typing import BinaryIO
 
 from . import signing
-from .base import CHUNK, Data, HashingReader, ObjectInfo, ObjectNotFound, Storage, WriteHandle, check_key, filename_of, guess_type
+from .base import (
+    CHUNK,
+    Data,
+    HashingReader,
+    ObjectInfo,
+    ObjectNotFound,
+    PreconditionFailed,
+    Storage,
+    WriteHandle,
+    check_key,
+    filename_of,
+    guess_type,
+)
 
 TMP = ".tmp"
+LOCKS = ".locks"
 
 
 def _may_hold(folder: str, prefix: str) -> bool:
     """Whether keys under `folder` (ending in "/") can start with `prefix`."""
     return folder.startswith(prefix) or prefix.startswith(folder)
+
+
+def _etag(st: os.stat_result) -> str:
+    """Changes whenever the object is replaced (a rename brings a new inode) or rewritten."""
+    return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
 
 
 class LocalStorage(Storage):
@@ -43,6 +63,7 @@ class LocalStorage(Storage):
             size=st.st_size,
             modified=datetime.fromtimestamp(st.st_mtime, UTC),
             content_type=guess_type(key),
+            etag=_etag(st),
             **extra,
         )
 
@@ -74,6 +95,52 @@ class LocalStorage(Storage):
             while chunk := reader.read(CHUNK):
                 handle.write(chunk)
         return handle.info
+
+    @contextmanager
+    def _locked(self, key: str) -> Iterator[None]:
+        """An exclusive lock on `key` among the processes that use put_if on this folder."""
+        folder = self.root / LOCKS
+        folder.mkdir(exist_ok=True)
+        with open(folder / hashlib.sha256(key.encode()).hexdigest()[:32], "a+b") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def put_if(self, key: str, data: Data, etag: str | None, content_type: str | None = None) -> ObjectInfo:
+        dest = self.path(key)
+        reader = HashingReader(data)
+        with self._locked(key):
+            current = self.stat(key)
+            if (current.etag if current else None) != etag:
+                raise PreconditionFailed(f"{key}: " + ("it exists already" if etag is None else "it changed since it was read"))
+            fd, tmp = tempfile.mkstemp(dir=self.root / TMP, prefix=uuid.uuid4().hex)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    while chunk := reader.read(CHUNK):
+                        fh.write(chunk)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                if etag is None:
+                    try:
+                        os.link(tmp, dest)  # fails if anything (even a writer without the lock) got there first
+                    except FileExistsError:
+                        raise PreconditionFailed(f"{key}: it exists already") from None
+                else:
+                    os.replace(tmp, dest)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+        h = reader.hasher
+        return self._info(key, dest, md5=h.md5, sha256=h.sha256)
+
+    def read_with_etag(self, key: str) -> tuple[bytes, str] | None:
+        try:
+            with open(self.path(key), "rb") as fh:
+                return fh.read(), _etag(os.fstat(fh.fileno()))  # the etag of the very file read
+        except (FileNotFoundError, IsADirectoryError):
+            return None
 
     def open(self, key: str) -> BinaryIO:
         try:

@@ -13,9 +13,23 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from .base import CHUNK, Data, HashingReader, ObjectInfo, ObjectNotFound, Storage, WriteHandle, check_key, filename_of, guess_type
+from .base import (
+    CHUNK,
+    Data,
+    HashingReader,
+    ObjectInfo,
+    ObjectNotFound,
+    PreconditionFailed,
+    Storage,
+    WriteHandle,
+    check_key,
+    filename_of,
+    guess_type,
+)
 
 PART = 8 * 1024 * 1024
+# What S3 (and moto) answer when a conditional write loses: 412, or 409 for a race in flight.
+LOST_CONDITION = {"PreconditionFailed", "ConditionalRequestConflict"}
 
 
 def _content_disposition(filename: str) -> str:
@@ -56,6 +70,39 @@ class S3Storage(Storage):
         h = reader.hasher
         return ObjectInfo(key=key, size=h.size, modified=datetime.now(UTC), content_type=content_type or guess_type(key), md5=h.md5, sha256=h.sha256)
 
+    def put_if(self, key: str, data: Data, etag: str | None, content_type: str | None = None) -> ObjectInfo:
+        """One PutObject with If-None-Match: * (create-only) or If-Match: etag (compare-and-set)."""
+        with tempfile.TemporaryFile() as spool:
+            reader = HashingReader(data)
+            while chunk := reader.read(CHUNK):
+                spool.write(chunk)
+            spool.seek(0)
+            h = reader.hasher
+            condition = {"IfNoneMatch": "*"} if etag is None else {"IfMatch": etag}
+            try:
+                res = self.client.put_object(
+                    Bucket=self.bucket, Key=self._full(key), Body=spool, ContentType=content_type or guess_type(key), Metadata={"md5": h.md5, "sha256": h.sha256}, **condition
+                )
+            except ClientError as exc:
+                code = exc.response["Error"]["Code"]
+                if code in LOST_CONDITION or (etag is not None and code in ("NoSuchKey", "404")):
+                    raise PreconditionFailed(f"{key}: " + ("it exists already" if etag is None else "it changed since it was read")) from None
+                raise
+        return ObjectInfo(key=key, size=h.size, modified=datetime.now(UTC), content_type=content_type or guess_type(key), md5=h.md5, sha256=h.sha256, etag=res["ETag"])
+
+    def read_with_etag(self, key: str) -> tuple[bytes, str] | None:
+        try:
+            res = self.client.get_object(Bucket=self.bucket, Key=self._full(key))
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+                return None
+            raise
+        body = res["Body"]
+        try:
+            return b"".join(iter(lambda: body.read(CHUNK), b"")), res["ETag"]
+        finally:
+            body.close()
+
     @contextmanager
     def open_write(self, key: str, content_type: str | None = None) -> Iterator[WriteHandle]:
         check_key(key)
@@ -90,7 +137,9 @@ class S3Storage(Storage):
                 return None
             raise
         meta = head.get("Metadata", {})
-        return ObjectInfo(key=key, size=head["ContentLength"], modified=head["LastModified"], content_type=head.get("ContentType"), md5=meta.get("md5"), sha256=meta.get("sha256"))
+        return ObjectInfo(
+            key=key, size=head["ContentLength"], modified=head["LastModified"], content_type=head.get("ContentType"), md5=meta.get("md5"), sha256=meta.get("sha256"), etag=head.get("ETag")
+        )
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         full_prefix = f"{self.prefix}/{prefix}" if self.prefix else prefix
