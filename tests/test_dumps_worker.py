@@ -9,7 +9,7 @@ from .dumps_helpers import AGENCY_ID, mirror, served
 from .raids_helpers import exported, future, record, save
 from .workers import WorkerProcess, redis_broker, sender, wait_for, worker_env
 
-REDIS_DB = 14
+REDIS_DB = 6
 
 
 def test_a_public_export_on_a_worker_is_followed_by_its_dump(pg_ctx, tmp_path):
