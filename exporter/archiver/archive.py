@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 
 from ..context import Context
 from ..db import utcnow
@@ -98,6 +98,8 @@ class Attempt:
     result: FetchResult | None = None
     duplicate: bool = False
     written_back: dict[str, Any] | None = None  # what the portal answered to the write-back
+    prior_failures: int = 0  # the archival record's failure count and first failure before this check
+    first_failure: datetime | None = None
 
     @property
     def host(self) -> str:
@@ -116,44 +118,57 @@ def _new_archival(resource_id: str) -> Archival:
     return Archival(resource_id=resource_id, failure_count=0, attempts=0, created_at=utcnow())
 
 
+PLAN_COLUMNS = (
+    Resource.id, Resource.url, Resource.gone_at, Resource.link_check_only,
+    Archival.resource_id.label("archival"), Archival.checked_url, Archival.fresh_until, Archival.status_id, Archival.cache_key,
+    Archival.etag, Archival.last_modified, Archival.sha256, Archival.failure_count, Archival.first_failure,
+    Portal.link_check_only.label("portal_check_only"), Portal.write_back, Portal.api_token,
+)
+
+
 def _plan(ctx: Context, ids: Sequence[str], now: datetime, force: bool, link_check_only: bool | None) -> list[Attempt]:
-    """Read what every resource of the batch needs (one transaction); fresh ones are marked checked."""
+    """Read what every resource of the batch needs (one transaction, plain rows); missing archival
+    records are created and fresh copies marked checked, in bulk."""
     planned: dict[str, Attempt] = {}
     with ctx.db.session() as s:
         for i in range(0, len(ids), IN_BATCH):
             chunk = list(ids[i : i + IN_BATCH])
             rows = s.execute(
-                select(Resource, Archival, Portal)
+                select(*PLAN_COLUMNS)
                 .outerjoin(Archival, Archival.resource_id == Resource.id)
                 .outerjoin(Portal, Portal.id == Resource.portal_id)
                 .where(Resource.id.in_(chunk))
             ).all()
-            for res, arch, portal in rows:
-                if arch is None:
-                    arch = _new_archival(res.id)
-                    s.add(arch)
-                planned[res.id] = _attempt_for(res, arch, portal, now, force, link_check_only)
+            new = [{"resource_id": r.id, "failure_count": 0, "attempts": 0, "created_at": now, "updated_at": now} for r in rows if r.archival is None]
+            if new:
+                s.execute(insert(Archival), new)
+            for r in rows:
+                planned[r.id] = _attempt_for(r, now, force, link_check_only)
+            fresh = [{"resource_id": rid, "checked_at": now} for rid in chunk if rid in planned and planned[rid].skipped == "fresh"]
+            if fresh:
+                s.execute(update(Archival), fresh)
     return [planned.get(rid) or Attempt(rid, skipped="missing") for rid in ids]
 
 
-def _attempt_for(res: Resource, arch: Archival, portal: Portal | None, now: datetime, force: bool, link_check_only: bool | None) -> Attempt:
-    if res.gone_at is not None:
-        log.info("archiver: resource %s left its portal; not fetched", res.id)
-        return Attempt(res.id, res.url, skipped="gone")
-    same_url = arch.checked_url == res.url
-    if not force and same_url and arch.fresh_until and arch.fresh_until > now and arch.status_id in OK_STATUSES:
-        arch.checked_at = now
-        log.info("archiver: %s still fresh until %s; no request", res.url, arch.fresh_until)
-        return Attempt(res.id, res.url, skipped="fresh")
-    check_only = link_check_only if link_check_only is not None else (res.link_check_only or bool(portal and portal.link_check_only))
-    have_copy = bool(arch.cache_key) or check_only
+def _attempt_for(r, now: datetime, force: bool, link_check_only: bool | None) -> Attempt:
+    if r.gone_at is not None:
+        log.info("archiver: resource %s left its portal; not fetched", r.id)
+        return Attempt(r.id, r.url, skipped="gone")
+    same_url = r.checked_url == r.url
+    if not force and same_url and r.fresh_until and r.fresh_until > now and r.status_id in OK_STATUSES:
+        log.info("archiver: %s still fresh until %s; no request", r.url, r.fresh_until)
+        return Attempt(r.id, r.url, skipped="fresh")
+    check_only = link_check_only if link_check_only is not None else (bool(r.link_check_only) or bool(r.portal_check_only))
+    have_copy = bool(r.cache_key) or check_only
     return Attempt(
-        res.id, res.url,
-        etag=arch.etag if same_url and have_copy else None,
-        last_modified=arch.last_modified if same_url and have_copy else None,
-        previous_sha=arch.sha256 if same_url else None,
+        r.id, r.url,
+        etag=r.etag if same_url and have_copy else None,
+        last_modified=r.last_modified if same_url and have_copy else None,
+        previous_sha=r.sha256 if same_url else None,
         check_only=check_only,
-        write_back=bool(portal and portal.write_back and portal.api_token),
+        write_back=bool(r.write_back and r.api_token),
+        prior_failures=r.failure_count or 0,
+        first_failure=r.first_failure,
     )
 
 
@@ -224,39 +239,55 @@ def _pool(threads: int) -> ThreadPoolExecutor:
 
 
 def _record(ctx: Context, attempts: list[Attempt], now: datetime, job_id: str | None) -> None:
-    """Every outcome of the batch in one transaction: archival records, stored versions, task_status rows."""
-    by_id = {a.resource_id: a for a in attempts}
+    """Every outcome of the batch in one transaction of bulk statements: archival records,
+    stored versions, task_status rows."""
     with ctx.db.session() as s:
         for i in range(0, len(attempts), IN_BATCH):
-            chunk = [a.resource_id for a in attempts[i : i + IN_BATCH]]
-            found = {res.id: (res, arch) for res, arch in s.execute(
-                select(Resource, Archival).outerjoin(Archival, Archival.resource_id == Resource.id).where(Resource.id.in_(chunk))
-            )}
-            statuses = {ts.entity_id: ts for ts in s.scalars(
-                select(TaskStatus).where(TaskStatus.entity_type == ENTITY, TaskStatus.task_type == TASK_TYPE, TaskStatus.key == "status", TaskStatus.entity_id.in_(chunk))
-            )}
-            for rid in chunk:
-                if rid not in found:
-                    continue  # deleted meanwhile: nothing to record it on
-                res, arch = found[rid]
-                if arch is None:
-                    arch = _new_archival(rid)
-                    s.add(arch)
-                a = by_id[rid]
+            chunk = attempts[i : i + IN_BATCH]
+            ids = [a.resource_id for a in chunk]
+            alive = set(s.scalars(select(Resource.id).where(Resource.id.in_(ids))))
+            chunk = [a for a in chunk if a.resource_id in alive]  # one deleted meanwhile has nothing to record it on
+            statuses = dict(s.execute(
+                select(TaskStatus.entity_id, TaskStatus.id).where(TaskStatus.entity_type == ENTITY, TaskStatus.task_type == TASK_TYPE, TaskStatus.key == "status", TaskStatus.entity_id.in_(ids))
+            ).all())
+            archivals, versions, ts_updates, ts_new = [], [], [], []
+            for a in chunk:
                 result = a.result
-                _apply(ctx, s, arch, res, result, now, a.duplicate)
-                ts = statuses.get(rid)
-                if ts is None:
-                    ts = TaskStatus(entity_type=ENTITY, entity_id=rid, task_type=TASK_TYPE, key="status", failure_count=0)
-                    s.add(ts)
-                error = None if arch.is_broken is False else (result.reason or STATUSES[result.status_id])
-                ts.state = "success" if result.status_id in OK_STATUSES else ("skipped" if result.status_id == 21 else "failure")
-                ts.error = error
-                ts.value = {"status_id": result.status_id, "status": STATUSES[result.status_id], "url": a.url, "http_status": result.http_status, "attempts": result.attempts}
-                ts.job_id = job_id
-                ts.failure_count = (ts.failure_count or 0) + 1 if error else 0
-                ts.last_updated = now
+                values, version = _apply(ctx, a, result, now)
+                archivals.append(values)
+                if version:
+                    versions.append(version)
+                broken = values["is_broken"] is not False
+                error = (result.reason or STATUSES[result.status_id]) if broken else None
+                ts = {
+                    "state": "success" if result.status_id in OK_STATUSES else ("skipped" if result.status_id == 21 else "failure"),
+                    "error": error,
+                    "value": {"status_id": result.status_id, "status": STATUSES[result.status_id], "url": a.url, "http_status": result.http_status, "attempts": result.attempts},
+                    "job_id": job_id,
+                    "failure_count": values["failure_count"] if error else 0,
+                    "last_updated": now,
+                }
+                if a.resource_id in statuses:
+                    ts_updates.append({"id": statuses[a.resource_id], **ts})
+                else:
+                    ts_new.append({"entity_type": ENTITY, "entity_id": a.resource_id, "task_type": TASK_TYPE, "key": "status", **ts})
                 log.info("archiver: %s -> %s %s%s", a.url, result.status_id, STATUSES[result.status_id], f" ({result.reason})" if result.reason else "")
+            for rows in _by_keys(archivals):
+                s.execute(update(Archival), rows)
+            if versions:
+                s.execute(insert(ArchiveVersion), versions)
+            if ts_updates:
+                s.execute(update(TaskStatus), ts_updates)
+            if ts_new:
+                s.execute(insert(TaskStatus), ts_new)
+
+
+def _by_keys(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Rows grouped by the columns they set (one executemany per group)."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[tuple(sorted(row))].append(row)
+    return list(groups.values())
 
 
 def archive_batch(
@@ -314,55 +345,38 @@ def _outcome(ctx: Context, resource_id: str, outcome: str, full_record: bool) ->
     return {"resource_id": resource_id, "outcome": outcome}
 
 
-def _apply(ctx: Context, s, arch: Archival, res: Resource, result: FetchResult, now: datetime, duplicate: bool) -> None:
+def _apply(ctx: Context, a: Attempt, result: FetchResult, now: datetime) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The archival record's new column values after this check, and the stored version to add (or None)."""
     cfg = ctx.settings
     sid = result.status_id
-    arch.status_id = sid
-    arch.status = STATUSES[sid]
-    arch.reason = result.reason
-    arch.is_broken = is_status_broken(sid)
-    arch.url_redirected_to = result.redirected
-    arch.attempts = result.attempts
-    arch.checked_at = now
-    arch.updated_at = now
+    v: dict[str, Any] = {
+        "resource_id": a.resource_id, "status_id": sid, "status": STATUSES[sid], "reason": result.reason, "is_broken": is_status_broken(sid),
+        "url_redirected_to": result.redirected, "attempts": result.attempts, "checked_at": now, "updated_at": now,
+    }
     recheck = now + timedelta(seconds=cfg.archiver_recheck_seconds)
+    version = None
     if sid in OK_STATUSES:
-        arch.last_success = now
-        arch.failure_count = 0
-        arch.first_failure = None
+        v.update(last_success=now, failure_count=0, first_failure=None, checked_url=a.url)
         if result.etag or sid == 0:
-            arch.etag = result.etag
+            v["etag"] = result.etag
         if result.last_modified or sid == 0:
-            arch.last_modified = result.last_modified
-        arch.checked_url = res.url
-        arch.fresh_until = fresh_until(result.headers, now)
-        arch.next_check_at = max(recheck, arch.fresh_until) if arch.fresh_until else recheck
-        if result.stored is not None and not duplicate:
+            v["last_modified"] = result.last_modified
+        fresh = fresh_until(result.headers, now)
+        v.update(fresh_until=fresh, next_check_at=max(recheck, fresh) if fresh else recheck)
+        if result.stored is not None and not a.duplicate:
             info = result.stored
-            arch.cache_key = info.key
-            arch.cache_url = cache_url_for(ctx, res.id)
-            arch.size, arch.md5, arch.sha256 = info.size, info.md5, info.sha256
-            arch.mimetype = result.mimetype
-            version = ArchiveVersion(
-                resource_id=res.id, key=info.key, size=info.size, md5=info.md5, sha256=info.sha256,
-                mimetype=result.mimetype, etag=result.etag, last_modified=result.last_modified, created_at=now,
-            )
-            s.add(version)
+            v.update(cache_key=info.key, cache_url=cache_url_for(ctx, a.resource_id), size=info.size, md5=info.md5, sha256=info.sha256, mimetype=result.mimetype)
+            version = {
+                "resource_id": a.resource_id, "key": info.key, "size": info.size, "md5": info.md5, "sha256": info.sha256,
+                "mimetype": result.mimetype, "etag": result.etag, "last_modified": result.last_modified, "created_at": now,
+            }
         elif sid == 0:  # link check: what the headers said
-            arch.mimetype = result.mimetype
-            arch.size = result.size
+            v.update(mimetype=result.mimetype, size=result.size)
     elif sid == 21:
-        arch.failure_count = 0
-        arch.first_failure = None
-        arch.mimetype = result.mimetype
-        arch.size = result.size
-        arch.fresh_until = None
-        arch.next_check_at = recheck
+        v.update(failure_count=0, first_failure=None, mimetype=result.mimetype, size=result.size, fresh_until=None, next_check_at=recheck)
     else:
-        arch.failure_count = (arch.failure_count or 0) + 1
-        arch.first_failure = arch.first_failure or now
-        arch.fresh_until = None
-        arch.next_check_at = recheck
+        v.update(failure_count=a.prior_failures + 1, first_failure=a.first_failure or now, fresh_until=None, next_check_at=recheck)
+    return v, version
 
 
 def archival_record(ctx: Context, resource_id: str, versions: bool = True) -> dict[str, Any]:
