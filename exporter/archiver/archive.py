@@ -77,7 +77,7 @@ class StorageSink:
         self.key = f"{self.base}/{secrets.token_hex(KEY_TOKEN_BYTES)}/{filename}"
         while self.storage.stat(self.key) is not None:
             self.key = f"{self.base}/{secrets.token_hex(KEY_TOKEN_BYTES)}/{filename}"
-        with self.storage.open_write(self.key, mimetype) as handle:
+        with self.storage.open_write(self.key, mimetype, sync=False) as handle:  # archive_batch syncs the batch once
             yield handle
         self.info = handle.info
         self.info.key = self.key
@@ -310,6 +310,8 @@ def archive_batch(
     todo = [a for a in attempts if not a.skipped]
     if todo:
         _fetch_all(ctx, todo, now, threads or ctx.settings.archiver_threads, session)
+        if any(a.result.stored is not None for a in todo):
+            ctx.storage.sync()  # the copies are on disk before the rows that name them commit
         _record(ctx, todo, now, job_id)
     for a in todo:
         if a.write_back and a.result.stored is not None and not a.duplicate:

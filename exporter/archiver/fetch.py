@@ -162,19 +162,28 @@ def mimetype_of(header: str | None) -> str | None:
 
 
 class ParallelHasher(Hasher):
-    """md5 and sha256 on two threads (hashlib releases the GIL), so hashing keeps up with
-    the network. Chunks must be immutable `bytes`; reading md5/sha256 waits for both."""
+    """md5 and sha256 on two threads (hashlib releases the GIL) once a body passes
+    `inline_bytes`, so hashing keeps up with the network on big files; small bodies (most of a
+    portal) are hashed inline, without starting threads. Chunks must be immutable `bytes`;
+    reading md5/sha256 waits for both."""
 
-    def __init__(self) -> None:
+    INLINE_BYTES = 4 * 1024 * 1024
+
+    def __init__(self, inline_bytes: int = INLINE_BYTES) -> None:
         super().__init__()
-        self._queues: list[Queue] = [Queue(maxsize=8), Queue(maxsize=8)]
+        self.inline_bytes = inline_bytes
+        self._queues: list[Queue] = []
+        self._threads: list[threading.Thread] = []
+        self._done = False
+
+    def _start(self) -> None:
+        self._queues = [Queue(maxsize=8), Queue(maxsize=8)]
         self._threads = [
             threading.Thread(target=self._work, args=(q, h), daemon=True, name=f"hash-{n}")
             for q, h, n in zip(self._queues, (self._md5, self._sha256), ("md5", "sha256"), strict=True)
         ]
         for t in self._threads:
             t.start()
-        self._done = False
 
     @staticmethod
     def _work(queue: Queue, h) -> None:
@@ -184,6 +193,12 @@ class ParallelHasher(Hasher):
     def update(self, chunk: bytes) -> None:
         chunk = bytes(chunk)
         self.size += len(chunk)
+        if not self._threads and self.size <= self.inline_bytes:
+            self._md5.update(chunk)
+            self._sha256.update(chunk)
+            return
+        if not self._threads:
+            self._start()
         for q in self._queues:
             q.put(chunk)
 
@@ -214,8 +229,30 @@ def _chunks(resp: requests.Response, size: int, deadline: float, total_timeout: 
             raise _DownloadError(f"Download took longer than the limit of {total_timeout:g}s")
         chunk = raw.read1(size, decode_content=True)
         if not chunk:
+            _reusable(resp)
             return
         yield chunk
+
+
+DRAIN_BYTES = 64 * 1024  # a short body left unread is read, so its connection can be reused
+
+
+def _reusable(resp: requests.Response) -> None:
+    """Give the connection of a response read to its end back to the pool (requests would
+    close it: it counts a body read through `raw` as not consumed)."""
+    resp._content_consumed = True
+    resp.raw.release_conn()
+
+
+def _drained(resp: requests.Response) -> None:
+    """Read what little is left of a body we do not keep, so the connection stays open."""
+    try:
+        declared = content_length(resp.headers.get("Content-Length"))
+        if resp.status_code == 304 or resp.request.method == "HEAD" or (declared is not None and declared <= DRAIN_BYTES):
+            resp.raw.read(DRAIN_BYTES + 1)  # to the end of the body (none for a 304), which http.client must see
+            _reusable(resp)
+    except Exception:  # a broken body: let the response close its connection
+        return
 
 
 def fetch(
@@ -325,12 +362,15 @@ def _response(followed, options: FetchOptions, sink: Sink | None, deadline: floa
             result.status_id, result.reason = 1, None
             result.etag = resp.headers.get("ETag")
             result.last_modified = resp.headers.get("Last-Modified")
+            _drained(resp)
             return result
         if resp.status_code in RETRY_STATUSES:
             wait = retry_after(resp.headers.get("Retry-After"), options.retry_after_max)
+            _drained(resp)
             raise _Retry(f"Server reported status error: {resp.status_code} {resp.reason}", wait=wait, final_url=followed.url, http_status=resp.status_code)
         if not 200 <= resp.status_code < 300:
             result.status_id, result.reason = 12, f"Server reported status error: {resp.status_code} {resp.reason}"
+            _drained(resp)
             return result
 
         result.etag = resp.headers.get("ETag")

@@ -164,8 +164,11 @@ class Storage(ABC):
 
     @abstractmethod
     @contextmanager
-    def open_write(self, key: str, content_type: str | None = None) -> Iterator[WriteHandle]:
-        """A writable file; the object appears at `key` only when the block ends without error."""
+    def open_write(self, key: str, content_type: str | None = None, sync: bool = True) -> Iterator[WriteHandle]:
+        """A writable file; the object appears at `key` only when the block ends without error.
+
+        With sync=False a backend that buffers writes (a local disk) may leave the bytes in
+        the page cache; call `sync()` before anything durable names the object."""
 
     @abstractmethod
     def open(self, key: str) -> BinaryIO:
@@ -230,6 +233,9 @@ class Storage(ABC):
         for info in list(self.list(prefix)):
             count += self.delete(info.key)
         return count
+
+    def sync(self) -> None:  # noqa: B027 - a backend whose writes are durable when they return needs nothing
+        """Make every write done with sync=False durable (one flush for a batch of objects)."""
 
     def cleanup_temporary(self, older_than_seconds: float) -> int:
         """Remove leftovers of writes that never finished (a killed worker); returns how many."""

@@ -104,7 +104,7 @@ class S3Storage(Storage):
             body.close()
 
     @contextmanager
-    def open_write(self, key: str, content_type: str | None = None) -> Iterator[WriteHandle]:
+    def open_write(self, key: str, content_type: str | None = None, sync: bool = True) -> Iterator[WriteHandle]:
         check_key(key)
         with tempfile.TemporaryFile() as spool:
             handle = WriteHandle(spool)
