@@ -119,16 +119,7 @@ def submit(
 
 def add_pending(session: Session, kind: str, params: dict[str, Any], requested_by: str | None = None, description: str | None = None) -> Job:
     """Insert a pending job in `session` (validated by its kind); the caller enqueues it after the commit."""
-    params = get_kind(kind).normalize(dict(params or {}))
-    job = Job(
-        kind=kind,
-        params=json.loads(canonical_json(params)),
-        dedupe_key=dedupe_key(kind, params),
-        status="pending",
-        requested_by=requested_by,
-        description=description,
-        queued_at=utcnow(),
-    )
+    job = new_job(kind, params, requested_by, description)
     session.add(job)
     session.flush()
     return job
