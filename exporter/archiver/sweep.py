@@ -30,7 +30,7 @@ from .ckan import client_for, resource_rows
 from .models import Archival, Portal, Resource, resource_id_for
 from .params import normalize_sweep
 from .portals import get_portal
-from .resources import due_ids, mark_gone, upsert_portal_resources, upsert_url
+from .resources import ANALYZE_EVERY, due_ids, mark_gone, refresh_statistics, upsert_portal_resources, upsert_url
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +66,17 @@ def run_sweep(job: JobRun) -> dict[str, Any]:
     client = client_for(ctx, portal)
     now = utcnow()
     seen: set[str] = set()
-    packages = new = changed = 0
+    packages = new = changed = analyzed_at = 0
     page: list[dict[str, Any]] = []
 
     def flush() -> None:
-        nonlocal new, changed
+        nonlocal new, changed, analyzed_at
         n, c = upsert_portal_resources(ctx, portal.id, page, now)
         new, changed = new + n, changed + c
         page.clear()
+        if new - analyzed_at >= ANALYZE_EVERY:
+            refresh_statistics(ctx)
+            analyzed_at = new
 
     for pkg in client.iter_packages(include_private=True):
         packages += 1
@@ -84,6 +87,8 @@ def run_sweep(job: JobRun) -> dict[str, Any]:
             flush()
             job.progress(0, None)
     flush()
+    if new >= ANALYZE_EVERY:
+        refresh_statistics(ctx)  # the parts look resources up by id too
     gone = mark_gone(ctx, portal.id, seen, now)
     due = due_ids(ctx, portal.id, now, all_=job.params["recheck"] == "all")
     job.log.info("portal %s: %d datasets, %d resources (%d new, %d changed, %d gone); %d due", portal.name, packages, len(seen), new, changed, gone, len(due))
