@@ -115,17 +115,18 @@ def test_s3_large_write_is_multipart_and_streams(s3_settings, tmp_path):
     import subprocess
     import sys
 
-    total = 8 * PART + 12345
+    total = 16 * PART + 12345
     env = {**os.environ, "EXPORTER_VAR_DIR": str(s3_settings.var_dir), "EXPORTER_SECRET_KEY": s3_settings.secret_key,
            "EXPORTER_STORAGE_URL": s3_settings.storage_url, "EXPORTER_S3_ENDPOINT_URL": s3_settings.s3_endpoint_url}
     out = subprocess.run([sys.executable, "-c", UPLOAD_SCRIPT, str(total)], env=env, capture_output=True, text=True, timeout=120, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     storage = open_storage(s3_settings)
     head = storage.client.head_object(Bucket=storage.bucket, Key=storage._full("big/blob.bin"))
-    assert head["ETag"].strip('"').endswith("-9")  # nine parts: a multipart upload
+    assert head["ETag"].strip('"').endswith("-17")  # seventeen parts: a multipart upload
     assert result["size"] == head["ContentLength"] == total
-    # The uploader holds at most a few parts (4 in flight + read-ahead), never the whole object.
-    assert result["peak"] < 6 * PART < total
+    # The uploader holds a bounded number of parts (4 in flight, the one being read and its join
+    # copy: measured 4.4 to 6.3 parts), never a share of the object that grows with its size.
+    assert result["peak"] < 8 * PART < total / 2
 
 
 def test_s3_presigned_url_downloads_with_filename_and_expires(s3_settings):
@@ -180,7 +181,10 @@ def test_local_download_link_is_bound_to_its_key_secret_purpose_and_lifetime(mak
     assert client.get(b_path, query_string=a).status_code == 403  # a's link does not open b, even with b's file name
     assert client.get("/files/dl/a.zip", query_string=a).data == b"dl/a.zip"
     token = a["signature"]
-    flipped = token[:-1] + ("A" if token[-1] != "A" else "B")
+    # Flip a character inside the signature: the last base64 character can carry padding bits
+    # only, so changing it may decode to the same bytes and prove nothing.
+    i = len(token) - 6
+    flipped = token[:i] + ("A" if token[i] != "A" else "B") + token[i + 1 :]
     assert client.get("/files/dl/a.zip", query_string={**a, "signature": flipped}).status_code == 403
     claims = {"key": "dl/b.zip", "filename": "a.zip", "expires": 2**40}
     for forged in (
