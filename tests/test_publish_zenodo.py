@@ -12,6 +12,8 @@ import hashlib
 import io
 import ipaddress
 import json
+import threading
+import zipfile
 
 import pytest
 import requests
@@ -114,6 +116,9 @@ def test_first_publication_makes_the_concept_record_with_the_export_files_and_me
     for words in ("What was redacted and why", "Counts by access type: 1 embargoed, 1 open", "Watermark: every change recorded up to", "sha256sum -c SHA256SUMS", "/public/exports/public/038sjwq14/latest/"):
         assert words in md["description"], words
     assert "HIDDEN" not in json.dumps(rec["metadata"])
+    with zipfile.ZipFile(io.BytesIO(files["raids.zip"]["data"])) as archive:  # the files are the public view too
+        assert not any(b"HIDDEN" in archive.read(n) for n in archive.namelist())
+    assert not any(b"HIDDEN" in f["data"] for f in files.values())
 
     assert fake.count("POST", exact="/api/records") == 1 and fake.count("POST", "/versions") == 0
     with zctx.db.session() as s:
@@ -160,6 +165,40 @@ def test_an_unchanged_export_is_not_republished(zpg, fake):
     assert len(fake.published()) == 1
 
 
+def test_two_publications_of_one_agency_at_once_take_turns(zpg, fake):
+    """While one job publishes an agency, another (another export) gives its turn back without a call to Zenodo, then becomes the next version."""
+    older = export(zpg, record(1))
+    newer = export(zpg, record(2))
+    first = zenodo.request_publication(zpg, AGENCY, older.id, requested_by="test", enqueue=False)
+    second = zenodo.request_publication(zpg, AGENCY, newer.id, requested_by="test", enqueue=False)
+    uploading, release = threading.Event(), threading.Event()
+
+    def hold(record_id, key, files):
+        uploading.set()
+        release.wait(20)
+
+    fake.on_commit = hold
+    outcome = {}
+    t = threading.Thread(target=lambda: outcome.update(status=runner.run_job(zpg, first.id)))
+    t.start()
+    try:
+        assert uploading.wait(20)
+        calls = len(fake.calls)
+        with pytest.raises(TransientError, match=f"being published to Zenodo by job {first.id}"):
+            runner.run_job(zpg, second.id)
+        assert len(fake.calls) == calls and jobs.get(zpg, second.id).status == "pending"
+    finally:
+        fake.on_commit = None
+        release.set()
+        t.join(30)
+    assert outcome == {"status": "succeeded"}
+    job = resume(zpg, second.id)
+    assert job.status == "succeeded", job.error
+    one, two = (fake.records[jobs.get(zpg, j).result["record_id"]] for j in (first.id, second.id))
+    assert one["parent"] == two["parent"] and [fake.view(r)["versions"]["index"] for r in (one, two)] == [1, 2]
+    assert fake.count("POST", exact="/api/records") == 1 and fake.drafts() == [] and len(fake.published()) == 2
+
+
 def test_a_429_is_honoured_with_its_retry_after(zpg, fake):
     export(zpg, record(1))
     fake.fail(429, "POST", "/draft/files", headers={"Retry-After": "1"})
@@ -199,6 +238,21 @@ def test_5xx_is_retried_with_backoff_and_a_create_is_never_repeated_blindly(zpg,
     assert job.status == "succeeded", job.error
     assert fake.count("POST", exact="/api/records") == 1 and len(fake.records) == 1  # found again, never a second draft
     assert [s for m, p, s in fake.calls if m == "PUT" and p.endswith("raids.zip/content")] == [500, 500, 200]
+
+
+def test_a_500_while_starting_or_committing_uploads_resumes_without_a_second_draft(zpg, fake):
+    export(zpg, record(1))
+    fake.fail(500, "POST", "/draft/files", after=True)  # the entries are made on Zenodo, the answer is lost
+    fake.fail(500, "POST", "raids.zip/commit", times=2)  # a commit is safe to repeat: retried in the run
+    job_id = publish_transient(zpg)
+    [draft] = fake.drafts()
+    assert {k: f["status"] for k, f in fake.files_of(draft["id"]).items()} == dict.fromkeys(KEYS, "pending")
+    job = resume(zpg, job_id)
+    assert job.status == "succeeded", job.error
+    [rec] = fake.published()
+    assert rec["id"] == draft["id"] and fake.count("POST", exact="/api/records") == 1
+    assert set(fake.uploads.values()) == {1} and [s for m, p, s in fake.calls if p.endswith("raids.zip/commit")] == [500, 500, 200]
+    assert all(f["checksum"] == "md5:" + hashlib.md5(f["data"]).hexdigest() for f in fake.files_of(rec["id"]).values())
 
 
 def test_a_publish_whose_answer_was_lost_is_found_published(zpg, fake):
