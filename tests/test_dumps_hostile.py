@@ -307,3 +307,17 @@ def _main():
     from cli.main import main
 
     return main
+
+
+def test_a_first_sync_never_runs_in_a_folder_that_holds_something_else(served_dump, tmp_path):
+    _, server = served_dump
+    dest = tmp_path / "home"
+    (dest / "notes").mkdir(parents=True)
+    (dest / "notes" / "todo.json").write_text("{}")  # a snapshot would remove every *.json it lacks
+    with pytest.raises(SyncError, match="not empty and holds no mirror"):
+        sync(HttpSource(server.dump_url), dest)
+    assert tree(dest) == {"notes/todo.json": b"{}"} and server.seen == []
+    mirror_dir = tmp_path / "mirror"
+    (mirror_dir / ".exporter-sync").mkdir(parents=True)  # a first run killed before its cursor: resumed
+    (mirror_dir / "zzz").mkdir()
+    assert sync(HttpSource(server.dump_url), mirror_dir).snapshot == 1

@@ -321,6 +321,9 @@ class Syncer:
 
     def _sync(self) -> None:
         self.dest.mkdir(parents=True, exist_ok=True)
+        if not (self.dest / WORK).is_dir() and not (self.dest / CURSOR).exists() and any(self.dest.iterdir()):
+            # a snapshot removes every raid file it lacks: never in a folder that holds something else
+            raise SyncError(f"{self.dest} is not empty and holds no mirror; sync into an empty folder (or one a sync made)")
         (self.dest / WORK).mkdir(exist_ok=True)
         cursor = Cursor.load(self.dest)
         if cursor is not None and cursor.format != self.fmt:
