@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 
@@ -321,3 +322,29 @@ def test_a_first_sync_never_runs_in_a_folder_that_holds_something_else(served_du
     (mirror_dir / ".exporter-sync").mkdir(parents=True)  # a first run killed before its cursor: resumed
     (mirror_dir / "zzz").mkdir()
     assert sync(HttpSource(server.dump_url), mirror_dir).snapshot == 1
+
+
+def test_two_syncs_into_one_folder_at_once_the_second_stops_and_the_first_finishes(served_dump, tmp_path):
+    ctx, server = served_dump
+    dest = mirrored_then_changed(ctx, server, tmp_path, 40)
+    part = server.manifest(2)["parts"][0]["key"]
+    arrived, release = threading.Event(), threading.Event()
+
+    def held(handler):
+        arrived.set()
+        release.wait(20)
+        handler.serve(part)
+
+    server.behaviour[part] = held
+    first: dict = {}
+    t = threading.Thread(target=lambda: first.update(summary=sync(HttpSource(server.dump_url), dest)))
+    t.start()
+    try:
+        assert arrived.wait(20)
+        with pytest.raises(SyncError, match="another exporter sync is running in"):
+            sync(HttpSource(server.dump_url), dest)
+    finally:
+        release.set()
+        t.join(30)
+    assert first["summary"].to_seq == 2 and mirror(dest) == public_view(ctx)
+    assert sync(HttpSource(server.dump_url), dest).up_to_date  # the folder is free again

@@ -19,6 +19,7 @@ before anything of that change set is applied.
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import json
 import os
@@ -29,6 +30,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -325,6 +327,10 @@ class Syncer:
             # a snapshot removes every raid file it lacks: never in a folder that holds something else
             raise SyncError(f"{self.dest} is not empty and holds no mirror; sync into an empty folder (or one a sync made)")
         (self.dest / WORK).mkdir(exist_ok=True)
+        with _only_run(self.dest):
+            self._sync_held()
+
+    def _sync_held(self) -> None:
         cursor = Cursor.load(self.dest)
         if cursor is not None and cursor.format != self.fmt:
             raise SyncError(f"{self.dest} holds a {cursor.format} mirror; sync it with --format {cursor.format} or into another folder")
@@ -399,6 +405,21 @@ class Syncer:
         cursor.save(self.dest)
         self.summary.snapshot = cursor.seq
         return cursor
+
+
+@contextmanager
+def _only_run(dest: Path) -> Iterator[None]:
+    """Hold DEST for this run (an flock, let go when the process ends, killed too): two runs at once would
+    interleave change sets and a snapshot's clean-up, and could leave a deleted raid's file behind a cursor past it."""
+    fd = os.open(dest / WORK / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SyncError(f"another exporter sync is running in {dest}; let it finish") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def _parts(doc: dict[str, Any], what: str) -> list[dict[str, Any]]:
