@@ -179,6 +179,18 @@ class Mirror:
                                 yield Path(entry.path)
 
 
+class _Stoppable:
+    """A part's file as a download writes it: once the run is stopping (Ctrl-C, another part failed), the next chunk ends the download."""
+
+    def __init__(self, fh, stop: threading.Event):
+        self._fh, self._stop = fh, stop
+
+    def write(self, chunk: bytes) -> int:
+        if self._stop.is_set():
+            raise KeyboardInterrupt
+        return self._fh.write(chunk)
+
+
 @dataclass
 class Part:
     n: int
@@ -210,7 +222,7 @@ class Syncer:
         key, size, sha = entry["key"], entry["size"], entry["sha256"]
         path = workdir / f"{part.n:05d}.jsonl.gz"
         with open(path, "w+b") as fh:
-            self.source.download(key, fh, size)
+            self.source.download(key, _Stoppable(fh, self.stop), size)
             got = fh.tell()
             if got != size:
                 raise SyncError(f"part {key} is truncated: {got} of {size} bytes arrived")
