@@ -151,6 +151,21 @@ def test_a_second_export_becomes_version_2_of_the_same_concept_with_only_its_own
     assert fake.drafts() == []
 
 
+def test_dois_are_read_from_zenodos_answers_whatever_their_prefix(pg_ctx):
+    production = FakeZenodo(doi_prefix="10.5281").start()  # zenodo.org's prefix; the sandbox's differs
+    try:
+        ctx = configure(pg_ctx, production)
+        export(ctx, record(1))
+        first = publish(ctx)
+        export(ctx, record(2))
+        second = publish(ctx)
+    finally:
+        production.stop()
+    assert first.result["doi"] == f"10.5281/zenodo.{first.result['record_id']}" and second.result["doi"].startswith("10.5281/")
+    assert first.result["concept_doi"] == second.result["concept_doi"] and first.result["concept_doi"].startswith("10.5281/")
+    assert second.result["previous_doi"] == first.result["doi"]
+
+
 def test_an_unchanged_export_is_not_republished(zpg, fake):
     export(zpg, record(1))
     first = publish(zpg)
