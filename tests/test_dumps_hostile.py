@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
@@ -279,17 +280,36 @@ def test_a_long_retry_after_is_waited_for_a_bounded_time(served_dump, tmp_path, 
     assert summary.snapshot == 1 and [p for p, _ in server.seen[:2]] == [f"{server.prefix}LATEST.json"] * 2
 
 
-def test_a_part_whose_lines_are_not_operations_stops_the_run_with_a_clear_message(served_dump, tmp_path):
-    _, server = served_dump
+def serve_snapshot_of(server: DumpServer, lines: list[bytes]) -> None:
+    """Make the served snapshot one part of these lines (checksums and LATEST.json made to match, as a hostile server would)."""
     latest = json.loads(server.objects[layout.LATEST])
     snap_key = latest["snapshot"]["key"]
     snapshot = json.loads(server.objects[snap_key])
-    bad = gzip.compress(b'{"op":"upsert","id":5,"record":{}}\n')
-    server.objects["parts/bad/x-00001.jsonl.gz"] = bad
-    snapshot["parts"] = [{"key": "parts/bad/x-00001.jsonl.gz", "size": len(bad), "sha256": layout.sha256(bad), "md5": "", "records": 1, "upserts": 1, "deletes": 0}]
+    part = gzip.compress(b"".join(line + b"\n" for line in lines))
+    server.objects["parts/x/x-00001.jsonl.gz"] = part
+    snapshot["parts"] = [{"key": "parts/x/x-00001.jsonl.gz", "size": len(part), "sha256": layout.sha256(part), "md5": "", "records": len(lines), "upserts": len(lines), "deletes": 0}]
     server.objects[snap_key] = json.dumps(snapshot).encode()
     latest["snapshot"]["sha256"] = layout.sha256(server.objects[snap_key])
     server.objects[layout.LATEST] = json.dumps(latest).encode()
+
+
+def test_hostile_handles_only_ever_name_files_inside_dest(served_dump, tmp_path):
+    _, server = served_dump
+    ids = ["../../../escape", "https://raid.org/../../../../escape", "/etc/escape", "..", ".", "a/b/../../..", "https://raid.org/10.1/.hidden", "C:\\escape", "x" * 5000]
+    serve_snapshot_of(server, [json.dumps({"op": "upsert", "id": i, "record": {"n": n}}).encode() for n, i in enumerate(ids)])
+    dest = tmp_path / "in" / "mirror"
+    summary = sync(HttpSource(server.dump_url), dest)
+    assert summary.written == len(ids)
+    files = [p for p in (tmp_path / "in").rglob("*") if p.is_file()]  # tmp_path also holds the test's storage
+    assert all(dest in p.parents for p in files)
+    assert [p for p in tmp_path.rglob("*escape*") if dest not in p.parents] == [] and not os.path.exists("/etc/escape")
+    raid_files = [p for p in files if not p.name.startswith(".") and ".exporter-sync" not in p.parts]
+    assert len(raid_files) == len(ids) and all(p.parent.parent == dest and not p.parent.name.startswith(".") for p in raid_files)
+
+
+def test_a_part_whose_lines_are_not_operations_stops_the_run_with_a_clear_message(served_dump, tmp_path):
+    _, server = served_dump
+    serve_snapshot_of(server, [b'{"op":"upsert","id":5,"record":{}}'])
     result = CliRunner().invoke(_main(), ["sync", server.dump_url, str(tmp_path / "mirror"), "--no-progress"])
     assert result.exit_code == 1 and "line 1: not an upsert or delete operation" in result.output and "Traceback" not in result.output, result.output
 
