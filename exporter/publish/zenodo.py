@@ -546,6 +546,7 @@ def publication_view(job: Job) -> dict[str, Any]:
         "files": result.get("files", []),
         "links": links(result),
         "error": job.error if job.status == "failed" else None,
+        "errorReason": job.error if job.status == "failed" else None,  # the name the exports API and the webhooks use
         "created_at": _iso(job.created_at),
         "finished_at": _iso(job.finished_at),
     }
