@@ -46,6 +46,17 @@ def test_publish_through_the_api_then_read_the_dois(api):
     assert api.get(f"/publications/{second.json['id']}").json["status"] == "unchanged"
 
 
+def test_a_publication_zenodo_refused_shows_zenodos_message_as_error_reason(api, fake):
+    save(api.ctx, record(1))
+    run_export(api.ctx, "export_public", {"agency": AGENCY})
+    fake.fail(400, "POST", "/actions/publish", body={"status": 400, "message": "A validation error occurred.", "errors": [{"field": "metadata.creators", "messages": ["Missing data for required field."]}]})
+    r = api.post("/publications", {"agency": AGENCY})
+    assert runner.run_job(api.ctx, r.json["id"]) == "failed"
+    shown = api.get(f"/publications/{r.json['id']}", who="reader").json
+    assert shown["status"] == "failed" and shown["errorReason"] == shown["error"]
+    assert "Zenodo refused POST" in shown["errorReason"] and "metadata.creators: Missing data for required field." in shown["errorReason"]
+
+
 @pytest.mark.parametrize(
     "body, status, field",
     [

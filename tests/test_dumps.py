@@ -490,3 +490,29 @@ def _answers(requests, url: str) -> bool:
         return True
     except requests.RequestException:
         return False
+
+
+def test_a_snapshot_is_also_written_once_its_days_have_passed(dctx):
+    save(dctx, record(1))
+    now = utcnow()
+    assert pub.publish(dctx, AGENCY_ID, "days01", now=now)["snapshot"]
+    save(dctx, record(2))
+    assert pub.publish(dctx, AGENCY_ID, "days02", now=now + timedelta(days=1))["snapshot"] is False
+    save(dctx, record(3))
+    later = pub.publish(dctx, AGENCY_ID, "days03", now=now + timedelta(days=8))  # DUMP_SNAPSHOT_DAYS is 7, DUMP_SNAPSHOT_EVERY 50
+    assert later["seq"] == 3 and later["snapshot"] is True
+
+
+def test_sync_json_prints_what_it_did_and_the_requests_it_made(pg_dctx, tmp_path):
+    ctx, dest = pg_dctx, tmp_path / "mirror"
+    registry_fixture(ctx)
+    publish(ctx)
+    with served(ctx) as server:
+        result = CliRunner().invoke(_main(), ["sync", server.dump_url(), str(dest), "--json"])
+        assert result.exit_code == 0, result.output
+        out = json.loads(result.stdout)  # stderr has the in-process server's log lines
+        assert {k: out[k] for k in ("fetched", "written", "deleted", "unchanged")} == {"fetched": 8, "written": 8, "deleted": 0, "unchanged": 0}
+        assert out["requests"] == len(server.requests) and isinstance(out["seconds"], float)
+        result = CliRunner().invoke(_main(), ["sync", server.dump_url(), str(dest), "--json"])
+        again = json.loads(result.stdout)
+        assert again["requests"] == 1 and again["up_to_date"] and again["written"] == 0 and server.requests[-1][1] == 304

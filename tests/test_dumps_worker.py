@@ -1,4 +1,4 @@
-"""The dump through a real Celery worker on Redis: a public export's success submits publish_dump
+"""The dump through a real prefork Celery worker on Redis: a public export's success submits publish_dump
 on the `dumps` queue, the worker publishes it, and a mirror synced over HTTP equals the export."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def test_a_public_export_on_a_worker_is_followed_by_its_dump(pg_ctx, tmp_path):
     broker = redis_broker(REDIS_DB)
     ctx.enqueue = sender(broker)
     save(ctx, record(1), record(2, access="embargoed", expiry=future(), secret="S2"), record(3))
-    worker = WorkerProcess(worker_env(ctx.settings, broker, EXPORTER_EXPORT_SETTLE_SECONDS="0"), tmp_path / "worker.log", queues="exports,dumps")
+    worker = WorkerProcess(worker_env(ctx.settings, broker, EXPORTER_EXPORT_SETTLE_SECONDS="0"), tmp_path / "worker.log", queues="exports,dumps", pool="prefork", concurrency=1)
     try:
         export = jobs.submit(ctx, "export_public", {"agency": AGENCY_ID, "sitemaps": False})
 

@@ -1,4 +1,4 @@
-"""A real Celery worker SIGKILLed after the last file is committed on Zenodo and before the publish:
+"""A real prefork Celery worker SIGKILLed after the last file is committed on Zenodo and before the publish:
 a second worker resumes the job from the database and publishes one version, from one draft,
 without sending any file again."""
 
@@ -33,7 +33,7 @@ def test_a_worker_killed_between_the_upload_and_the_publish_resumes_without_a_du
         EXPORTER_ZENODO_URL=fake.api, EXPORTER_ZENODO_TOKEN=TOKEN, EXPORTER_ZENODO_ALLOW_NETWORKS="127.0.0.1/32",
         EXPORTER_HEARTBEAT_SECONDS="0.3", EXPORTER_STALE_AFTER_SECONDS="2",
     )
-    first = WorkerProcess(env, tmp_path / "worker-1.log", queues="publish")
+    first = WorkerProcess(env, tmp_path / "worker-1.log", queues="publish", pool="prefork", concurrency=1)
     killed = threading.Event()
 
     def kill_at_the_last_commit(record_id: str, key: str, files: dict) -> None:
@@ -54,7 +54,7 @@ def test_a_worker_killed_between_the_upload_and_the_publish_resumes_without_a_du
             assert sum(f.committed_md5 is not None for f in s.scalars(select(ZenodoFile))) == len(zenodo.FILE_ARTIFACTS) - 1
 
         wait_for(lambda: job.id in reaper.reap_jobs(ctx).requeued, 30, "the reaper to find the dead worker's job", interval=0.5)
-        second = WorkerProcess(env, tmp_path / "worker-2.log", queues="publish")
+        second = WorkerProcess(env, tmp_path / "worker-2.log", queues="publish", pool="prefork", concurrency=1)
         done = wait_for(lambda: (j := jobs.get(ctx, job.id)).status in ("succeeded", "failed") and j, 60, "the job to end")
     finally:
         if second is not None:

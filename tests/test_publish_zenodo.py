@@ -12,6 +12,8 @@ import hashlib
 import io
 import ipaddress
 import json
+import threading
+import zipfile
 
 import pytest
 import requests
@@ -114,6 +116,9 @@ def test_first_publication_makes_the_concept_record_with_the_export_files_and_me
     for words in ("What was redacted and why", "Counts by access type: 1 embargoed, 1 open", "Watermark: every change recorded up to", "sha256sum -c SHA256SUMS", "/public/exports/public/038sjwq14/latest/"):
         assert words in md["description"], words
     assert "HIDDEN" not in json.dumps(rec["metadata"])
+    with zipfile.ZipFile(io.BytesIO(files["raids.zip"]["data"])) as archive:  # the files are the public view too
+        assert not any(b"HIDDEN" in archive.read(n) for n in archive.namelist())
+    assert not any(b"HIDDEN" in f["data"] for f in files.values())
 
     assert fake.count("POST", exact="/api/records") == 1 and fake.count("POST", "/versions") == 0
     with zctx.db.session() as s:
@@ -136,6 +141,7 @@ def test_a_second_export_becomes_version_2_of_the_same_concept_with_only_its_own
     rec = fake.records[second["record_id"]]
     assert rec["parent"] == fake.records[first["record_id"]]["parent"] and fake.view(rec)["versions"]["index"] == 2
     assert fake.count("POST", f"/records/{first['record_id']}/versions") == 1 and fake.count("POST", exact="/api/records") == 1
+    assert [s for m, p, s in fake.calls if p.endswith("/versions/latest")] == [302]  # Zenodo redirects to the latest version; followed
     assert {k: f["checksum"] for k, f in fake.files_of(second["record_id"]).items()} == {k: "md5:" + v for k, v in md5s(zpg, second_export).items()}
     assert fake.files_of(second["record_id"])["raids.zip"]["data"] == zpg.storage.read_bytes(artifact(second_export, "archive").key)
     assert {k: f["checksum"] for k, f in fake.files_of(first["record_id"]).items()} == {k: "md5:" + v for k, v in md5s(zpg, first_export).items()}
@@ -143,6 +149,21 @@ def test_a_second_export_becomes_version_2_of_the_same_concept_with_only_its_own
     assert md["version"] == second["version"] and md["publication_date"]  # the new version's draft had neither
     assert md["related_identifiers"][0] == {"identifier": first["doi"], "scheme": "doi", "relation_type": {"id": "isnewversionof"}, "resource_type": {"id": "dataset"}}
     assert fake.drafts() == []
+
+
+def test_dois_are_read_from_zenodos_answers_whatever_their_prefix(pg_ctx):
+    production = FakeZenodo(doi_prefix="10.5281").start()  # zenodo.org's prefix; the sandbox's differs
+    try:
+        ctx = configure(pg_ctx, production)
+        export(ctx, record(1))
+        first = publish(ctx)
+        export(ctx, record(2))
+        second = publish(ctx)
+    finally:
+        production.stop()
+    assert first.result["doi"] == f"10.5281/zenodo.{first.result['record_id']}" and second.result["doi"].startswith("10.5281/")
+    assert first.result["concept_doi"] == second.result["concept_doi"] and first.result["concept_doi"].startswith("10.5281/")
+    assert second.result["previous_doi"] == first.result["doi"]
 
 
 def test_an_unchanged_export_is_not_republished(zpg, fake):
@@ -157,6 +178,40 @@ def test_an_unchanged_export_is_not_republished(zpg, fake):
     repeat = zenodo.request_publication(zpg, AGENCY, first.result["export_job_id"], requested_by="test", enqueue=False)
     assert repeat.id == first.id  # the same export asked again: the job that published it
     assert len(fake.published()) == 1
+
+
+def test_two_publications_of_one_agency_at_once_take_turns(zpg, fake):
+    """While one job publishes an agency, another (another export) gives its turn back without a call to Zenodo, then becomes the next version."""
+    older = export(zpg, record(1))
+    newer = export(zpg, record(2))
+    first = zenodo.request_publication(zpg, AGENCY, older.id, requested_by="test", enqueue=False)
+    second = zenodo.request_publication(zpg, AGENCY, newer.id, requested_by="test", enqueue=False)
+    uploading, release = threading.Event(), threading.Event()
+
+    def hold(record_id, key, files):
+        uploading.set()
+        release.wait(20)
+
+    fake.on_commit = hold
+    outcome = {}
+    t = threading.Thread(target=lambda: outcome.update(status=runner.run_job(zpg, first.id)))
+    t.start()
+    try:
+        assert uploading.wait(20)
+        calls = len(fake.calls)
+        with pytest.raises(TransientError, match=f"being published to Zenodo by job {first.id}"):
+            runner.run_job(zpg, second.id)
+        assert len(fake.calls) == calls and jobs.get(zpg, second.id).status == "pending"
+    finally:
+        fake.on_commit = None
+        release.set()
+        t.join(30)
+    assert outcome == {"status": "succeeded"}
+    job = resume(zpg, second.id)
+    assert job.status == "succeeded", job.error
+    one, two = (fake.records[jobs.get(zpg, j).result["record_id"]] for j in (first.id, second.id))
+    assert one["parent"] == two["parent"] and [fake.view(r)["versions"]["index"] for r in (one, two)] == [1, 2]
+    assert fake.count("POST", exact="/api/records") == 1 and fake.drafts() == [] and len(fake.published()) == 2
 
 
 def test_a_429_is_honoured_with_its_retry_after(zpg, fake):
@@ -198,6 +253,21 @@ def test_5xx_is_retried_with_backoff_and_a_create_is_never_repeated_blindly(zpg,
     assert job.status == "succeeded", job.error
     assert fake.count("POST", exact="/api/records") == 1 and len(fake.records) == 1  # found again, never a second draft
     assert [s for m, p, s in fake.calls if m == "PUT" and p.endswith("raids.zip/content")] == [500, 500, 200]
+
+
+def test_a_500_while_starting_or_committing_uploads_resumes_without_a_second_draft(zpg, fake):
+    export(zpg, record(1))
+    fake.fail(500, "POST", "/draft/files", after=True)  # the entries are made on Zenodo, the answer is lost
+    fake.fail(500, "POST", "raids.zip/commit", times=2)  # a commit is safe to repeat: retried in the run
+    job_id = publish_transient(zpg)
+    [draft] = fake.drafts()
+    assert {k: f["status"] for k, f in fake.files_of(draft["id"]).items()} == dict.fromkeys(KEYS, "pending")
+    job = resume(zpg, job_id)
+    assert job.status == "succeeded", job.error
+    [rec] = fake.published()
+    assert rec["id"] == draft["id"] and fake.count("POST", exact="/api/records") == 1
+    assert set(fake.uploads.values()) == {1} and [s for m, p, s in fake.calls if p.endswith("raids.zip/commit")] == [500, 500, 200]
+    assert all(f["checksum"] == "md5:" + hashlib.md5(f["data"]).hexdigest() for f in fake.files_of(rec["id"]).values())
 
 
 def test_a_publish_whose_answer_was_lost_is_found_published(zpg, fake):
@@ -243,8 +313,29 @@ def test_a_4xx_fails_the_job_with_zenodos_message_and_a_newer_export_replaces_it
     assert job.result["status"] == "published" and fake.drafts() == [] and left["id"] not in fake.records
     with zpg.db.session() as s:
         assert sorted(v.state for v in s.scalars(select(ZenodoVersion))) == ["discarded", "published", "published"]
-    assert fake.count("POST", "/versions") == 3  # the refused one, then the one after the cleared draft
-    assert [s for m, p, s in fake.calls if m == "POST" and p.endswith("/versions")] == [201, 400, 201]
+    assert [s for m, p, s in fake.calls if m == "POST" and p.endswith("/versions")] == [201, 201]  # the left draft deleted before asking
+
+
+@pytest.mark.parametrize("refuse", [False, True], ids=["answered-with-the-open-draft", "refused"])
+def test_a_draft_left_open_is_never_taken_for_the_new_version(zpg, fake, refuse):
+    """Zenodo answers `versions` with the draft already open (InvenioRDM's service; here while its search does not
+    show that draft yet), or refuses: either way the left draft is discarded, never reused for another export."""
+    fake.refuse_second_version = refuse
+    export(zpg, record(1))
+    publish(zpg)
+    second = export(zpg, record(2))
+    fake.fail(400, "POST", "/actions/publish", body={"status": 400, "message": "A validation error occurred."})
+    publish(zpg, expect="failed")
+    [left] = fake.drafts()
+    fake.hide_drafts_from_search = not refuse  # the search index has not caught up with the open draft
+    third = export(zpg, record(3))
+    job = publish(zpg, third.id)
+    rec = fake.records[job.result["record_id"]]
+    assert rec["id"] != left["id"] and left["id"] not in fake.records and fake.drafts() == []
+    assert {k: f["checksum"] for k, f in fake.files_of(rec["id"]).items()} == {k: "md5:" + v for k, v in md5s(zpg, third).items()}
+    with zpg.db.session() as s:
+        states = {v.export_job_id: (v.state, v.draft_id) for v in s.scalars(select(ZenodoVersion))}
+    assert states[second.id] == ("discarded", None) and states[third.id] == ("published", rec["id"])
 
 
 def test_a_draft_that_exporter_did_not_open_stops_the_job_with_what_to_do(zpg, fake):
@@ -254,6 +345,21 @@ def test_a_draft_that_exporter_did_not_open_stops_the_job_with_what_to_do(zpg, f
     export(zpg, record(2))
     failed = publish(zpg, expect="failed")
     assert "that Exporter did not open; publish or delete it on Zenodo" in failed.error
+
+
+def test_a_redirect_to_another_origin_is_not_followed(fake):
+    other = FakeZenodo().start()
+    try:
+        client = ZenodoClient(fake.api, TOKEN, requests.Session(), sleep=lambda s: None)
+        fake.fail(302, "GET", "/versions/latest", headers={"Location": f"{other.api}/records/1"})
+        with pytest.raises(ZenodoError, match="outside"):
+            client.latest_version("1")
+        fake.fail(302, "GET", "/versions/latest", headers={"Location": f"{fake.url}/elsewhere/1"})
+        with pytest.raises(ZenodoError, match="outside"):
+            client.latest_version("1")
+        assert other.calls == []  # the token never went to the other origin
+    finally:
+        other.stop()
 
 
 def test_the_token_the_content_types_and_the_version_rules_are_enforced(fake):

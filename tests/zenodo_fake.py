@@ -3,8 +3,10 @@
 It enforces what the real one does and what the publish job relies on:
 - the token (`Authorization: Bearer`; 401 without, 403 with a wrong one), JSON bodies only as
   `application/json` and file contents only as `application/octet-stream` (415 otherwise);
-- drafts and versions: `POST /records/{id}/versions` only on the latest published version and
-  refused while a draft of the concept is open; a new version's draft has no files and no
+- drafts and versions: `POST /records/{id}/versions` only on the latest published version;
+  while a draft of the concept is open it answers with that draft, as InvenioRDM's service does
+  (or, `refuse_second_version`, refuses); `GET /records/{id}/versions/latest` redirects (302)
+  to the latest version, as InvenioRDM's resource does; a new version's draft has no files and no
   `publication_date` or `version`; publishing needs the required metadata and every file
   committed, at most 100 files and 50 GB;
 - md5 checksums: a commit answers `checksum: md5:<hex>` of the bytes received;
@@ -76,6 +78,8 @@ class FakeZenodo(_Base):
         self.uploads: Counter = Counter()
         self.on_commit: Callable[[str, str, dict], None] | None = None
         self.quota: tuple[int, float] | None = None  # (remaining, reset epoch) sent as X-RateLimit-* headers
+        self.hide_drafts_from_search = False  # /user/records shows no draft, as a search index not yet refreshed
+        self.refuse_second_version = False  # a `versions` call while a draft is open: answered with that draft (InvenioRDM), or refused
         super().__init__(ZenodoHandler)
 
     @property
@@ -138,7 +142,7 @@ class FakeZenodo(_Base):
             latest = [r for r in (self.records[i] for i in self.parents[rec["parent"]]) if r["published"]]
             if not latest:
                 raise error(404, "no published version")
-            return 200, self.view(latest[-1])
+            raise Reply(302, None, {"Location": self.view(latest[-1])["links"]["self"]})  # InvenioRDM redirects to it
         if rec["published"]:
             raise error(404, "This record has no draft.")
         if rest == ["draft"]:
@@ -168,8 +172,11 @@ class FakeZenodo(_Base):
         family = [self.records[i] for i in self.parents[rec["parent"]]]
         if not rec["published"]:
             raise error(400, "A new version can only be made of a published record.")
-        if any(not r["published"] for r in family):
-            raise error(400, "A draft of a new version already exists for this record; publish or discard it first.")
+        open_draft = next((r for r in family if not r["published"]), None)
+        if open_draft is not None:
+            if self.refuse_second_version:
+                raise error(400, "A draft of a new version already exists for this record; publish or discard it first.")
+            return self.view(open_draft)  # InvenioRDM's service answers with the draft already open, whoever opened it
         if [r for r in family if r["published"]][-1]["id"] != rec["id"]:
             raise error(400, "A new version can only be made of the latest version.")
         metadata = {k: v for k, v in rec["metadata"].items() if k not in ("publication_date", "version")}
@@ -242,6 +249,8 @@ class FakeZenodo(_Base):
         for rec in sorted(self.records.values(), key=lambda r: int(r["id"]), reverse=True):
             view = self.view(rec)
             if not allversions and rec["published"] and self.parents[rec["parent"]][-1] != rec["id"]:
+                continue
+            if self.hide_drafts_from_search and not rec["published"]:
                 continue
             if all(str(_dig(view, k)) == v.strip('"') for k, v in terms):
                 hits.append(view)

@@ -39,6 +39,13 @@ def part_key(seq: int, run_id: str, stem: str, n: int) -> str:
     return f"parts/{seq:010d}-{run_id}/{stem}-{n:05d}.jsonl.gz"
 
 
+def is_relative_key(key: object) -> bool:
+    """A key a manifest may name: a plain relative path inside the dump's folder (no scheme, no .., no query)."""
+    if not isinstance(key, str) or not key or len(key) > 1024 or key.startswith("/") or any(c in key for c in "\\?#%:") or any(ord(c) < 32 for c in key):
+        return False
+    return all(seg not in ("", ".", "..") for seg in key.split("/"))
+
+
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import threading
 from typing import BinaryIO, Protocol
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from ..errors import ExporterError
 from . import layout
 
 CHUNK = 1024 * 1024
+MAX_LATEST = 1 << 20  # LATEST.json is a few hundred bytes; a larger one is not read
+MAX_DOCUMENT = 64 << 20  # a manifest or a snapshot lists parts; a larger one is not read
+MAX_REDIRECTS = 5
+RETRY_AFTER_MAX = 60.0  # a longer Retry-After is waited for only this long
 
 
 class SyncError(ExporterError):
@@ -39,6 +43,24 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
+def _capped_retry():
+    from urllib3.util.retry import Retry
+
+    class CappedRetry(Retry):
+        """urllib3's retries of 429 and 5xx, waiting as Retry-After asks, but never longer than RETRY_AFTER_MAX."""
+
+        def get_retry_after(self, response):
+            wait = super().get_retry_after(response)
+            return None if wait is None else min(wait, RETRY_AFTER_MAX)
+
+    return CappedRetry(total=3, backoff_factor=0.5, status_forcelist=(429, 500, 502, 503, 504), allowed_methods=("GET",))
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
 class _Counter:
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -55,13 +77,11 @@ class HttpSource:
     def __init__(self, url: str, timeout: tuple[float, float] = (10, 60), pool: int = 16):
         import requests
         from requests.adapters import HTTPAdapter
-        from urllib3.util.retry import Retry
 
         self.base = url.rstrip("/") + "/"
         self.timeout = timeout
         self.session = requests.Session()
-        retry = Retry(total=3, backoff_factor=0.5, status_forcelist=(429, 500, 502, 503, 504), allowed_methods=("GET",))
-        adapter = HTTPAdapter(pool_connections=pool, pool_maxsize=pool, max_retries=retry)
+        adapter = HTTPAdapter(pool_connections=pool, pool_maxsize=pool, max_retries=_capped_retry())
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = "exporter-sync/1"
@@ -74,10 +94,22 @@ class HttpSource:
         return self._counter.requests
 
     def _get(self, key: str, **kwargs):
-        try:
-            response = self.session.get(self.base + key, timeout=self.timeout, **kwargs)
-        except self._errors as exc:
-            raise SyncError(f"{self.base + key}: {exc}") from None
+        """GET a key of the dump; a redirect is followed only on the dump's own origin (nothing, credentials least, goes elsewhere)."""
+        url = self.base + key
+        for _ in range(MAX_REDIRECTS + 1):
+            try:
+                response = self.session.get(url, timeout=self.timeout, allow_redirects=False, **kwargs)
+            except self._errors as exc:
+                raise SyncError(f"{url}: {exc}") from None
+            if not response.is_redirect:
+                break
+            target = urljoin(url, response.headers.get("Location", ""))
+            response.close()
+            if _origin(target) != _origin(self.base):
+                raise SyncError(f"{self.base + key}: redirected to {target}, another origin; not followed")
+            url = target
+        else:
+            raise SyncError(f"{self.base + key}: more than {MAX_REDIRECTS} redirects")
         if response.status_code == 404:
             response.close()
             raise Missing(f"{self.base + key}: not found (404)")
@@ -87,13 +119,29 @@ class HttpSource:
         return response
 
     def latest(self, etag: str | None) -> tuple[bytes, str | None] | None:
-        response = self._get(layout.LATEST, headers={"If-None-Match": etag} if etag else {})
+        response = self._get(layout.LATEST, headers={"If-None-Match": etag} if etag else {}, stream=True)
         if response.status_code == 304:
+            response.close()
             return None
-        return response.content, response.headers.get("ETag")
+        return self._read(response, layout.LATEST, MAX_LATEST), response.headers.get("ETag")
 
     def get(self, key: str) -> bytes:
-        return self._get(key).content
+        return self._read(self._get(key, stream=True), key, MAX_DOCUMENT)
+
+    def _read(self, response, key: str, cap: int) -> bytes:
+        """A small document whole, refused beyond `cap` bytes (a hostile or broken server cannot fill the memory)."""
+        with response:
+            if int(response.headers.get("Content-Length") or 0) > cap:
+                raise SyncError(f"{self.base + key}: larger than {cap} bytes; not read")
+            out = bytearray()
+            try:
+                for chunk in response.iter_content(CHUNK):
+                    out += chunk
+                    if len(out) > cap:
+                        raise SyncError(f"{self.base + key}: larger than {cap} bytes; not read")
+            except self._errors as exc:
+                raise SyncError(f"{self.base + key}: the download broke off: {exc}") from None
+        return bytes(out)
 
     def download(self, key: str, fh: BinaryIO, limit: int) -> None:
         with self._get(key, stream=True) as response:

@@ -19,6 +19,7 @@ before anything of that change set is applied.
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import json
 import os
@@ -29,6 +30,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,6 +179,18 @@ class Mirror:
                                 yield Path(entry.path)
 
 
+class _Stoppable:
+    """A part's file as a download writes it: once the run is stopping (Ctrl-C, another part failed), the next chunk ends the download."""
+
+    def __init__(self, fh, stop: threading.Event):
+        self._fh, self._stop = fh, stop
+
+    def write(self, chunk: bytes) -> int:
+        if self._stop.is_set():
+            raise KeyboardInterrupt
+        return self._fh.write(chunk)
+
+
 @dataclass
 class Part:
     n: int
@@ -205,10 +219,10 @@ class Syncer:
     def _fetch(self, part: Part, workdir: Path) -> None:
         """Download one part and verify its size, sha256, gzip stream and record count."""
         entry = part.entry
-        key, size, sha = entry["key"], int(entry["size"]), entry["sha256"]
+        key, size, sha = entry["key"], entry["size"], entry["sha256"]
         path = workdir / f"{part.n:05d}.jsonl.gz"
         with open(path, "w+b") as fh:
-            self.source.download(key, fh, size)
+            self.source.download(key, _Stoppable(fh, self.stop), size)
             got = fh.tell()
             if got != size:
                 raise SyncError(f"part {key} is truncated: {got} of {size} bytes arrived")
@@ -228,10 +242,19 @@ class Syncer:
         part.path = path
 
     def _ops(self, part: Part) -> Iterator[dict[str, Any]]:
+        """The part's operations, each checked: a line that is not one stops the run with its place."""
         with gzip.open(part.path, "rb") as gz:
-            for line in gz:
-                if line.strip():
-                    yield json.loads(line)
+            for n, line in enumerate(gz, 1):
+                if not line.strip():
+                    continue
+                try:
+                    op = json.loads(line)
+                except ValueError:
+                    op = None
+                if not (isinstance(op, dict) and isinstance(op.get("id"), str) and op["id"]
+                        and (op.get("op") == "delete" or (op.get("op") == "upsert" and isinstance(op.get("record"), dict)))):
+                    raise SyncError(f"part {part.entry['key']}, line {n}: not an upsert or delete operation of a raid")
+                yield op
 
     def _apply_part(self, mirror: Mirror, part: Part, seen: set[str] | None, total: int) -> None:
         held = None  # a tombstone is applied only if the same raid's upsert does not follow it
@@ -266,7 +289,7 @@ class Syncer:
         """Fetch and verify every part, then apply them; `replace` (a snapshot) also removes files it lacks."""
         workdir = Path(tempfile.mkdtemp(dir=mirror.work, prefix="parts-"))
         items = [Part(n, p) for n, p in enumerate(parts)]
-        total = sum(int(p["records"]) for p in parts)
+        total = sum(p["records"] for p in parts)
         self._applied = 0
         try:
             self._run(lambda part: self._fetch(part, workdir), items)
@@ -312,38 +335,38 @@ class Syncer:
 
     def _sync(self) -> None:
         self.dest.mkdir(parents=True, exist_ok=True)
+        if not (self.dest / WORK).is_dir() and not (self.dest / CURSOR).exists() and any(self.dest.iterdir()):
+            # a snapshot removes every raid file it lacks: never in a folder that holds something else
+            raise SyncError(f"{self.dest} is not empty and holds no mirror; sync into an empty folder (or one a sync made)")
         (self.dest / WORK).mkdir(exist_ok=True)
+        with _only_run(self.dest):
+            self._sync_held()
+
+    def _sync_held(self) -> None:
         cursor = Cursor.load(self.dest)
         if cursor is not None and cursor.format != self.fmt:
             raise SyncError(f"{self.dest} holds a {cursor.format} mirror; sync it with --format {cursor.format} or into another folder")
         self.summary.from_seq = cursor.seq if cursor else None
         got = self.source.latest(cursor.etag if cursor else None)
         if got is None:
+            if cursor is None:
+                raise SyncError("LATEST.json was answered 304 Not Modified to a request that was not conditional")
             self.summary.up_to_date, self.summary.to_seq = True, cursor.seq
             return
         body, etag = got
         latest = _json(body, "LATEST.json")
-        try:
-            agency, seq, head = latest["agency"], int(latest["seq"]), latest["manifest"]
-        except (KeyError, TypeError, ValueError):
-            raise SyncError("LATEST.json lacks agency, seq or manifest") from None
+        agency, seq, head, oldest = latest.get("agency"), latest.get("seq"), latest.get("manifest"), latest.get("oldest_seq", 1)
+        if not (isinstance(agency, str) and isinstance(seq, int) and isinstance(head, dict) and isinstance(oldest, int)):
+            raise SyncError("LATEST.json lacks agency, seq, manifest or oldest_seq")
         if cursor is not None and cursor.agency != agency:
             raise SyncError(f"{self.dest} mirrors the dump of agency {cursor.agency}, not {agency}")
         if cursor is not None and seq < cursor.seq:
             raise SyncError(f"the dump says its newest change set is {seq}, but this folder has applied {cursor.seq}: refusing to go back")
         mirror = Mirror(self.dest, self.fmt, agency)
-        if cursor is None or cursor.seq < int(latest.get("oldest_seq", 1)) - 1:
+        if cursor is None or cursor.seq < oldest - 1:
             cursor = self._load_snapshot(mirror, latest, agency)
-        while cursor.seq < seq:
-            nxt = cursor.seq + 1
-            data = self._manifest(nxt, cursor)
-            digest = layout.sha256(data)
-            if nxt == seq and digest != head.get("sha256"):
-                raise SyncError(f"change set {nxt}: its sha256 {digest} is not the one LATEST.json names ({head.get('sha256')}): the chain is broken")
-            manifest = _json(data, f"the manifest of change set {nxt}")
-            if manifest.get("seq") != nxt or manifest.get("previous_sha256") != cursor.manifest_sha256:
-                raise SyncError(f"change set {nxt} does not follow change set {cursor.seq} (its previous_sha256 is {manifest.get('previous_sha256')}, ours {cursor.manifest_sha256}): the chain is broken")
-            self.apply(mirror, manifest.get("parts", []))
+        for nxt, digest, parts in self._chain(cursor, seq, head):
+            self.apply(mirror, parts)
             cursor = Cursor(agency, self.fmt, nxt, digest)
             self.summary.change_sets += 1
             if nxt == seq:
@@ -356,6 +379,22 @@ class Syncer:
             cursor.save(self.dest)
         self.summary.to_seq = cursor.seq
 
+    def _chain(self, cursor: Cursor, seq: int, head: dict[str, Any]) -> list[tuple[int, str, list[dict[str, Any]]]]:
+        """The change sets after the cursor up to `seq` as (seq, manifest sha256, parts), the whole chain checked before
+        any is applied: each manifest names the sha256 of the one before, the last is the one LATEST.json names."""
+        chain, previous = [], cursor.manifest_sha256
+        for nxt in range(cursor.seq + 1, seq + 1):
+            data = self._manifest(nxt, cursor)
+            digest = layout.sha256(data)
+            manifest = _json(data, f"the manifest of change set {nxt}")
+            if manifest.get("seq") != nxt or manifest.get("previous_sha256") != previous:
+                raise SyncError(f"change set {nxt} does not follow change set {nxt - 1} (its previous_sha256 is {manifest.get('previous_sha256')}, expected {previous}): the chain is broken")
+            chain.append((nxt, digest, _parts(manifest, f"change set {nxt}")))
+            previous = digest
+        if chain and previous != head.get("sha256"):
+            raise SyncError(f"change set {seq}: its sha256 {previous} is not the one LATEST.json names ({head.get('sha256')}): the chain is broken")
+        return chain
+
     def _manifest(self, seq: int, cursor: Cursor) -> bytes:
         try:
             return self.source.get(layout.changes_key(seq))
@@ -363,17 +402,49 @@ class Syncer:
             raise SyncError(f"the dump no longer has change set {seq} (pruned while this run read it); run again to reload from the latest snapshot") from None
 
     def _load_snapshot(self, mirror: Mirror, latest: dict[str, Any], agency: str) -> Cursor:
-        snap = latest.get("snapshot") or {}
+        snap = latest.get("snapshot")
+        if not isinstance(snap, dict) or not layout.is_relative_key(snap.get("key")):
+            raise SyncError(f"LATEST.json names no snapshot inside the dump's folder ({snap!r})")
         data = self.source.get(snap["key"])
         digest = layout.sha256(data)
         if digest != snap.get("sha256"):
             raise SyncError(f"snapshot {snap.get('seq')}: its sha256 {digest} is not the one LATEST.json names ({snap.get('sha256')})")
         doc = _json(data, f"snapshot {snap.get('seq')}")
-        self.apply(mirror, doc.get("parts", []), replace=True)
-        cursor = Cursor(agency, self.fmt, int(doc["seq"]), doc["manifest_sha256"])
+        if not isinstance(doc.get("seq"), int) or not isinstance(doc.get("manifest_sha256"), str):
+            raise SyncError(f"snapshot {snap.get('seq')} lacks seq or manifest_sha256")
+        self.apply(mirror, _parts(doc, f"snapshot {doc['seq']}"), replace=True)
+        cursor = Cursor(agency, self.fmt, doc["seq"], doc["manifest_sha256"])
         cursor.save(self.dest)
         self.summary.snapshot = cursor.seq
         return cursor
+
+
+@contextmanager
+def _only_run(dest: Path) -> Iterator[None]:
+    """Hold DEST for this run (an flock, let go when the process ends, killed too): two runs at once would
+    interleave change sets and a snapshot's clean-up, and could leave a deleted raid's file behind a cursor past it."""
+    fd = os.open(dest / WORK / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SyncError(f"another exporter sync is running in {dest}; let it finish") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _parts(doc: dict[str, Any], what: str) -> list[dict[str, Any]]:
+    """A manifest's or snapshot's parts, each a key inside the dump's folder with its size, sha256 and record count."""
+    parts = doc.get("parts", [])
+    if not isinstance(parts, list):
+        raise SyncError(f"{what}: parts is not a list")
+    for p in parts:
+        if not isinstance(p, dict) or not layout.is_relative_key(p.get("key")):
+            raise SyncError(f"{what}: a part's key is not a path inside the dump's folder ({p.get('key') if isinstance(p, dict) else p!r}); refused")
+        if not all(isinstance(p.get(k), int) and p[k] >= 0 for k in ("size", "records")) or not isinstance(p.get("sha256"), str):
+            raise SyncError(f"{what}: part {p['key']} lacks its size, sha256 or record count")
+    return parts
 
 
 def _sha256_file(fh) -> str:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
-from urllib.parse import quote
+from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 
@@ -39,6 +39,8 @@ MAX_RECORD_BYTES = 50 * 10**9
 MAX_ANSWER_BYTES = 16 << 20  # a JSON answer larger than this is not read
 CONNECT_TIMEOUT = 10.0
 JSON = "application/json"
+REDIRECTS = (301, 302, 303, 307, 308)
+MAX_REDIRECTS = 3
 
 
 class ZenodoError(ExporterError):
@@ -109,7 +111,9 @@ class ZenodoClient:
             headers["Content-Type"] = JSON
         elif upload is not None:
             headers["Content-Type"] = "application/octet-stream"
-        for attempt in range(1, self.attempts + 1):
+        attempt = redirects = 0
+        while attempt < self.attempts:
+            attempt += 1
             self._wait_for_quota()
             body = _Body(upload(), size) if upload is not None else None
             try:
@@ -131,6 +135,9 @@ class ZenodoClient:
                 if status >= 500:
                     self._retry_or_raise(method, path, attempt, repeatable, f"HTTP {status}: {_message(resp)}")
                     continue
+                if status in REDIRECTS and method == "GET" and redirects < MAX_REDIRECTS:
+                    path, redirects, attempt = self._redirected(resp, method, path), redirects + 1, attempt - 1
+                    continue
                 if status == 404 and missing_ok:
                     return None
                 if status >= 300:
@@ -140,6 +147,15 @@ class ZenodoClient:
                 resp.close()
             return _json(data, method, path) if data else None
         raise TransientError(f"Zenodo: {method} {path} did not succeed in {self.attempts} attempts")
+
+    def _redirected(self, resp: requests.Response, method: str, path: str) -> str:
+        """The path a GET is redirected to (InvenioRDM answers /versions/latest so), on Zenodo's own origin only: the token never goes elsewhere."""
+        target = urljoin(self.base_url + path, resp.headers.get("Location") or "")
+        base = urlsplit(self.base_url)
+        to = urlsplit(target)
+        if (to.scheme, to.netloc) != (base.scheme, base.netloc) or not to.path.startswith(base.path + "/"):
+            raise ZenodoError(resp.status_code, method, path, f"redirected to {target}, outside {self.base_url}; not followed")
+        return to.path[len(base.path):] + (f"?{to.query}" if to.query else "")
 
     def _retry_or_raise(self, method: str, path: str, attempt: int, repeatable: bool, why: str) -> None:
         if not repeatable:
@@ -188,6 +204,7 @@ class ZenodoClient:
         return self.call("POST", f"/records/{record_id}/versions", repeatable=False)
 
     def latest_version(self, record_id: str) -> dict[str, Any]:
+        """The newest published version of the record's concept (Zenodo redirects to it; followed)."""
         return self.call("GET", f"/records/{record_id}/versions/latest")
 
     def record(self, record_id: str) -> dict[str, Any] | None:

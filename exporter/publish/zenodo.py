@@ -337,14 +337,25 @@ class Publication:
             latest = str(newest["id"])
             if self.v.previous_doi is None:  # a record made before Exporter published here (adopted)
                 self.save(previous_doi=_doi(newest))
+            draft = self.new_version(latest)
+        self.save(draft_id=str(draft["id"]), state=DRAFT)
+        self.log.info("job %s: draft %s opened for version %s", self.job.job_id, draft["id"], self.v.version)
+
+    def new_version(self, latest: str) -> dict[str, Any]:
+        """A new version's draft of our own. Zenodo answers `versions` with the draft already open, whoever opened it
+        (or refuses): a draft left by an ended publication of this agency is deleted first, one opened by hand stops the job."""
+        self.clear_other_draft()
+        for _ in range(2):
             try:
                 draft = self.client.new_version(latest)
             except ZenodoError:
                 if not self.clear_other_draft():
                     raise
-                draft = self.client.new_version(latest)
-        self.save(draft_id=str(draft["id"]), state=DRAFT)
-        self.log.info("job %s: draft %s opened for version %s", self.job.job_id, draft["id"], self.v.version)
+                continue
+            if str(draft["id"]) not in self.known_drafts():
+                return draft
+            self.discard_draft(str(draft["id"]))  # the search did not show it yet; Zenodo handed it back
+        raise TransientError(f"Zenodo keeps answering a new version of record {latest} with a draft another export of this agency opened")
 
     def clear_other_draft(self) -> bool:
         """Delete a new-version draft that an ended publication of this agency left open; False if there is none."""
@@ -353,7 +364,11 @@ class Publication:
         drafts = self.client.drafts(f"parent.id:{self.concept.concept_record_id}")
         if not drafts:
             return False
-        draft_id = str(drafts[0]["id"])
+        self.discard_draft(str(drafts[0]["id"]))
+        return True
+
+    def discard_draft(self, draft_id: str) -> None:
+        """Delete the open draft `draft_id` if another, ended publication of this agency opened it; PublishError if Exporter did not."""
         with self.ctx.db.session() as s:
             owner = s.scalars(select(ZenodoVersion).where(ZenodoVersion.agency_id == self.v.agency_id, ZenodoVersion.draft_id == draft_id, ZenodoVersion.id != self.version_id)).first()
             if owner is None or owner.state == PUBLISHED:
@@ -366,7 +381,6 @@ class Publication:
         self.client.delete_draft(draft_id)
         with self.ctx.db.session() as s:
             s.execute(update(ZenodoVersion).where(ZenodoVersion.id == owner_id).values(state=DISCARDED, draft_id=None))
-        return True
 
     # -- 5. files --------------------------------------------------------------------------
 
@@ -532,6 +546,7 @@ def publication_view(job: Job) -> dict[str, Any]:
         "files": result.get("files", []),
         "links": links(result),
         "error": job.error if job.status == "failed" else None,
+        "errorReason": job.error if job.status == "failed" else None,  # the name the exports API and the webhooks use
         "created_at": _iso(job.created_at),
         "finished_at": _iso(job.finished_at),
     }

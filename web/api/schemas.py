@@ -383,6 +383,7 @@ class Publication(Schema):
     files = fields.List(fields.Nested(PublicationFile))
     links = fields.Nested(PublicationLinks)
     error = fields.String(allow_none=True, metadata={"description": "Zenodo's own message when it refused."})
+    errorReason = fields.String(allow_none=True, metadata={"description": "The same as `error`, under the name the exports API and the webhooks use."})
     created_at = fields.String(allow_none=True, metadata={"format": "date-time"})
     finished_at = fields.String(allow_none=True, metadata={"format": "date-time"})
 
