@@ -137,31 +137,40 @@ def _read_fits(source: pathlib.Path) -> tuple[Image.Image, dict[str, str]]:
     from astropy.io import fits
 
     try:
-        with fits.open(source, memmap=True, lazy_load_hdus=True) as hdul:
-            primary = hdul[0].header
-            for index, hdu in enumerate(hdul):
-                if not _is_image_hdu(hdu):
-                    continue
-                shape = hdu.shape
-                if len(shape) < 2 or 0 in shape:
-                    continue
-                height, width = shape[-2], shape[-1]
-                _check_pixels(width, height)
-                data = hdu.data
-                while data.ndim > 2:  # a cube: its first plane (a view, nothing read yet)
-                    data = data[0]
-                grey = zscale_asinh(data)
-                del data
-                metadata = _fits_metadata(primary, hdu.header if index else None)
-                metadata.update(source_format="FITS", source_width=str(width),
-                                source_height=str(height))
-                if index:
-                    metadata["source_hdu"] = str(index)
-                return Image.fromarray(np.ascontiguousarray(grey[::-1])), metadata
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            return _first_image(fits, source)
     except Refused:
         raise
     except (OSError, ValueError, TypeError, IndexError, KeyError, EOFError) as exc:
-        raise Refused(f"corrupt FITS file: {_one_line(exc)}") from None
+        # astropy warns that a file is shorter than its header says, then fails vaguely
+        said = [str(w.message) for w in caught if "truncated" in str(w.message)]
+        raise Refused(f"corrupt FITS file: {_one_line(said[0] if said else exc)}") from None
+
+
+def _first_image(fits, source: pathlib.Path) -> tuple[Image.Image, dict[str, str]]:
+    # memmap=None: mapped wherever astropy can (it cannot when BZERO/BSCALE scale the data)
+    with fits.open(source, memmap=None, lazy_load_hdus=True) as hdul:
+        primary = hdul[0].header
+        for index, hdu in enumerate(hdul):
+            if not _is_image_hdu(hdu):
+                continue
+            shape = hdu.shape
+            if len(shape) < 2 or 0 in shape:
+                continue
+            height, width = shape[-2], shape[-1]
+            _check_pixels(width, height)
+            data = hdu.data
+            while data.ndim > 2:  # a cube: its first plane (a view, nothing read yet)
+                data = data[0]
+            grey = zscale_asinh(data)
+            del data
+            metadata = _fits_metadata(primary, hdu.header if index else None)
+            metadata.update(source_format="FITS", source_width=str(width),
+                            source_height=str(height))
+            if index:
+                metadata["source_hdu"] = str(index)
+            return Image.fromarray(np.ascontiguousarray(grey[::-1])), metadata
     raise Refused("FITS has no image HDU with data")
 
 
