@@ -187,9 +187,23 @@ def test_five_megabyte_noise_png_comes_out_under_the_limit(tmp_path):
 
     # a limit JPEG quality alone cannot meet: the image is downscaled until it fits
     small = convert(path, max_bytes=60_000)
-    assert len(small.data) <= 60_000 and small.width < 1300 and small.height < 1300
+    assert 30_000 <= len(small.data) <= 60_000 and small.width < 1300 and small.height < 1300
     assert abs(small.width - small.height) <= 1
     assert decoded(small).format == "JPEG"
+
+
+def test_large_png_that_compresses_well_stays_png_at_full_size(tmp_path):
+    # 4 million pixels: big enough that the PNG is first judged on a sample of its rows
+    image = np.zeros((2000, 2000), dtype=np.uint8)
+    image[::50, :] = 255
+    image[:, 1000:1010] = 128
+    path = tmp_path / "grid.tif"
+    Image.fromarray(image).save(path)
+
+    result = convert(path)
+
+    assert (result.extension, result.width, result.height) == ("png", 2000, 2000)
+    assert np.array_equal(np.asarray(decoded(result)), image)
 
 
 def test_small_png_stays_png_and_keeps_its_text(tmp_path):

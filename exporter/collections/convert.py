@@ -27,6 +27,7 @@ ImageDescription and DateTime or PNG's Title, Description and Creation Time text
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import pathlib
 import re
@@ -34,6 +35,9 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from astropy.io import fits
+from astropy.io.fits.card import Undefined
+from astropy.visualization import AsinhStretch, ZScaleInterval
 from PIL import Image, ImageOps
 
 from exporter.errors import ExporterError
@@ -43,6 +47,8 @@ TIFF_TAGS = {270: "ImageDescription", 306: "DateTime"}
 PNG_TEXT_KEYS = ("Title", "Description", "Creation Time")
 JPEG_QUALITIES = (90, 80, 70, 60)
 DOWNSCALE_QUALITY = 80
+DOWNSCALE_TRIES = 8
+PNG_SAMPLE_BANDS = 8
 SMALLEST_SIDE = 32  # below this a picture is no use to a volunteer; refuse instead
 ZSCALE_SAMPLE = 10_000  # pixels handed to ZScaleInterval (it keeps 1,000 of them)
 PERCENTILES = (0.0005, 0.9995)
@@ -134,12 +140,10 @@ def sniff(source: pathlib.Path) -> str:
 
 
 def _read_fits(source: pathlib.Path) -> tuple[Image.Image, dict[str, str]]:
-    from astropy.io import fits
-
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            return _first_image(fits, source)
+            return _first_image(source)
     except Refused:
         raise
     except (OSError, ValueError, TypeError, IndexError, KeyError, EOFError) as exc:
@@ -148,7 +152,7 @@ def _read_fits(source: pathlib.Path) -> tuple[Image.Image, dict[str, str]]:
         raise Refused(f"corrupt FITS file: {_one_line(said[0] if said else exc)}") from None
 
 
-def _first_image(fits, source: pathlib.Path) -> tuple[Image.Image, dict[str, str]]:
+def _first_image(source: pathlib.Path) -> tuple[Image.Image, dict[str, str]]:
     # memmap=None: mapped wherever astropy can (it cannot when BZERO/BSCALE scale the data)
     with fits.open(source, memmap=None, lazy_load_hdus=True) as hdul:
         primary = hdul[0].header
@@ -175,8 +179,6 @@ def _first_image(fits, source: pathlib.Path) -> tuple[Image.Image, dict[str, str
 
 
 def _is_image_hdu(hdu) -> bool:
-    from astropy.io import fits
-
     if not isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)):
         return False
     return bool(hdu.header.get("NAXIS", 0)) or isinstance(hdu, fits.CompImageHDU)
@@ -189,8 +191,6 @@ def zscale_asinh(data: np.ndarray) -> np.ndarray:
     the image is never copied just to drop its NaNs; the one float32 working array is then
     scaled, clipped and stretched in place.
     """
-    from astropy.visualization import AsinhStretch, ZScaleInterval
-
     flat = data.reshape(-1)
     step = max(1, flat.size // ZSCALE_SAMPLE)
     sample = np.asarray(flat[::step], dtype=np.float64)
@@ -211,8 +211,6 @@ def zscale_asinh(data: np.ndarray) -> np.ndarray:
 
 
 def _fits_metadata(primary, extension) -> dict[str, str]:
-    from astropy.io.fits.card import Undefined
-
     metadata: dict[str, str] = {}
     for header in (primary, extension):
         if header is None:
@@ -311,13 +309,17 @@ def _linear(values: np.ndarray, low: float, high: float) -> np.ndarray:
 def fit(image: Image.Image, *, max_bytes: int, prefer: str) -> tuple[bytes, str, Image.Image]:
     """Encode `image` in at most `max_bytes`: (bytes, "png" or "jpeg", the image encoded).
 
-    The preferred format first; then JPEG at each of JPEG_QUALITIES (stopping early once a
-    quality comes out more than twice too big, where lower qualities will not save it); then
-    copies scaled down by the square root of how far the last try missed, until one fits.
+    The preferred format first (a large PNG is first tried on a sample of its rows, and
+    skipped when that sample says the whole cannot fit); then JPEG at each of JPEG_QUALITIES,
+    stopping early once a quality comes out more than twice too big, where lower qualities
+    will not save it; then copies of the image scaled down (see `_downscale`).
     """
-    data = _encode(image, prefer, JPEG_QUALITIES[0])
-    if len(data) <= max_bytes:
-        return data, prefer, image
+    if prefer == "png" and _png_hopeless(image, max_bytes):
+        data = b""
+    else:
+        data = _encode(image, prefer, JPEG_QUALITIES[0])
+        if len(data) <= max_bytes:
+            return data, prefer, image
     for quality in JPEG_QUALITIES:
         if prefer == "jpeg" and quality == JPEG_QUALITIES[0]:
             continue
@@ -326,16 +328,56 @@ def fit(image: Image.Image, *, max_bytes: int, prefer: str) -> tuple[bytes, str,
             return data, "jpeg", image
         if len(data) > 2 * max_bytes:
             break
-    smaller = image
-    while True:
-        scale = min(0.85, 0.95 * math.sqrt(max_bytes / len(data)))
-        size = (max(1, round(smaller.width * scale)), max(1, round(smaller.height * scale)))
+    return _downscale(image, len(data), max_bytes)
+
+
+def _downscale(image: Image.Image, full_bytes: int, max_bytes: int) -> tuple[bytes, str, Image.Image]:
+    """The largest copy (within DOWNSCALE_TRIES tries) whose JPEG at DOWNSCALE_QUALITY fits.
+
+    Each try scales by the square root of how far the last one missed (bytes go roughly with
+    the pixel count), aiming at 90% of the limit, kept between the largest scale that fitted
+    and the smallest that did not; a copy at 70% of the limit or more is good enough.
+    """
+    fits_at, too_big_at = 0.0, 1.0
+    best: tuple[bytes, Image.Image] | None = None
+    scale, size_bytes = 1.0, full_bytes
+    for attempt in itertools.count():
+        if attempt >= DOWNSCALE_TRIES and best is not None:
+            break
+        guess = scale * math.sqrt(0.9 * max_bytes / size_bytes)
+        if not fits_at < guess < too_big_at:
+            guess = (fits_at + too_big_at) / 2
+        scale = guess
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
         if min(size) < SMALLEST_SIDE:
-            raise Refused(f"cannot fit the image in {max_bytes} bytes even at {size[0]}x{size[1]}")
-        smaller = smaller.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+            break
+        smaller = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
         data = _encode(smaller, "jpeg", DOWNSCALE_QUALITY)
+        size_bytes = max(len(data), 1)
         if len(data) <= max_bytes:
-            return data, "jpeg", smaller
+            fits_at, best = scale, (data, smaller)
+            if len(data) >= 0.7 * max_bytes:
+                break
+        else:
+            too_big_at = scale
+    if best is None:
+        raise Refused(f"cannot fit the image in {max_bytes} bytes, even scaled down")
+    return best[0], "jpeg", best[1]
+
+
+def _png_hopeless(image: Image.Image, max_bytes: int) -> bool:
+    """Whether a PNG of this large image would clearly be over max_bytes, judged from
+    PNG_SAMPLE_BANDS bands of rows spread over it (an eighth of the image) at a fraction of
+    the cost of encoding it all."""
+    if image.width * image.height < 4 * max_bytes or image.height < 8 * PNG_SAMPLE_BANDS:
+        return False
+    band = image.height // (8 * PNG_SAMPLE_BANDS)
+    step = image.height // PNG_SAMPLE_BANDS
+    sample = Image.new(image.mode, (image.width, band * PNG_SAMPLE_BANDS))
+    for i in range(PNG_SAMPLE_BANDS):
+        sample.paste(image.crop((0, i * step, image.width, i * step + band)), (0, i * band))
+    estimate = len(_encode(sample, "png", 0)) * image.height / sample.height
+    return estimate > 2 * max_bytes
 
 
 def _encode(image: Image.Image, fmt: str, quality: int) -> bytes:
