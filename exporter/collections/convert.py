@@ -49,6 +49,8 @@ JPEG_QUALITIES = (90, 80, 70, 60)
 DOWNSCALE_QUALITY = 80
 DOWNSCALE_TRIES = 8
 PNG_SAMPLE_BANDS = 8
+HISTOGRAM_CHUNK = 1 << 20
+BLOCK_PIXELS = 1 << 20  # float32 pixels scaled at a time (4 MB)
 SMALLEST_SIDE = 32  # below this a picture is no use to a volunteer; refuse instead
 ZSCALE_SAMPLE = 10_000  # pixels handed to ZScaleInterval (it keeps 1,000 of them)
 PERCENTILES = (0.0005, 0.9995)
@@ -174,7 +176,7 @@ def _first_image(source: pathlib.Path) -> tuple[Image.Image, dict[str, str]]:
                             source_height=str(height))
             if index:
                 metadata["source_hdu"] = str(index)
-            return Image.fromarray(np.ascontiguousarray(grey[::-1])), metadata
+            return Image.fromarray(grey), metadata
     raise Refused("FITS has no image HDU with data")
 
 
@@ -185,29 +187,36 @@ def _is_image_hdu(hdu) -> bool:
 
 
 def zscale_asinh(data: np.ndarray) -> np.ndarray:
-    """8-bit grey of a 2-D array: ZScale limits, asinh stretch, non-finite pixels at 0.
+    """8-bit grey of a 2-D FITS array, north up: ZScale limits, asinh stretch, non-finite at 0.
 
-    The limits come from an evenly strided sample (a view of the memory-mapped data), so
-    the image is never copied just to drop its NaNs; the one float32 working array is then
-    scaled, clipped and stretched in place.
+    The limits come from an evenly spaced grid of pixels (strided views of the memory-mapped
+    data), so the image is never copied just to drop its NaNs; then blocks of rows are
+    scaled, clipped and stretched in place in a small float32 buffer and written straight
+    into the 8-bit result, flipped (FITS rows run bottom-up).
     """
-    flat = data.reshape(-1)
-    step = max(1, flat.size // ZSCALE_SAMPLE)
-    sample = np.asarray(flat[::step], dtype=np.float64)
+    height, width = data.shape
+    stride = max(1, math.isqrt(data.size // ZSCALE_SAMPLE))
+    sample = np.asarray(data[::stride, ::stride], dtype=np.float64).reshape(-1)
     sample = sample[np.isfinite(sample)]
+    out = np.zeros((height, width), dtype=np.uint8)
     if sample.size == 0:
-        return np.zeros(data.shape, dtype=np.uint8)
+        return out
     vmin, vmax = ZScaleInterval().get_limits(sample)
     if not vmax > vmin:  # a flat image: any pixel at vmin is black, above it white
         vmax = vmin + 1.0
-    work = np.subtract(data, np.float32(vmin), dtype=np.float32)
-    bad = ~np.isfinite(work)
-    work *= np.float32(1.0 / (vmax - vmin))
-    AsinhStretch()(work, clip=True, out=work)
-    work *= np.float32(255.0)
-    work += np.float32(0.5)
-    work[bad] = 0.0
-    return work.astype(np.uint8)
+    stretch, offset, factor = AsinhStretch(), np.float32(vmin), np.float32(1.0 / (vmax - vmin))
+    rows = max(1, BLOCK_PIXELS // width)
+    for start in range(0, height, rows):
+        block = np.subtract(data[start : start + rows], offset, dtype=np.float32)
+        bad = ~np.isfinite(block)
+        block *= factor
+        stretch(block, clip=True, out=block)
+        block *= np.float32(255.0)
+        block += np.float32(0.5)
+        block[bad] = 0.0
+        end = height - start
+        np.copyto(out[end - len(block) : end], block[::-1], casting="unsafe")
+    return out
 
 
 def _fits_metadata(primary, extension) -> dict[str, str]:
@@ -240,7 +249,8 @@ def _read_pillow(source: pathlib.Path, kind: str) -> tuple[Image.Image, dict[str
                 metadata = {"source_format": name, "source_width": str(width),
                             "source_height": str(height), "source_mode": im.mode}
                 metadata.update(_pillow_metadata(im, kind))
-                image = _to_8bit(ImageOps.exif_transpose(im))
+                ImageOps.exif_transpose(im, in_place=True)  # a no-op, not a copy, when upright
+                image = _to_8bit(im)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise Refused(f"image too large: {_one_line(exc)}") from None
     except Refused:
@@ -278,7 +288,10 @@ def _to_8bit(im: Image.Image) -> Image.Image:
 def _stretch_to_8bit(arr: np.ndarray) -> np.ndarray:
     """Linear stretch between robust percentiles; uint16 through a histogram and a lookup table."""
     if arr.dtype.kind == "u" and arr.dtype.itemsize == 2:
-        counts = np.bincount(arr.reshape(-1), minlength=65536)
+        counts = np.zeros(65536, dtype=np.int64)
+        flat = arr.reshape(-1)
+        for start in range(0, flat.size, HISTOGRAM_CHUNK):  # bincount widens to int64: chunk it
+            counts += np.bincount(flat[start : start + HISTOGRAM_CHUNK], minlength=65536)
         cumulative = np.cumsum(counts)
         low, high = (int(np.searchsorted(cumulative, p * cumulative[-1])) for p in PERCENTILES)
         levels = np.arange(65536, dtype=np.float32)
