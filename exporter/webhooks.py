@@ -214,9 +214,12 @@ def _session(ctx: Context) -> requests.Session:
 # --- when a job ends ---------------------------------------------------------------------
 
 
-def write_notifications(session: Session, job_id: str, status: str) -> list[int]:
-    """In the caller's transaction: a notification row for each callback of the job not yet told `status`."""
-    if status not in FINAL_STATUSES:
+def write_notifications(session: Session, job_id: str, status: str, events: Iterable[str] = ()) -> list[int]:
+    """In the caller's transaction: a notification row for each callback of the job not yet told `status`.
+
+    `status` is a final status of the job, or one of `events` (a family's own steps, such as a
+    collection batch's `approved`; the kind's PAYLOADS entry says what they carry)."""
+    if status not in FINAL_STATUSES and status not in events:
         return []
     now = utcnow()
     callbacks = session.scalars(select(JobCallback).where(JobCallback.job_id == job_id).order_by(JobCallback.id)).all()
@@ -291,7 +294,7 @@ def api_status(status: str) -> str:
 
 # Job kinds whose callbacks have a shape of their own: kind -> "module:function", called as
 # fn(ctx, job, status) (the tiles family answers in MapColonies' shape).
-PAYLOADS: dict[str, str] = {"tiles": "exporter.tiles.mapcolonies:callback_payload"}
+PAYLOADS: dict[str, str] = {"tiles": "exporter.tiles.mapcolonies:callback_payload", "collect_batch": "exporter.collections.notify:webhook_payload"}
 
 
 def payload(ctx: Context, job: Job, status: str) -> dict[str, Any]:
