@@ -5,6 +5,7 @@ Roles:
 - service_point: only the private exports of its own service point (and their downloads);
   anyone else's job is "not found".
 - read_only: reads every job except private exports; creates and cancels nothing.
+- approver: approves or declines collection batches (exporter.collections); sees no jobs.
 
 Tokens are shown once, when created, and stored only as a SHA-256 hash (they are 256-bit
 random strings, so a plain hash is enough); the first characters are kept to recognise them.
