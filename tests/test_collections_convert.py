@@ -127,6 +127,11 @@ def test_fits_cube_takes_its_first_plane(tmp_path):
     assert result.data == convert(tmp_path / "plane0.fits").data
     assert result.data != convert(tmp_path / "plane1.fits").data
 
+    # tile-compressed (losslessly), only the first plane's tiles are decompressed
+    compressed = fits.CompImageHDU(cube, compression_type="GZIP_1", quantize_level=0.0)
+    fits.HDUList([fits.PrimaryHDU(), compressed]).writeto(tmp_path / "cube.fits.fz")
+    assert convert(tmp_path / "cube.fits.fz").data == result.data
+
 
 def test_fits_integer_data_with_bzero_and_an_all_nan_image(tmp_path):
     counts = (sky((64, 64)) * 10).astype(np.int32)

@@ -166,9 +166,9 @@ def _first_image(source: pathlib.Path) -> tuple[Image.Image, dict[str, str]]:
                 continue
             height, width = shape[-2], shape[-1]
             _check_pixels(width, height)
-            data = hdu.data
-            while data.ndim > 2:  # a cube: its first plane (a view, nothing read yet)
-                data = data[0]
+            # A cube: its first plane alone, through `section` (only that plane's bytes or
+            # compressed tiles are read and scaled; `data` would decompress or scale it all).
+            data = hdu.section[(0,) * (len(shape) - 2)] if len(shape) > 2 else hdu.data
             grey = zscale_asinh(data)
             del data
             metadata = _fits_metadata(primary, hdu.header if index else None)
