@@ -9,9 +9,10 @@ limit, an empty file) raises `Refused` with a reason a person can read on the ba
 
 FITS pixels are scaled the way astronomers look at them: a ZScale interval (sampled from
 the image, NaNs and infinities left out) and an asinh stretch, to 8-bit grey; pixels that
-are NaN or infinite come out at the minimum. The data are memory-mapped and turned into one
-float32 working array that every step then works on in place. FITS rows run bottom-up, so
-the picture is flipped to show north up the way DS9 does.
+are NaN or infinite come out at the minimum. The data are memory-mapped (a cube's first
+plane read alone) and scaled in blocks of rows through a 4 MB float32 buffer straight into
+the 8-bit result, so a 4096x4096 float32 image needs about 100 MB beyond the interpreter.
+FITS rows run bottom-up, so the picture is flipped to show north up the way DS9 does.
 
 16-bit TIFFs (and 16-bit PNGs) are stretched linearly between their 0.05th and 99.95th
 percentiles (read off a histogram, so a few hot pixels do not flatten the rest) through a
@@ -240,6 +241,8 @@ def _fits_metadata(primary, extension) -> dict[str, str]:
 def _read_pillow(source: pathlib.Path, kind: str) -> tuple[Image.Image, dict[str, str]]:
     name = FORMAT_NAMES[kind]
     try:
+        # The warning between Pillow's limit and twice it becomes the refusal; with threads
+        # (warning filters are process-wide) _check_pixels below still refuses the image.
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(source, formats=[name]) as im:
