@@ -315,3 +315,21 @@ def test_a_fits_image_over_the_pixel_limit_is_refused_before_reading_it(tmp_path
     with pytest.raises(Refused) as refused:
         convert(path)
     assert refused.value.reason.startswith("image too large: 20000x20000")
+
+
+def test_two_at_once_in_forked_processes_match_one_at_a_time(tmp_path):
+    """The way two prefork workers run it: forked after the import, the same file in both."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    fits.PrimaryHDU(sky((400, 300))).writeto(tmp_path / "a.fits")
+    data = np.tile(np.linspace(0, 60000, 300, dtype=np.uint16), (200, 1))
+    Image.fromarray(data).save(tmp_path / "b.tif")
+    paths = [tmp_path / "a.fits", tmp_path / "b.tif", tmp_path / "a.fits", tmp_path / "b.tif"]
+    serial = [convert(p) for p in paths]
+
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as pool:
+        parallel = list(pool.map(convert, paths))
+
+    assert parallel == serial
+    assert [r.extension for r in parallel] == ["png", "png", "png", "png"]
