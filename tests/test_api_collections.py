@@ -16,7 +16,7 @@ def test_projects_batches_and_decisions_through_the_api(ctx, tmp_path):
     make_fits(folder / "m31.fits", obj="M31")
     make_small_png(folder / "b.png", 1)
     (folder / "c.txt").write_text("text")
-    api = make_api(ctx, collections_source_roots=str(roots), api_rate_limit=access_rate(1000))
+    api = make_api(ctx, collections_source_roots=str(roots), collections_settle_seconds=0, api_rate_limit=access_rate(1000))
     api.tokens["approver"] = access.create_token(ctx, "approver", name="approver")[1]
 
     body = {"name": "zoo", "source": str(folder), "ownerEmail": "pi@example.org", "ownerName": "Pat", "zooniverseProject": "1234"}

@@ -34,7 +34,7 @@ def smtp():
 
 
 def _settings(ctx, tmp_path, smtp=None, **extra):
-    values = {"collections_source_roots": str(tmp_path / "sources"), "webhook_allow_networks": webhooks_networks(), **extra}
+    values = {"collections_source_roots": str(tmp_path / "sources"), "collections_settle_seconds": 0, "webhook_allow_networks": webhooks_networks(), **extra}
     if smtp is not None:
         values.update(smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_from="exporter@example.org")
     ctx.settings = ctx.settings.replace(**values)
@@ -282,3 +282,14 @@ BUTLER_INDEX = {
     },
     "artifact_map": {"one.fits": {"info": {"path": "one.fits", "formatter": "lsst.obs.base.formatters.fitsExposure.FitsExposureFormatter"}, "ids": ["6c3f6e33-7d2f-4d7e-9a0d-2a1b3c4d5e6f"]}},
 }
+
+
+def test_a_file_still_being_written_waits_for_the_next_poll(ctx, tmp_path):
+    _settings(ctx, tmp_path, collections_settle_seconds=3600)
+    folder = _source(tmp_path)
+    make_small_png(folder / "fresh.png", 1)
+    projects.add_project(ctx, "fresh", str(folder), "pi@example.org")
+    assert batches.poll_project(ctx, "fresh").found == 0
+    ctx.settings = ctx.settings.replace(collections_settle_seconds=0)
+    polled = batches.poll_project(ctx, "fresh")
+    assert (polled.found, polled.taken) == (1, 1)

@@ -37,7 +37,7 @@ def test_an_approver_sees_the_thumbnails_and_approves_the_batch(pg_ctx, tmp_path
     ctx = pg_ctx
     app = LiveApp(ctx)
     roots = tmp_path / "sources"
-    ctx.settings = ctx.settings.replace(public_url=app.url, collections_source_roots=str(roots))
+    ctx.settings = ctx.settings.replace(public_url=app.url, collections_source_roots=str(roots), collections_settle_seconds=0)
     ctx.__dict__.pop("storage", None)
     app.start()
     try:

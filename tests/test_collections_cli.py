@@ -20,7 +20,7 @@ def _run(*args: str, ok: bool = True):
 
 
 def test_the_collections_commands(ctx, tmp_path):
-    ctx.settings = ctx.settings.replace(collections_source_roots=str(tmp_path / "sources"))
+    ctx.settings = ctx.settings.replace(collections_source_roots=str(tmp_path / "sources"), collections_settle_seconds=0)
     folder = tmp_path / "sources" / "zoo"
     folder.mkdir(parents=True)
     make_fits(folder / "a.fits")

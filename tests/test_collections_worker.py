@@ -35,7 +35,7 @@ def test_a_worker_killed_mid_batch_leaves_a_batch_that_finishes_once(pg_ctx, tmp
     for i in range(FILES):
         make_photo(folder / f"img{i:02d}.png", i)
     make_small_png(folder / "tiny.png", 99)
-    settings = dict(collections_source_roots=str(roots), stale_after_seconds=2, smtp_host="127.0.0.1", smtp_port=smtp.port)
+    settings = dict(collections_source_roots=str(roots), collections_settle_seconds=0, stale_after_seconds=2, smtp_host="127.0.0.1", smtp_port=smtp.port)
     ctx.settings = ctx.settings.replace(**settings)
     broker = redis_broker(REDIS_DB)
     ctx.enqueue = sender(broker)

@@ -168,7 +168,7 @@ def test_kills_and_a_broker_restart_lose_nothing_and_leave_nothing(pg_ctx, own_r
     app = LiveApp(ctx)
     roots = tmp_path / "sources"
     ctx.settings = ctx.settings.replace(
-        collections_source_roots=str(roots), public_url=app.url, zooniverse_url=panoptes.api, zooniverse_token=PANOPTES_TOKEN,
+        collections_source_roots=str(roots), collections_settle_seconds=0, public_url=app.url, zooniverse_url=panoptes.api, zooniverse_token=PANOPTES_TOKEN,
         zooniverse_allow_networks=ctx.settings.archiver_allow_networks,
     )
     app.start()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -122,7 +123,8 @@ def poll_project(ctx: Context, name: str, enqueue: bool = True) -> PollResult:
     try:
         require_grant(p)
         source = open_source(ctx.settings, p.source)
-        entries = list(source.entries())
+        settled = time.time() - ctx.settings.collections_settle_seconds
+        entries = [e for e in source.entries() if e.modified is None or e.modified <= settled]  # one still being written waits
         with ctx.db.session() as s:
             known = set(s.execute(select(CollectionSourceFile.name, CollectionSourceFile.signature).where(CollectionSourceFile.project_id == p.id)).all())
             new = [e for e in entries if (e.name, e.signature) not in known]

@@ -174,8 +174,13 @@ def set_status(ctx: Context, name: str, status: str, by: str) -> CollectionProje
         return p
 
 
+MANIFEST_ROWS = 10_000  # Zooniverse imports at most this many rows from one manifest (SUBJECT_SET_IMPORT_MANIFEST_ROW_LIMIT)
+
+
 def cap_of(ctx: Context, p: CollectionProject) -> int:
-    return ctx.settings.collections_cap if p.data_rights_approved else min(ctx.settings.collections_cap_unapproved, ctx.settings.collections_cap)
+    """The most files one batch of the project holds: COLLECTIONS_CAP_UNAPPROVED until its data rights are approved."""
+    cap = min(ctx.settings.collections_cap, MANIFEST_ROWS)
+    return cap if p.data_rights_approved else min(ctx.settings.collections_cap_unapproved, cap)
 
 
 def project_view(p: CollectionProject) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from .models import (
     batch_params,
 )
 from .notify import notify
+from .projects import MANIFEST_ROWS
 from .views import batch_row, dispatch
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,8 @@ def run(job: JobRun) -> dict[str, Any]:
         p = s.get(CollectionProject, b.project_id)
         s.execute(update(CollectionBatch).where(CollectionBatch.id == b.id, CollectionBatch.state == APPROVED).values(state=PUBLISHING).execution_options(synchronize_session=False))
         files = list(s.scalars(select(CollectionFile).where(CollectionFile.batch_id == b.id, CollectionFile.converted_key.is_not(None)).order_by(CollectionFile.id)))
-    files = files[: ctx.settings.collections_cap]
+    if len(files) > MANIFEST_ROWS:
+        raise InvalidRequest(f"batch {b.id} holds {len(files)} images; a Zooniverse manifest holds at most {MANIFEST_ROWS}", field="batch")
     prefix = f"{PREFIX}{p.name}/{b.id}/{job.run_id}"
     rows = []
     job.progress(0, len(files) + 1, force=True)

@@ -29,6 +29,7 @@ class SourceEntry:
     name: str  # the path under the source, with '/'
     size: int
     signature: str
+    modified: float | None = None  # unix time of the last change, for a folder's files (S3 objects appear whole)
 
 
 def normalize_source(settings: Settings, source: str) -> str:
@@ -96,7 +97,7 @@ class FolderSource(Source):
                     continue
                 if not path.is_file():
                     continue
-                found.append(SourceEntry(path.relative_to(self.root).as_posix(), st.st_size, f"{st.st_size}:{st.st_mtime_ns}"))
+                found.append(SourceEntry(path.relative_to(self.root).as_posix(), st.st_size, f"{st.st_size}:{st.st_mtime_ns}", max(st.st_mtime, st.st_ctime)))
         yield from sorted(found, key=lambda e: e.name)
 
     def open(self, name: str) -> BinaryIO:
