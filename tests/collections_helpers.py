@@ -59,11 +59,11 @@ def make_small_png(path: Path, seed: int) -> Path:
 class SmtpServer:
     """aiosmtpd on 127.0.0.1: every message it accepts, parsed."""
 
-    def __init__(self):
+    def __init__(self, port: int | None = None):
         from aiosmtpd.controller import Controller
 
         self.messages: list[Message] = []
-        self.port = free_port()
+        self.port = port or free_port()
         self.got = threading.Condition()
         outer = self
 

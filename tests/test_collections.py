@@ -293,3 +293,51 @@ def test_a_file_still_being_written_waits_for_the_next_poll(ctx, tmp_path):
     ctx.settings = ctx.settings.replace(collections_settle_seconds=0)
     polled = batches.poll_project(ctx, "fresh")
     assert (polled.found, polled.taken) == (1, 1)
+
+
+def test_an_email_waits_out_a_server_that_is_down_and_is_sent_once(ctx, tmp_path):
+    from datetime import timedelta
+
+    from exporter.collections import notify
+    from exporter.collections.models import CollectionBatch, CollectionEmail
+    from exporter.db import utcnow
+
+    from .conftest import free_port
+
+    port = free_port()  # nothing listens there yet
+    _settings(ctx, tmp_path, smtp_host="127.0.0.1", smtp_port=port)
+    folder = _source(tmp_path)
+    make_small_png(folder / "a.png", 1)
+    projects.add_project(ctx, "mail", str(folder), "pi@example.org")
+    polled = batches.poll_project(ctx, "mail")
+    _task, job_id, _queue = ctx.sent.pop(0)
+    from exporter import runner
+
+    assert runner.run_job(ctx, job_id) == "succeeded"
+    emails = [int(arg) for task, arg, queue in ctx.sent if task == notify.TASK and queue == "collections"]
+    assert len(emails) == 2  # retrieved, awaiting: enqueued after the commit
+    first = notify.send_email(ctx, emails[0])
+    assert first.state == "retry" and first.retry_in > 0 and "Connection" in first.error
+    assert notify.send_email(ctx, emails[0]).state == "skipped"  # a second message before it is due sends nothing
+    server = SmtpServer(port).start()
+    try:
+        later = utcnow() + timedelta(hours=2)
+        assert notify.send_email(ctx, emails[0], now=later).state == "sent"
+        with ctx.db.session() as s:
+            row = s.get(CollectionEmail, emails[0])
+            assert (row.state, row.attempts) == ("sent", 2) and row.sent_at is not None
+        assert notify.send_email(ctx, emails[0], now=later).state == "skipped"  # sent once
+        assert notify.sweep(ctx, now=later) == [emails[1]]  # the other one's message is treated as lost
+        assert notify.send_email(ctx, emails[1]).state == "sent"
+        assert [m["Subject"].strip() for m in server.wait_for(2)] == ["mail: batch 1 retrieved (1 files); you may remove them from your collection", "mail: batch 1 is waiting for approval"]
+    finally:
+        server.stop()
+
+    # Written in the transaction of the change it tells of: rolled back with it, never sent.
+    with pytest.raises(RuntimeError):
+        with ctx.db.session() as s:
+            after = notify.notify(ctx, s, s.get(CollectionBatch, polled.batch_id), "approved", by="x")
+            assert after is not None
+            raise RuntimeError("the decision's commit fails")
+    with ctx.db.session() as s:
+        assert s.scalars(select(CollectionEmail).where(CollectionEmail.event == "approved")).first() is None
