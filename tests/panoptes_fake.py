@@ -52,6 +52,7 @@ class FakePanoptes(_Base):
         self.next_id = 100
         self.hold = threading.Event()  # set: imports go on; clear: they wait (a slow import)
         self.hold.set()
+        self.lose: list[str] = []  # "METHOD /path": do the work, then answer 502 (the answer lost on the way), once each
         self.threads: list[threading.Thread] = []
         super().__init__(PanoptesHandler)
 
@@ -191,6 +192,9 @@ class PanoptesHandler(BaseHTTPRequestHandler):
                 body = json.loads(raw)
             with owner.lock:
                 status, payload = owner.handle(method, url.path, parse_qs(url.query), body)
+                if f"{method} {url.path}" in owner.lose:
+                    owner.lose.remove(f"{method} {url.path}")
+                    raise error(502, "Bad Gateway (the answer was lost on demand)")
         except Reply as reply:
             status, payload = reply.status, reply.body
         record["status"] = status

@@ -341,3 +341,44 @@ def test_an_email_waits_out_a_server_that_is_down_and_is_sent_once(ctx, tmp_path
             raise RuntimeError("the decision's commit fails")
     with ctx.db.session() as s:
         assert s.scalars(select(CollectionEmail).where(CollectionEmail.event == "approved")).first() is None
+
+
+def test_an_import_whose_answer_was_lost_is_found_not_asked_for_twice(ctx, tmp_path):
+    from exporter import jobs, runner
+    from exporter.errors import TransientError
+
+    panoptes = FakePanoptes().start()
+    app = LiveApp(ctx)
+    _settings(ctx, tmp_path, public_url=app.url, zooniverse_url=panoptes.api, zooniverse_token="wrong-token", zooniverse_allow_networks=webhooks_networks(), zooniverse_poll_seconds=0.1)
+    app.start()
+    folder = _source(tmp_path)
+    make_small_png(folder / "a.png", 1)
+    make_small_png(folder / "b.png", 2)
+    existing = panoptes.add_subject_set("1234")
+    try:
+        projects.add_project(ctx, "lost", str(folder), "pi@example.org", zooniverse_project="1234", subject_set=existing)
+        polled = batches.poll_project(ctx, "lost")
+        run_sent(ctx)
+        batches.approve(ctx, polled.batch_id, by="alice")
+        run_sent(ctx)  # published; the import is refused: a wrong token
+        view = views.get_batch(ctx, polled.batch_id)
+        failed = jobs.get(ctx, view["importJobId"])
+        assert failed.status == "failed" and "403" in failed.error and view["state"] == "published"
+        assert panoptes.requests[-1]["status"] == 403
+
+        ctx.settings = ctx.settings.replace(zooniverse_token=TOKEN)
+        publication.republish(ctx, polled.batch_id, by="alice")
+        panoptes.lose.append("POST /api/subject_set_imports")
+        with pytest.raises(TransientError):
+            run_sent(ctx)  # the new publication, then its import: Panoptes made it, but its answer was lost
+        view = views.get_batch(ctx, polled.batch_id)
+        assert view["import"]["state"] == "requesting" and view["import"]["id"] is None
+        assert runner.run_job(ctx, view["importJobId"]) == "succeeded"  # looks the import up first
+        assert len(panoptes.posts("/api/subject_set_imports")) == 2 and len(panoptes.imports) == 1  # one refused, one made
+        view = views.get_batch(ctx, polled.batch_id)
+        assert view["state"] == "imported" and view["import"]["importedCount"] == 2 and view["import"]["id"] == next(iter(panoptes.imports))
+        assert panoptes.posts("/api/subject_sets") == []  # the project's own subject set was used
+        panoptes.wait_imports()
+    finally:
+        app.stop()
+        panoptes.stop()
