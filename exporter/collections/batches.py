@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from .. import jobs
 from ..context import Context
 from ..db import utcnow
-from ..errors import ExporterError, InvalidRequest, NotFound
+from ..errors import ExporterError, InvalidRequest, NotFound, TransientError
 from ..models import Job
 from ..runner import JobRun
 from . import convert as converter
@@ -249,6 +249,8 @@ def _retrieve(ctx: Context, job: JobRun, source, f: CollectionFile, key: str) ->
         f.refused_reason = f"gone from the source before it was retrieved ({exc})"
         _set(ctx, CollectionFile, f.id, refused_reason=f.refused_reason)
         return
+    except OSError as exc:  # a folder on a network file system that hiccups: the next run goes on from this file
+        raise TransientError(f"could not read {f.source_name} from the source: {exc}") from None
     f.quarantine_key, f.sha256, f.size = key, info.sha256, info.size
     _set(ctx, CollectionFile, f.id, quarantine_key=key, sha256=info.sha256, size=info.size, external_id=info.sha256[:20])
 
