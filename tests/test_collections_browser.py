@@ -9,31 +9,20 @@ import os
 
 import pytest
 import requests
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from exporter import access
 from exporter.collections import batches, projects, views
 
 from .collections_helpers import LiveApp, make_fits, make_small_png, make_tiff16, run_sent
+from .test_browser import CHROMIUM, browser  # noqa: F401 - the Chromium fixture
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-component-update", "--disable-sync", "--no-first-run"]
 WAIT_MS = 30_000
 
 
-@pytest.fixture
-def browser():
+def test_an_approver_sees_the_thumbnails_and_approves_the_batch(pg_ctx, tmp_path, browser):  # noqa: F811
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium", pytrace=False)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-def test_an_approver_sees_the_thumbnails_and_approves_the_batch(pg_ctx, tmp_path, browser):
     ctx = pg_ctx
     app = LiveApp(ctx)
     roots = tmp_path / "sources"

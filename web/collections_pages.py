@@ -55,15 +55,10 @@ def projects_page():
     return render_template("pages/collections.html", projects=rows, waiting=waiting, recent=recent, approver=g.approver)
 
 
-
 @bp.get("/batches/<int:batch_id>")
 @approver_required
 def batch_page(batch_id: int):
-    try:
-        batch = views.get_batch(ctx(), batch_id)
-    except NotFound:
-        abort(404)
-    return render_template("pages/collection_batch.html", batch=batch, approver=g.approver, done=request.args.get("done"), error=request.args.get("error"))
+    return render_template("pages/collection_batch.html", batch=_view_or_404(batch_id), approver=g.approver, done=request.args.get("done"), error=request.args.get("error"))
 
 
 @bp.get("/files/<int:file_id>/image")

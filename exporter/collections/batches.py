@@ -59,7 +59,7 @@ from .models import (
     CollectionSourceFile,
     batch_params,
 )
-from .notify import notify
+from .notify import after_all, notify
 from .projects import cap_of, get_project, require_grant
 from .sources import open_source
 from .views import batch_row, dispatch
@@ -317,8 +317,7 @@ def on_collect_final(ctx: Context, session: Session, job_id: str, status: str) -
             actions.append(notify(ctx, session, b, "capped", cap_after=ctx.settings.collections_cap))
         actions.append(notify(ctx, session, b, "awaiting"))
     session.flush()
-    actions = [a for a in actions if a is not None]
-    return (lambda: [a() for a in actions]) if actions else None
+    return after_all(actions)
 
 
 # --- approval ------------------------------------------------------------------------------------

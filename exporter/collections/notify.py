@@ -124,6 +124,19 @@ def notify(ctx: Context, session: Session, batch: CollectionBatch, event: str, *
 EVENTS = tuple(SUBJECTS)
 
 
+def after_all(actions: list[Callable[[], None] | None]) -> Callable[[], None] | None:
+    """One post-commit action for the ON_FINAL hooks that run several (None when there is none)."""
+    todo = [a for a in actions if a is not None]
+    if not todo:
+        return None
+
+    def run() -> None:
+        for action in todo:
+            action()
+
+    return run
+
+
 def enqueue(ctx: Context, email_id: int) -> None:
     try:
         ctx.enqueue(TASK, str(email_id), QUEUE)

@@ -41,7 +41,7 @@ from .models import (
     CollectionProject,
     batch_params,
 )
-from .notify import notify
+from .notify import after_all, notify
 from .projects import MANIFEST_ROWS
 from .views import batch_row, dispatch
 
@@ -126,8 +126,7 @@ def on_publish_final(ctx: Context, session: Session, job_id: str, status: str, k
         b.state, b.error = FAILED, session.scalar(select(Job.error).where(Job.id == job_id)) or status
         actions.append(notify(ctx, session, b, "failed", error=b.error))
     session.flush()
-    actions = [a for a in actions if a is not None]
-    return (lambda: [a() for a in actions]) if actions else None
+    return after_all(actions)
 
 
 def public_object(ctx: Context, key: str) -> Artifact | None:
