@@ -382,3 +382,35 @@ def test_an_import_whose_answer_was_lost_is_found_not_asked_for_twice(ctx, tmp_p
     finally:
         app.stop()
         panoptes.stop()
+
+
+def test_two_polls_at_once_make_one_batch(ctx, tmp_path):
+    import threading
+
+    _settings(ctx, tmp_path)
+    folder = _source(tmp_path)
+    for i in range(20):
+        make_small_png(folder / f"p{i:02d}.png", i)
+    projects.add_project(ctx, "twice", str(folder), "pi@example.org")
+    start = threading.Barrier(4)
+    results, errors = [], []
+
+    def poll():
+        start.wait()
+        try:
+            results.append(batches.poll_project(ctx, "twice", enqueue=False))
+        except Exception as exc:  # collected: the assertion below names it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=poll) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    made = [r for r in results if r.batch_id]
+    assert len(made) == 1 and made[0].taken == 20
+    assert all("another process" in r.skipped for r in results if not r.batch_id and r.skipped)
+    with ctx.db.session() as s:
+        assert s.scalars(select(CollectionSourceFile.batch_id).distinct()).all() == [made[0].batch_id]
+        assert len(s.scalars(select(CollectionSourceFile.id)).all()) == 20
