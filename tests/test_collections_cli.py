@@ -57,3 +57,24 @@ def test_the_collections_commands(ctx, tmp_path):
     assert "no collection project 'nope'" in _run("collections", "show", "nope", ok=False).output
     assert "not a batch id" in _run("collections", "approve", "x1", "--by", "a", ok=False).output
     assert "outside the folders" in _run("collections", "add", "etc", "--source", "/etc", "--owner", "a@b.org", ok=False).output
+
+
+def test_astropy_loads_in_workers_only():
+    """The CLI and the web app (with every job kind loaded) never import astropy; the task module does, so prefork children share it."""
+    import os
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from exporter.kinds import load_all; load_all()\n"
+        "import cli.main, cli.collections, web; web.create_app()\n"
+        "print('astropy' in sys.modules)\n"
+        "import workers.tasks\n"
+        "print('astropy' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env={**os.environ}, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True"]
+    helped = subprocess.run([sys.executable, "-X", "importtime", "-m", "cli", "collections", "--help"], capture_output=True, text=True, timeout=120)
+    assert helped.returncode == 0 and "astropy" not in helped.stderr

@@ -6,6 +6,7 @@ import logging
 
 from celery import Task
 
+import exporter.collections.convert  # noqa: F401  (astropy, numpy, Pillow: loaded before the prefork pool forks, shared by its children)
 from exporter import jobs, runner
 from exporter.context import get_context
 from exporter.errors import TransientError

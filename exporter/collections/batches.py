@@ -40,7 +40,6 @@ from ..db import utcnow
 from ..errors import ExporterError, InvalidRequest, NotFound, TransientError
 from ..models import Job
 from ..runner import JobRun
-from . import convert as converter
 from .models import (
     ACTIVE,
     APPROVED,
@@ -256,6 +255,8 @@ def _retrieve(ctx: Context, job: JobRun, source, f: CollectionFile, key: str) ->
 
 
 def _convert(ctx: Context, f: CollectionFile, key: str) -> None:
+    from . import convert as converter  # astropy and numpy: loaded by workers (workers/tasks.py), not by the CLI or the web app
+
     suffix = Path(f.source_name).suffix[:16]
     with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:
         with ctx.storage.open(f.quarantine_key) as fh:
