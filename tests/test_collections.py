@@ -414,3 +414,59 @@ def test_two_polls_at_once_make_one_batch(ctx, tmp_path):
     with ctx.db.session() as s:
         assert s.scalars(select(CollectionSourceFile.batch_id).distinct()).all() == [made[0].batch_id]
         assert len(s.scalars(select(CollectionSourceFile.id)).all()) == 20
+
+
+def test_each_publication_and_each_failed_job_is_told_once(ctx, tmp_path, smtp):
+    """A batch published twice is told "published" twice, each with its own manifest URL, and each failed import once;
+    the webhook's X-Exporter-Event names the event as its body does; a retried delivery is delivered once."""
+    from datetime import timedelta
+
+    from exporter.collections import notify
+    from exporter.collections.models import CollectionBatch
+    from exporter.db import utcnow
+
+    panoptes = FakePanoptes().start()
+    receiver, hook_server = start_receiver()
+    receiver.plan.append(503)  # the first call (the batch's "retrieved") fails once
+    app = LiveApp(ctx)
+    _settings(ctx, tmp_path, smtp, public_url=app.url, zooniverse_url=panoptes.api, zooniverse_token="wrong-token", zooniverse_allow_networks=webhooks_networks())
+    app.start()
+    folder = _source(tmp_path)
+    make_small_png(folder / "a.png", 1)
+    try:
+        projects.add_project(ctx, "twice", str(folder), "pi@example.org", zooniverse_project="1234", callback_url=receiver.url)
+        polled = batches.poll_project(ctx, "twice")
+        assert run_sent(ctx).count("retry") == 1
+        batches.approve(ctx, polled.batch_id, by="alice")
+        run_sent(ctx)  # published; its import refused (a wrong token): failed
+        first = views.get_batch(ctx, polled.batch_id)
+        publication.republish(ctx, polled.batch_id, by="alice")
+        run_sent(ctx)
+        second = views.get_batch(ctx, polled.batch_id)
+        assert first["manifestURL"] and second["manifestURL"] and first["manifestURL"] != second["manifestURL"]
+        assert first["publishJobId"] != second["publishJobId"] and first["importJobId"] != second["importJobId"]
+
+        published = [m for m in smtp.wait_for(7) if "is published" in m["Subject"]]
+        assert [first["manifestURL"] in published[0].get_content(), second["manifestURL"] in published[1].get_content()] == [True, True]
+        assert len([m for m in smtp.messages if "failed" in m["Subject"]]) == 2
+
+        # The retried "retrieved" is delivered now, once; nothing else is sent again.
+        [retrying] = [n for n in webhooks.notifications_of(ctx, first["jobId"]) if n.state == "pending"]
+        assert webhooks.deliver(ctx, retrying.id, now=utcnow() + timedelta(hours=1)).state == "delivered"
+        assert webhooks.deliver(ctx, retrying.id, now=utcnow() + timedelta(hours=2)).state == "skipped"
+        with ctx.db.session() as s:  # the hook run again for the same publication writes nothing new
+            assert notify.notify(ctx, s, s.get(CollectionBatch, polled.batch_id), "published", job_id=second["publishJobId"]) is None
+        calls = receiver.calls
+        for c in calls:
+            assert c.headers["X-Exporter-Event"] == c.json["event"], (c.headers, c.json["event"])
+        events = [c.json["event"] for c in calls if c.headers["X-Exporter-Attempt"] == "1" or c.json["event"] != "collection.retrieved"]
+        assert sorted(events) == sorted(["collection.retrieved", "collection.awaiting", "collection.approved", *["collection.published", "collection.failed"] * 2])
+        told = [c.json for c in calls if c.json["event"] == "collection.published"]
+        assert [(t["jobId"], t["manifestURL"]) for t in told] == [(first["publishJobId"], first["manifestURL"]), (second["publishJobId"], second["manifestURL"])]
+        assert [c.json["jobId"] for c in calls if c.json["event"] == "collection.failed"] == [first["importJobId"], second["importJobId"]]
+        retrieved = [c for c in calls if c.json["event"] == "collection.retrieved"]
+        assert [c.headers["X-Exporter-Attempt"] for c in retrieved] == ["1", "2"] and len({c.headers["X-Exporter-Delivery"] for c in retrieved}) == 1
+    finally:
+        app.stop()
+        panoptes.stop()
+        hook_server.shutdown()

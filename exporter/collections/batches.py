@@ -307,7 +307,7 @@ def on_collect_final(ctx: Context, session: Session, job_id: str, status: str) -
     actions = []
     if status != "succeeded":
         b.state, b.error = FAILED, session.scalar(select(Job.error).where(Job.id == job_id)) or status
-        actions.append(notify(ctx, session, b, "failed", error=b.error))
+        actions.append(notify(ctx, session, b, "failed", job_id=job_id, error=b.error))
     else:
         b.state = AWAITING_APPROVAL
         b.approval_expires_at = utcnow() + timedelta(seconds=ctx.settings.collections_approval_seconds)

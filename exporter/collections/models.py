@@ -148,11 +148,12 @@ class CollectionEmail(Base):
     """One e-mail to a project's owner (the outbox): written with the change it tells of, sent and retried by a task."""
 
     __tablename__ = "collection_emails"
-    __table_args__ = (UniqueConstraint("project_id", "batch_id", "event"),)
+    __table_args__ = (UniqueConstraint("project_id", "batch_id", "event", "job_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("collection_projects.id", ondelete="CASCADE"), index=True)
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("collection_batches.id", ondelete="CASCADE"), nullable=True)
+    job_id: Mapped[str | None] = mapped_column(String(36), nullable=True)  # the job the event belongs to: a second publication is told again
     event: Mapped[str] = mapped_column(String(32))
     recipient: Mapped[str] = mapped_column(String(320))
     subject: Mapped[str] = mapped_column(String(250))

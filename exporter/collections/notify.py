@@ -33,7 +33,7 @@ from ..context import Context
 from ..db import utcnow
 from ..models import Job
 from ..retrying import retry_delay
-from .models import CollectionBatch, CollectionEmail, CollectionProject
+from .models import PUBLISH, CollectionBatch, CollectionEmail, CollectionProject
 from .views import batch_view
 
 log = logging.getLogger(__name__)
@@ -92,31 +92,39 @@ def email_on(ctx: Context) -> bool:
     return bool(ctx.settings.smtp_host)
 
 
-def notify(ctx: Context, session: Session, batch: CollectionBatch, event: str, **detail: Any) -> Callable[[], None] | None:
-    """Write the owner's e-mail and webhook for `event` in `session`; returns what to send after the commit."""
+def notify(ctx: Context, session: Session, batch: CollectionBatch, event: str, job_id: str | None = None, **detail: Any) -> Callable[[], None] | None:
+    """Write the owner's e-mail and webhook for `event` in `session`; returns what to send after the commit.
+
+    An event is told once per (batch, event, job): `job_id` is the job the event belongs to (the
+    publication that published, the job that failed; the batch's collect job by default), so a
+    batch published again, or failing again, is told again, while a second call for the same job
+    writes nothing."""
     p = session.get(CollectionProject, batch.project_id)
     session.flush()
+    job_id = job_id or batch.job_id
     email_id = None
     if email_on(ctx):
-        exists = session.scalars(select(CollectionEmail.id).where(CollectionEmail.project_id == p.id, CollectionEmail.batch_id == batch.id, CollectionEmail.event == event)).first()
+        exists = session.scalars(select(CollectionEmail.id).where(
+            CollectionEmail.project_id == p.id, CollectionEmail.batch_id == batch.id, CollectionEmail.event == event, CollectionEmail.job_id == job_id,
+        )).first()
         if exists is None:
             subject = SUBJECTS[event].format(p=p.name, b=batch.id, n=batch.retrieved, w=batch.waiting)
-            row = CollectionEmail(project_id=p.id, batch_id=batch.id, event=event, recipient=p.owner_email, subject=subject[:250], body=_body(p, batch, event, detail),
+            row = CollectionEmail(project_id=p.id, batch_id=batch.id, job_id=job_id, event=event, recipient=p.owner_email, subject=subject[:250], body=_body(p, batch, event, detail),
                                   state="pending", attempts=0, next_attempt_at=utcnow())
             session.add(row)
             session.flush()
             email_id = row.id
     hook_ids: list[int] = []
-    if p.callback_url and batch.job_id:
-        webhooks.add_callbacks(session, batch.job_id, [p.callback_url])
-        hook_ids = webhooks.write_notifications(session, batch.job_id, event, events=EVENTS)
+    if p.callback_url and job_id:
+        webhooks.add_callbacks(session, job_id, [p.callback_url])
+        hook_ids = webhooks.write_notifications(session, job_id, event, events=EVENTS)
     if email_id is None and not hook_ids:
         return None
 
     def send() -> None:
         if email_id is not None:
             enqueue(ctx, email_id)
-        webhooks.send_notifications(ctx, batch.job_id, event, hook_ids)
+        webhooks.send_notifications(ctx, job_id, event, hook_ids)
 
     return send
 
@@ -145,11 +153,15 @@ def enqueue(ctx: Context, email_id: int) -> None:
 
 
 def webhook_payload(ctx: Context, job: Job, status: str) -> dict[str, Any]:
-    """What the project's callback URL receives (webhooks.PAYLOADS for collect_batch): the event and the batch as the API shows it."""
+    """What the project's callback URL receives (webhooks.PAYLOADS for the family's kinds): the event, the job it
+    belongs to, the batch as the API shows it, and for a publication the manifest URL it published."""
     with ctx.db.session() as s:
-        b = s.scalars(select(CollectionBatch).where(CollectionBatch.job_id == job.id)).first()
+        b = s.get(CollectionBatch, (job.params or {}).get("batch") or 0)
         view = batch_view(ctx, s, b, files=False) if b is not None else None
-    return {"event": f"collection.{status}", "jobId": job.id, "batch": view}
+    out = {"event": webhooks.event_name(job.kind, status), "jobId": job.id, "batch": view}
+    if job.kind == PUBLISH and status == "published":
+        out["manifestURL"] = (job.result or {}).get("manifest_url")
+    return out
 
 
 # --- sending -------------------------------------------------------------------------------

@@ -206,6 +206,6 @@ def on_import_final(ctx: Context, session: Session, job_id: str, status: str) ->
         return None
     if status == "succeeded":
         b.state = IMPORTED
-        return notify(ctx, session, b, "imported")
+        return notify(ctx, session, b, "imported", job_id=job_id)
     b.error = session.scalar(select(Job.error).where(Job.id == job_id)) or status
-    return notify(ctx, session, b, "failed", error=f"the Zooniverse import failed: {b.error}")
+    return notify(ctx, session, b, "failed", job_id=job_id, error=f"the Zooniverse import failed: {b.error}")

@@ -120,11 +120,11 @@ def on_publish_final(ctx: Context, session: Session, job_id: str, status: str, k
         b.state, b.manifest_key, b.manifest_url, b.error = PUBLISHED, result.get("manifest_key"), result.get("manifest_url"), None
         for name, key in session.execute(select(Artifact.name, Artifact.key).where(Artifact.job_id == job_id, Artifact.name.like("file-%"))).all():
             session.execute(update(CollectionFile).where(CollectionFile.id == int(name[5:])).values(public_key=key).execution_options(synchronize_session=False))
-        actions.append(notify(ctx, session, b, "published"))
+        actions.append(notify(ctx, session, b, "published", job_id=job_id))
         actions.append(panoptes.request_import(ctx, session, b))
     else:
         b.state, b.error = FAILED, session.scalar(select(Job.error).where(Job.id == job_id)) or status
-        actions.append(notify(ctx, session, b, "failed", error=b.error))
+        actions.append(notify(ctx, session, b, "failed", job_id=job_id, error=b.error))
     session.flush()
     return after_all(actions)
 

@@ -95,6 +95,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('project_id', sa.Integer(), nullable=False),
     sa.Column('batch_id', sa.Integer(), nullable=True),
+    sa.Column('job_id', sa.String(length=36), nullable=True),
     sa.Column('event', sa.String(length=32), nullable=False),
     sa.Column('recipient', sa.String(length=320), nullable=False),
     sa.Column('subject', sa.String(length=250), nullable=False),
@@ -108,7 +109,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['batch_id'], ['collection_batches.id'], name=op.f('fk_collection_emails_batch_id_collection_batches'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['project_id'], ['collection_projects.id'], name=op.f('fk_collection_emails_project_id_collection_projects'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_collection_emails')),
-    sa.UniqueConstraint('project_id', 'batch_id', 'event', name=op.f('uq_collection_emails_project_id'))
+    sa.UniqueConstraint('project_id', 'batch_id', 'event', 'job_id', name=op.f('uq_collection_emails_project_id'))
     )
     with op.batch_alter_table('collection_emails', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_collection_emails_next_attempt_at'), ['next_attempt_at'], unique=False)
