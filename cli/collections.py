@@ -39,7 +39,8 @@ def add_cmd(name, source, owner_email, owner_name, zooniverse_project, subject_s
 
     p, grant = add_project(_ctx(False), name, source, owner_email, owner_name=owner_name, zooniverse_project=zooniverse_project, subject_set=subject_set, callback_url=callback_url)
     click.echo(grant)
-    click.echo(f"project {p.name} ({p.id}) reads {p.source}; the grant above is shown once: revoke it with `exporter collections revoke-grant {p.name}`", err=True)
+    click.echo(f"project {p.name} ({p.id}) reads {p.source}; the grant above is shown once: give it to the owner, who reads the project with it as a bearer token "
+               f"(GET /api/v1/collections/projects/{p.name}) and revokes it (POST .../revoke-grant, or `exporter collections revoke-grant {p.name}`)", err=True)
 
 
 @collections.command("list")

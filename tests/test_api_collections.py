@@ -56,3 +56,71 @@ def test_projects_batches_and_decisions_through_the_api(ctx, tmp_path):
     run_sent(ctx)
     assert api.get(f"/collections/batches/{batch['id']}").json["manifestURL"].endswith("manifest.csv")
     assert [p["name"] for p in api.get("/collections/projects", who="approver").json["projects"]] == ["zoo"]
+
+
+def test_the_owner_reads_the_project_and_revokes_the_grant_with_the_grant_token(ctx, tmp_path):
+    from .collections_helpers import SmtpServer
+
+    roots = tmp_path / "sources"
+    for name in ("zoo", "other"):
+        (roots / name).mkdir(parents=True)
+    make_fits(roots / "zoo" / "m31.fits", obj="M31")
+    make_small_png(roots / "zoo" / "b.png", 1)
+    (roots / "zoo" / "c.txt").write_text("text")
+    make_small_png(roots / "other" / "o.png", 2)
+    smtp = SmtpServer().start()
+    try:
+        api = make_api(ctx, collections_source_roots=str(roots), collections_settle_seconds=0, api_rate_limit=access_rate(1000), smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_from="exporter@example.org")
+        api.tokens["approver"] = access.create_token(ctx, "approver", name="approver")[1]
+        api.tokens["owner"] = api.post("/collections/projects", {"name": "zoo", "source": str(roots / "zoo"), "ownerEmail": "pi@example.org"}).json["grantToken"]
+        api.tokens["other_owner"] = api.post("/collections/projects", {"name": "other", "source": str(roots / "other"), "ownerEmail": "o@example.org"}).json["grantToken"]
+        mine = api.post("/collections/projects/zoo/poll").json["batch"]
+        theirs = api.post("/collections/projects/other/poll").json["batch"]
+        run_sent(ctx)
+        assert api.post(f"/collections/batches/{mine}/approve", {"note": "fine"}, who="approver").status_code == 200
+        run_sent(ctx)
+
+        # The owner, by the grant token alone: the project, its batches, counts, refusals with reasons, the manifest URL.
+        project = api.get("/collections/projects/zoo", who="owner")
+        assert project.status_code == 200, project.json
+        assert project.json["name"] == "zoo" and project.json["grant"]["valid"] and [b["id"] for b in project.json["batches"]] == [mine]
+        assert api.get(f"/collections/projects/{project.json['id']}", who="owner").json["name"] == "zoo"
+        batch = api.get(f"/collections/batches/{mine}", who="owner").json
+        assert batch["state"] == "published" and batch["counts"]["converted"] == 2 and batch["counts"]["refused"] == 1
+        assert batch["refusedFiles"] == [{"sourceName": "c.txt", "reason": batch["refusedFiles"][0]["reason"]}] and batch["refusedFiles"][0]["reason"].startswith("unsupported")
+        assert batch["manifestURL"].endswith("manifest.csv") and "overlap" not in batch and batch["decisions"][0]["note"] == "fine"
+        assert [b["id"] for b in api.get("/collections/batches", who="owner").json["batches"]] == [mine]
+
+        # Nothing else: another project is not there; every other operation is refused.
+        for path in ("/collections/projects/other", f"/collections/batches/{theirs}", "/collections/batches?project=other", "/collections/projects/nope"):
+            got = api.get(path, who="owner")
+            assert got.status_code == 404 and got.json["error"].startswith("no collection "), (path, got.json)  # as if it did not exist
+        assert api.post("/collections/projects/other/revoke-grant", who="owner").status_code == 404
+        assert api.get("/collections/projects/zoo", who="other_owner").status_code == 404
+        for method, path, body in (("post", f"/collections/batches/{mine}/decline", {"reason": "no"}), ("post", f"/collections/batches/{theirs}/approve", {}),
+                                   ("post", "/collections/projects/zoo/poll", None), ("get", "/collections/projects", None), ("get", "/exports", None), ("get", "/audit", None)):
+            got = api.post(path, body, who="owner") if method == "post" else api.get(path, who="owner")
+            assert got.status_code == 403 and got.json["field"] == "Authorization", (path, got.status_code, got.json)
+        api.tokens["wrong"] = "cg_" + "x" * 43
+        assert api.get("/collections/projects/zoo", who="wrong").status_code == 401
+
+        # The owner revokes the grant: told by e-mail, the token stops working, no poll reads the source.
+        revoked = api.post("/collections/projects/zoo/revoke-grant", who="owner")
+        assert revoked.status_code == 200 and revoked.json["grant"]["valid"] is False and revoked.json["grant"]["revokedAt"]
+        run_sent(ctx)
+        told = next(m for m in smtp.wait_for(1) if "revoked" in m["Subject"])
+        assert told["To"] == "pi@example.org" and "reads nothing more" in told.get_content()
+        for path in ("/collections/projects/zoo", f"/collections/batches/{mine}"):
+            got = api.get(path, who="owner")
+            assert got.status_code == 401 and got.headers["WWW-Authenticate"].startswith("Bearer"), (path, got.json)
+        make_small_png(roots / "zoo" / "later.png", 3)
+        polled = api.post("/collections/projects/zoo/poll").json
+        assert polled["batch"] is None and "revoked" in polled["skipped"]
+        again = api.post("/collections/projects/zoo/revoke-grant")  # an operator may revoke too; once revoked, nobody is told twice
+        assert again.status_code == 200 and again.json["grant"]["valid"] is False
+        run_sent(ctx)
+        assert sum("revoked" in m["Subject"] for m in smtp.messages) == 1
+        actors = [e["actor"] for e in api.get("/audit?action=collections.grant.revoke").json["items"]]
+        assert len(actors) == 2 and any(a.startswith("owner of zoo") for a in actors)
+    finally:
+        smtp.stop()

@@ -45,7 +45,7 @@ class CollectionProject(Base):
     zooniverse_project_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     subject_set_id: Mapped[str | None] = mapped_column(String(32), nullable=True)  # None: create one at the first import
     source: Mapped[str] = mapped_column(String(1024))  # a local folder or s3://bucket/prefix
-    grant_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)  # sha256 of the grant token
+    grant_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)  # sha256 of the grant token (the owner's bearer token)
     grant_prefix: Mapped[str | None] = mapped_column(String(16), nullable=True)
     grant_scope: Mapped[str | None] = mapped_column(String(1024), nullable=True)  # the source the grant is good for
     grant_revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -8,6 +8,9 @@ E-mails are sent by the task `exporter.send_collection_email` over SMTP (SMTP_* 
 attempt claimed with a compare-and-set, retried with backoff, and re-sent by the poll's sweep when
 a message was lost: a commit that fails sends nothing; a commit that succeeds is told once.
 
+`tell_owner(ctx, session, project, event, ...)` does the same for an event of the project
+itself (grant-revoked), by e-mail only.
+
 Events: retrieved (the files are in quarantine; the owner may remove them from the source),
 capped (files wait for a later batch until data rights are approved), awaiting (waiting for
 approval), approved, declined (with the reason), expired, published (with the manifest URL),
@@ -52,6 +55,9 @@ SUBJECTS = {
     "imported": "{p}: batch {b} was imported into Zooniverse",
     "failed": "{p}: batch {b} failed",
 }
+PROJECT_SUBJECTS = {  # events of a project rather than of a batch: e-mail only (webhooks belong to jobs)
+    "grant-revoked": "{p}: Exporter's grant to read your collection was revoked",
+}
 
 
 def _body(p: CollectionProject, b: CollectionBatch, event: str, detail: dict[str, Any]) -> str:
@@ -92,6 +98,22 @@ def email_on(ctx: Context) -> bool:
     return bool(ctx.settings.smtp_host)
 
 
+def _email(ctx: Context, session: Session, p: CollectionProject, batch: CollectionBatch | None, event: str, job_id: str | None, subject: str, body: str) -> int | None:
+    """Write the owner's e-mail for `event` unless SMTP is off or this (batch, event, job) was written already; returns its id."""
+    if not email_on(ctx):
+        return None
+    batch_id = batch.id if batch is not None else None
+    if batch_id is not None and session.scalars(select(CollectionEmail.id).where(
+        CollectionEmail.project_id == p.id, CollectionEmail.batch_id == batch_id, CollectionEmail.event == event, CollectionEmail.job_id == job_id,
+    )).first() is not None:
+        return None
+    row = CollectionEmail(project_id=p.id, batch_id=batch_id, job_id=job_id, event=event, recipient=p.owner_email, subject=subject[:250], body=body,
+                          state="pending", attempts=0, next_attempt_at=utcnow())
+    session.add(row)
+    session.flush()
+    return row.id
+
+
 def notify(ctx: Context, session: Session, batch: CollectionBatch, event: str, job_id: str | None = None, **detail: Any) -> Callable[[], None] | None:
     """Write the owner's e-mail and webhook for `event` in `session`; returns what to send after the commit.
 
@@ -102,18 +124,8 @@ def notify(ctx: Context, session: Session, batch: CollectionBatch, event: str, j
     p = session.get(CollectionProject, batch.project_id)
     session.flush()
     job_id = job_id or batch.job_id
-    email_id = None
-    if email_on(ctx):
-        exists = session.scalars(select(CollectionEmail.id).where(
-            CollectionEmail.project_id == p.id, CollectionEmail.batch_id == batch.id, CollectionEmail.event == event, CollectionEmail.job_id == job_id,
-        )).first()
-        if exists is None:
-            subject = SUBJECTS[event].format(p=p.name, b=batch.id, n=batch.retrieved, w=batch.waiting)
-            row = CollectionEmail(project_id=p.id, batch_id=batch.id, job_id=job_id, event=event, recipient=p.owner_email, subject=subject[:250], body=_body(p, batch, event, detail),
-                                  state="pending", attempts=0, next_attempt_at=utcnow())
-            session.add(row)
-            session.flush()
-            email_id = row.id
+    subject = SUBJECTS[event].format(p=p.name, b=batch.id, n=batch.retrieved, w=batch.waiting)
+    email_id = _email(ctx, session, p, batch, event, job_id, subject, _body(p, batch, event, detail))
     hook_ids: list[int] = []
     if p.callback_url and job_id:
         webhooks.add_callbacks(session, job_id, [p.callback_url])
@@ -127,6 +139,18 @@ def notify(ctx: Context, session: Session, batch: CollectionBatch, event: str, j
         webhooks.send_notifications(ctx, job_id, event, hook_ids)
 
     return send
+
+
+def tell_owner(ctx: Context, session: Session, p: CollectionProject, event: str, **detail: Any) -> Callable[[], None] | None:
+    """Write the owner's e-mail for an event of the project itself (PROJECT_SUBJECTS); call once per event. Returns what to send after the commit."""
+    lines = [f"Hello {p.owner_name or p.owner_email},", ""]
+    if event == "grant-revoked":
+        lines.append(f"The grant that let Exporter read your collection {p.source} was revoked by {detail.get('by')}.")
+        lines.append("Exporter reads nothing more from it: no poll reads it, and a batch being retrieved stops at its next file.")
+        lines.append("Batches already retrieved stay as they are. To give Exporter access again, ask an operator for a new grant.")
+    lines += ["", f"Project {p.name}.", "-- Exporter"]
+    email_id = _email(ctx, session, p, None, event, None, PROJECT_SUBJECTS[event].format(p=p.name), "\n".join(lines) + "\n")
+    return (lambda: enqueue(ctx, email_id)) if email_id is not None else None
 
 
 EVENTS = tuple(SUBJECTS)

@@ -1,10 +1,12 @@
 """Projects: who owns a collection, where Exporter reads it, the grant that lets it, and the data-rights flag.
 
-The grant is a token made when the project is added and shown once (only its sha256 is kept).
-It is scoped to the source it was made for: a project whose source no longer equals the grant's
-scope, or whose grant was revoked, is read no more (polls and running batches stop at the next
-file). Revoking it is the owner's way to take Exporter's access back; a new grant needs a new
-`exporter collections grant NAME`.
+The grant is a token made when the project is added and shown once (only its sha256 is kept);
+the owner holds it. It is scoped to the source it was made for: a project whose source no longer
+equals the grant's scope, or whose grant was revoked, is read no more (polls and running batches
+stop at the next file). With it as a bearer token the owner reads the project and its batches
+over the API and revokes it (`grant_principal`: a Principal of role "owner" for that one
+project); revoking is the owner's way to take Exporter's access back, and the owner is told by
+e-mail. A new grant needs a new `exporter collections grant NAME`.
 """
 
 from __future__ import annotations
@@ -14,18 +16,20 @@ import re
 import secrets
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
+from ..access import Principal
 from ..context import Context
 from ..crypto import same
 from ..db import utcnow
-from ..errors import InvalidRequest, NotFound
+from ..errors import InvalidRequest
 from .models import ACTIVE, PROJECT_STATES, CollectionDecision, CollectionProject
 from .sources import normalize_source
+from .views import get_project
 
 GRANT_PREFIX = "cg_"
+OWNER = "owner"  # the role of a grant's holder (exporter.access.Principal)
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 EMAIL_RE = re.compile(r"^[^@\s<>\",;]+@[^@\s<>\",;]+\.[^@\s<>\",;]+$")
 ID_RE = re.compile(r"^[0-9]{1,18}$")
@@ -58,16 +62,6 @@ def check_zooniverse_id(value: Any, field: str) -> str | None:
     if not ID_RE.match(value):
         raise InvalidRequest(f"{field} must be a Zooniverse id (digits), got {value!r}", field=field)
     return value
-
-
-def get_project(session: Session, name_or_id: str | int) -> CollectionProject:
-    key = str(name_or_id).strip()
-    row = session.scalars(select(CollectionProject).where(CollectionProject.name == key)).first()
-    if row is None and key.isdigit():
-        row = session.get(CollectionProject, int(key))
-    if row is None:
-        raise NotFound(f"no collection project {key!r}")
-    return row
 
 
 def add_project(
@@ -128,9 +122,19 @@ def require_grant(p: CollectionProject) -> None:
 
 def check_grant(ctx: Context, name: str, raw: str) -> bool:
     """Whether `raw` is the project's live grant token (for the owner to prove it)."""
+    principal = grant_principal(ctx, raw)
+    return principal is not None and principal.project == check_name(name)
+
+
+def grant_principal(ctx: Context, raw: str | None) -> Principal | None:
+    """The owner behind a live grant token (role "owner", the project's name), or None when it is unknown, revoked or out of scope."""
+    if not raw or not raw.startswith(GRANT_PREFIX) or len(raw) > 200:
+        return None
     with ctx.db.session() as s:
-        p = get_project(s, name)
-        return has_grant(p) and same(p.grant_hash, _hash(raw or ""))
+        p = s.scalars(select(CollectionProject).where(CollectionProject.grant_hash == _hash(raw))).first()
+        if p is None or not has_grant(p) or not same(p.grant_hash, _hash(raw)):
+            return None
+        return Principal(role=OWNER, name=f"owner of {p.name} ({p.grant_prefix}...)", project=p.name)
 
 
 def new_grant(ctx: Context, name: str, by: str) -> str:
@@ -144,13 +148,23 @@ def new_grant(ctx: Context, name: str, by: str) -> str:
 
 
 def revoke_grant(ctx: Context, name: str, by: str) -> CollectionProject:
+    """Revoke the project's grant: no poll reads its source again, a running batch stops at its next file, the owner is told."""
+    from .notify import tell_owner
+
+    after = None
     with ctx.db.session() as s:
         p = get_project(s, name)
-        if p.grant_revoked_at is None:
-            p.grant_revoked_at = utcnow()
+        now = utcnow()
+        if s.execute(update(CollectionProject).where(CollectionProject.id == p.id, CollectionProject.grant_revoked_at.is_(None)).values(grant_revoked_at=now)
+                     .execution_options(synchronize_session=False)).rowcount == 1:  # revoked once, told once, whoever else revokes it at the same time
+            p.grant_revoked_at = now
             s.add(CollectionDecision(project_id=p.id, action="revoke-grant", by=by[:250]))
+            after = tell_owner(ctx, s, p, "grant-revoked", by=by)
         s.flush()
-        return p
+        s.refresh(p)
+    if after is not None:
+        after()
+    return p
 
 
 def set_data_rights(ctx: Context, name: str, approved: bool, by: str, note: str | None = None) -> CollectionProject:

@@ -13,9 +13,18 @@ from ..context import Context
 from ..errors import InvalidRequest, NotFound
 from ..models import Job
 from .models import PUBLIC_STATES, CollectionBatch, CollectionDecision, CollectionEmail, CollectionFile, CollectionProject
-from .projects import get_project
 
 log = logging.getLogger(__name__)
+
+def get_project(session: Session, name_or_id: str | int) -> CollectionProject:
+    key = str(name_or_id).strip()
+    row = session.scalars(select(CollectionProject).where(CollectionProject.name == key)).first()
+    if row is None and key.isdigit():
+        row = session.get(CollectionProject, int(key))
+    if row is None:
+        raise NotFound(f"no collection project {key!r}")
+    return row
+
 
 def batch_row(session: Session, batch_id: Any) -> CollectionBatch:
     try:

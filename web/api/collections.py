@@ -5,13 +5,31 @@ from __future__ import annotations
 from flask import request
 
 from exporter import access
+from exporter.access import Principal
 from exporter.collections import batches, projects, views
+from exporter.errors import NotFound
 
 from . import bp, schemas
-from .auth import client_ip, ctx, current_principal, require
+from .auth import GRANTS, client_ip, ctx, current_principal, require
 
 READERS = ("operator", "approver", "read_only")
 DECIDERS = ("operator", "approver")
+OWNER = projects.OWNER  # a project's owner, by its grant token: reads that project and revokes the grant
+GRANTS[projects.GRANT_PREFIX] = projects.grant_principal
+
+
+def _owner(principal: Principal | None) -> str | None:
+    """The one project a grant holder may see (None for an API token)."""
+    return principal.project if principal is not None and principal.role == OWNER else None
+
+
+def _project_of_caller(name: str):
+    """The project, or a 404 for a grant holder asking for another one (as if it did not exist)."""
+    p = projects.project(ctx(), name)
+    own = _owner(current_principal())
+    if own is not None and p.name != own:
+        raise NotFound(f"no collection project {name.strip()!r}")
+    return p
 
 
 @bp.post("/collections/projects")
@@ -39,12 +57,25 @@ def list_projects():
 @bp.get("/collections/projects/<id:projectName>")
 @bp.response(200, schemas.CollectionProject, description="The project and its batches.")
 @bp.fails(404)
-@require(*READERS)
+@require(*READERS, grant=OWNER)
 def get_project(projectName: str):
-    """A project and its batches, newest first."""
-    out = projects.project_view(projects.project(ctx(), projectName))
-    out["batches"] = views.list_batches(ctx(), project=projectName)
+    """A project and its batches, newest first (also to its owner, by the project's grant token)."""
+    p = _project_of_caller(projectName)
+    out = projects.project_view(p)
+    out["batches"] = views.list_batches(ctx(), project=p.name)
     return out
+
+
+@bp.post("/collections/projects/<id:projectName>/revoke-grant")
+@bp.response(200, schemas.CollectionProject, description="The project, its grant revoked (the grant token stops working now).")
+@bp.fails(404)
+@require("operator", grant=OWNER)
+def revoke_grant(projectName: str):
+    """Revoke the project's grant (its owner, by the grant token itself, or an operator): no poll reads the source again, a batch being retrieved stops at its next file, and the owner is told by e-mail."""
+    principal = current_principal()
+    p = projects.revoke_grant(ctx(), _project_of_caller(projectName).name, principal.actor)
+    access.audit(ctx(), principal, "collections.grant.revoke", target=p.name, ip=client_ip())
+    return projects.project_view(p)
 
 
 @bp.post("/collections/projects/<id:projectName>/poll")
@@ -62,19 +93,29 @@ def poll_project(projectName: str):
 @bp.arguments(schemas.BatchQuery, location="query")
 @bp.response(200, schemas.CollectionBatchList, description="Batches, newest first (at most 100).")
 @bp.fails(404)
-@require(*READERS)
+@require(*READERS, grant=OWNER)
 def list_batches(query: dict):
-    """Batches, newest first; by project or state (`awaiting_approval`: what approvers have to decide)."""
-    return {"batches": views.list_batches(ctx(), project=query.get("project"), state=query.get("state"))}
+    """Batches, newest first; by project or state (`awaiting_approval`: what approvers have to decide). A grant token lists its own project's."""
+    project = query.get("project")
+    own = _owner(current_principal())
+    if own is not None:
+        project = _project_of_caller(project).name if project else own
+    return {"batches": views.list_batches(ctx(), project=project, state=query.get("state"))}
 
 
 @bp.get("/collections/batches/<id:batchId>")
-@bp.response(200, schemas.CollectionBatch, description="The batch, its files, refusals, overlap with other projects and decisions.")
+@bp.response(200, schemas.CollectionBatch, description="The batch, its files, refusals, overlap with other projects (not to the owner) and decisions.")
 @bp.fails(404)
-@require(*READERS)
+@require(*READERS, grant=OWNER)
 def get_batch(batchId: str):
-    """A batch with its files (metadata, conversion, the reason a file was refused), overlap and decisions."""
-    return views.get_batch(ctx(), batchId)
+    """A batch with its files (metadata, conversion, the reason a file was refused), overlap and decisions; a grant token sees its own project's, without the overlap (other projects' names)."""
+    view = views.get_batch(ctx(), batchId)
+    own = _owner(current_principal())
+    if own is not None:
+        if view["project"] != own:
+            raise NotFound(f"no collection batch {view['id']}")
+        view.pop("overlap")
+    return view
 
 
 @bp.post("/collections/batches/<id:batchId>/approve")

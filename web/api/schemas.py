@@ -593,7 +593,7 @@ class CollectionBatch(Schema):
     createdAt = fields.String(allow_none=True, metadata={"format": "date-time"})
     files = fields.List(fields.Nested(CollectionFileView))
     refusedFiles = fields.List(fields.Nested(RefusedFile))
-    overlap = fields.List(fields.Nested(Overlap), metadata={"description": "Objects of this batch that other projects already published (by sha256 or object id)."})
+    overlap = fields.List(fields.Nested(Overlap), metadata={"description": "Objects of this batch that other projects already published (by sha256 or object id); not shown to a grant token."})
     decisions = fields.List(fields.Nested(Decision))
     emails = fields.List(fields.Nested(EmailState))
 

@@ -41,6 +41,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('name', name=op.f('uq_collection_projects_name'))
     )
     with op.batch_alter_table('collection_projects', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_collection_projects_grant_hash'), ['grant_hash'], unique=False)
         batch_op.create_index(batch_op.f('ix_collection_projects_status'), ['status'], unique=False)
 
     op.create_table('collection_batches',
@@ -195,5 +196,6 @@ def downgrade() -> None:
     op.drop_table('collection_batches')
     with op.batch_alter_table('collection_projects', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_collection_projects_status'))
+        batch_op.drop_index(batch_op.f('ix_collection_projects_grant_hash'))
 
     op.drop_table('collection_projects')
