@@ -306,6 +306,7 @@ SETTINGS: list[Setting] = [
     Setting("COLLECTIONS_CAP_UNAPPROVED", "100", "Most objects in one batch of a project whose data rights are not approved yet; the rest wait for later batches.", as_positive_int),
     Setting("COLLECTIONS_CAP", "10000", "Most objects in one batch once a project's data rights are approved; at most 10000 (Zooniverse's limit of rows in one manifest).", as_positive_int),
     Setting("COLLECTIONS_APPROVAL_SECONDS", "604800", "Seconds a batch waits for an approver's decision before its request expires.", as_seconds),
+    Setting("COLLECTIONS_QUARANTINE_DAYS", "7", "Days cleanup keeps a declined or expired batch's quarantined files and converted images, and a published batch's converted images (its public copies stay), after the batch last changed.", as_nonnegative_float),
     Setting("COLLECTIONS_MAX_IMAGE_BYTES", "1000000", "Largest converted image sent to Zooniverse, in bytes (Zooniverse's limit for subject images is 1,000 KB).", as_positive_int),
     Setting("COLLECTIONS_PUBLIC_URL", "", "Base URL of published collection files (`<base>/collections/<project>/<batch>/...`), e.g. a public S3 bucket's website; empty means `<PUBLIC_URL>/public`, served by the web app.", as_str),
     Setting("ZOONIVERSE_URL", "", "Base URL of the Panoptes API subject-set imports go to (`https://www.zooniverse.org/api`); empty means published batches are not imported.", as_optional_http_url),

@@ -470,3 +470,79 @@ def test_each_publication_and_each_failed_job_is_told_once(ctx, tmp_path, smtp):
         app.stop()
         panoptes.stop()
         hook_server.shutdown()
+
+
+def test_cleanup_deletes_quarantine_after_the_retention_and_never_public_objects(ctx, tmp_path):
+    """COLLECTIONS_QUARANTINE_DAYS after a batch last changed, cleanup deletes a declined or expired batch's quarantined copies and
+    converted images, and a published batch's converted images; its public objects stay and re-publication still works."""
+    from datetime import timedelta
+
+    from exporter import cleanup
+    from exporter.collections import retention
+    from exporter.db import utcnow
+
+    _settings(ctx, tmp_path, collections_quarantine_days=7)
+    folder = _source(tmp_path)
+    projects.add_project(ctx, "kept", str(folder), "pi@example.org")
+
+    def batch_of(name: str, seed: int) -> int:
+        make_small_png(folder / name, seed)
+        b = batches.poll_project(ctx, "kept")
+        run_sent(ctx)
+        return b.batch_id
+
+    declined, published = batch_of("a.png", 1), batch_of("b.png", 2)
+    batches.decline(ctx, declined, by="carol", reason="no")
+    batches.approve(ctx, published, by="alice")
+    run_sent(ctx)
+    ctx.settings = ctx.settings.replace(collections_approval_seconds=0.001)
+    expired = batch_of("c.png", 3)
+    batches.expire_requests(ctx)
+    assert views.get_batch(ctx, expired)["state"] == "expired"
+    ctx.settings = ctx.settings.replace(collections_approval_seconds=3600)
+
+    def files(batch_id: int) -> list[CollectionFile]:
+        with ctx.db.session() as s:
+            return list(s.scalars(select(CollectionFile).where(CollectionFile.batch_id == batch_id)))
+
+    def there(key: str) -> bool:
+        return ctx.storage.stat(key) is not None
+
+    before = {b: files(b) for b in (declined, published, expired)}
+    manifest_key = views.get_batch(ctx, published)["manifestURL"].split("/public/", 1)[1]
+    quarantined = [k for fs in before.values() for f in fs for k in (f.quarantine_key, f.converted_key)]
+    assert all(map(there, quarantined)) and there(manifest_key) and all(there(f.public_key) for f in before[published])
+
+    assert cleanup.run(ctx, now=utcnow() + timedelta(days=6))["collections_quarantine_deleted"] == 0
+    assert all(map(there, quarantined))
+    report = cleanup.run(ctx, now=utcnow() + timedelta(days=8), orphan_grace_seconds=10**9)
+    assert report["collections_quarantine_deleted"] == 5  # two copies each of the declined and the expired, the published one's converted image
+    for b in (declined, expired):
+        [f] = files(b)
+        assert not there(f.quarantine_key) and not there(f.converted_key)
+        assert views.get_batch(ctx, b)["quarantine"]["originalsDeletedAt"] and views.get_batch(ctx, b)["quarantine"]["convertedDeletedAt"]
+    [f] = files(published)
+    assert there(f.quarantine_key) and not there(f.converted_key) and there(f.public_key) and there(manifest_key)
+    assert views.quarantined_image(ctx, f.id) is None  # the approvers' thumbnail is gone too
+    view = views.get_batch(ctx, published)
+    assert view["quarantine"]["originalsDeletedAt"] is None and view["quarantine"]["convertedDeletedAt"] and view["files"][0]["converted"]
+    assert cleanup.run(ctx, now=utcnow() + timedelta(days=30))["collections_quarantine_deleted"] == 0  # once
+
+    # Published again after its converted image was deleted: from its public copy, the same external id.
+    publication.republish(ctx, published, by="alice")
+    run_sent(ctx)
+    again = views.get_batch(ctx, published)
+    [f2] = files(published)
+    assert again["state"] == "published" and again["manifestURL"] != view["manifestURL"] and there(f2.public_key) and f2.public_key != f.public_key
+    assert ctx.storage.read_bytes(f2.public_key) == ctx.storage.read_bytes(f.public_key) and f2.external_id == f.external_id
+
+    # A batch that changes between cleanup's read and its compare-and-set is left alone; a crash after the commit leaves orphans cleanup removes.
+    later = batch_of("d.png", 4)
+    batches.decline(ctx, later, by="carol", reason="no")
+    [(batch_id, state, updated_at)] = retention.due(ctx, utcnow() + timedelta(days=8))
+    assert batch_id == later and retention.mark(ctx, batch_id, "awaiting_approval", updated_at, utcnow()) is None
+    keys = retention.mark(ctx, batch_id, state, updated_at, utcnow())
+    [f] = files(later)
+    assert sorted(keys) == sorted([f.quarantine_key, f.converted_key]) and all(map(there, keys))  # marked, not yet deleted: the crash
+    assert cleanup.run(ctx, now=utcnow() + timedelta(days=8), orphan_grace_seconds=0)["removed_orphans"] == 2
+    assert not any(map(there, keys)) and all(there(k) for k in (f2.public_key, manifest_key))

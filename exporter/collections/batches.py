@@ -288,9 +288,10 @@ def _counts(ctx: Context, batch_id: int) -> dict[str, int]:
 
 
 def quarantine_keys(session: Session, keys: list[str]) -> set[str]:
-    """exporter.orphans: the quarantine keys a batch file still names."""
-    a = set(session.scalars(select(CollectionFile.quarantine_key).where(CollectionFile.quarantine_key.in_(keys))))
-    b = set(session.scalars(select(CollectionFile.converted_key).where(CollectionFile.converted_key.in_(keys))))
+    """exporter.orphans: the quarantine keys a batch file still names (not those retention marked deleted)."""
+    files = select(CollectionFile).join(CollectionBatch, CollectionBatch.id == CollectionFile.batch_id)
+    a = set(session.scalars(files.with_only_columns(CollectionFile.quarantine_key).where(CollectionFile.quarantine_key.in_(keys), CollectionBatch.originals_deleted_at.is_(None))))
+    b = set(session.scalars(files.with_only_columns(CollectionFile.converted_key).where(CollectionFile.converted_key.in_(keys), CollectionBatch.converted_deleted_at.is_(None))))
     return a | b
 
 

@@ -100,6 +100,8 @@ class CollectionBatch(Base):
     imported_count: Mapped[int | None] = mapped_column(Integer, nullable=True)
     failed_count: Mapped[int | None] = mapped_column(Integer, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    originals_deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)  # its quarantined copies, by cleanup (retention)
+    converted_deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)  # its converted images in quarantine, by cleanup
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -97,7 +97,7 @@ def run(job: JobRun) -> dict[str, Any]:
     job.progress(0, len(files) + 1, force=True)
     for i, f in enumerate(files, 1):
         key = f"{prefix}/{f.external_id}.{f.extension}"
-        with ctx.storage.open(f.converted_key) as fh:
+        with ctx.storage.open(f.public_key if b.converted_deleted_at else f.converted_key) as fh:  # after retention, from its last publication
             job.add_artifact(f"file-{f.id}", key, fh, public=True, content_type=f.content_type)
         meta = {**(f.file_metadata or {}), "object_id": f.object_id or "", "source_name": f.source_name, "sha256": f.sha256 or ""}
         rows.append({"external_id": f.external_id, "location": public_url(ctx, key), "metadata": meta})

@@ -94,6 +94,7 @@ def batch_view(ctx: Context, session: Session, b: CollectionBatch, files: bool =
         "approvalExpiresAt": _iso(b.approval_expires_at), "manifestURL": b.manifest_url,
         "import": {"state": b.import_state, "id": b.import_id, "manifestCount": b.manifest_count, "importedCount": b.imported_count, "failedCount": b.failed_count},
         "error": b.error, "createdAt": _iso(b.created_at),
+        "quarantine": {"originalsDeletedAt": _iso(b.originals_deleted_at), "convertedDeletedAt": _iso(b.converted_deleted_at)},
     }
     if files:
         rows = list(session.scalars(select(CollectionFile).where(CollectionFile.batch_id == b.id).order_by(CollectionFile.id)))
@@ -124,6 +125,6 @@ def quarantined_image(ctx: Context, file_id: int) -> tuple[str, str] | None:
     """(storage key, content type) of a batch file's converted image, for an approver's thumbnail; None if there is none."""
     with ctx.db.session() as s:
         f = s.get(CollectionFile, file_id)
-        if f is None or f.converted_key is None:
+        if f is None or f.converted_key is None or s.get(CollectionBatch, f.batch_id).converted_deleted_at is not None:
             return None
         return f.converted_key, f.content_type or "application/octet-stream"

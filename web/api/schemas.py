@@ -576,6 +576,11 @@ class EmailState(Schema):
     attempts = fields.Integer()
 
 
+class BatchQuarantine(Schema):
+    originalsDeletedAt = fields.String(allow_none=True, metadata={"format": "date-time", "description": "When cleanup deleted the quarantined copies (COLLECTIONS_QUARANTINE_DAYS)."})
+    convertedDeletedAt = fields.String(allow_none=True, metadata={"format": "date-time", "description": "When cleanup deleted the converted images in quarantine (a published batch keeps its public copies)."})
+
+
 class CollectionBatch(Schema):
     """A batch: files one poll found, retrieved into quarantine and converted, approved or declined as one."""
 
@@ -591,6 +596,7 @@ class CollectionBatch(Schema):
     import_ = fields.Nested(BatchImport, data_key="import", attribute="import")
     error = fields.String(allow_none=True)
     createdAt = fields.String(allow_none=True, metadata={"format": "date-time"})
+    quarantine = fields.Nested(BatchQuarantine)
     files = fields.List(fields.Nested(CollectionFileView))
     refusedFiles = fields.List(fields.Nested(RefusedFile))
     overlap = fields.List(fields.Nested(Overlap), metadata={"description": "Objects of this batch that other projects already published (by sha256 or object id); not shown to a grant token."})

@@ -66,6 +66,8 @@ def upgrade() -> None:
     sa.Column('imported_count', sa.Integer(), nullable=True),
     sa.Column('failed_count', sa.Integer(), nullable=True),
     sa.Column('error', sa.Text(), nullable=True),
+    sa.Column('originals_deleted_at', exporter.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('converted_deleted_at', exporter.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('created_at', exporter.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', exporter.db.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['project_id'], ['collection_projects.id'], name=op.f('fk_collection_batches_project_id_collection_projects'), ondelete='CASCADE'),
