@@ -122,5 +122,11 @@ def test_the_owner_reads_the_project_and_revokes_the_grant_with_the_grant_token(
         assert sum("revoked" in m["Subject"] for m in smtp.messages) == 1
         actors = [e["actor"] for e in api.get("/audit?action=collections.grant.revoke").json["items"]]
         assert len(actors) == 2 and any(a.startswith("owner of zoo") for a in actors)
+
+        # The OpenAPI document says which operations take the grant.
+        doc = api.get("/openapi.json", who=None).json
+        granted = {f"{m.upper()} {p}" for p, ops in doc["paths"].items() for m, op in ops.items() if m != "parameters" and {"grantToken": []} in (op.get("security") or [])}
+        assert granted == {"GET /collections/projects/{projectName}", "POST /collections/projects/{projectName}/revoke-grant", "GET /collections/batches", "GET /collections/batches/{batchId}"}
+        assert doc["components"]["securitySchemes"]["grantToken"]["scheme"] == "bearer"
     finally:
         smtp.stop()
