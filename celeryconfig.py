@@ -63,3 +63,4 @@ beat_schedule["export-public-nightly"] = {"task": "exporter.export_public_nightl
 beat_schedule["archiver-resweep"] = {"task": "exporter.resweep_portals", "schedule": timedelta(seconds=_s.archiver_sweep_interval), "options": {"queue": "archive"}}
 beat_schedule["archiver-prune"] = {"task": "exporter.prune_archives", "schedule": timedelta(seconds=_s.archiver_sweep_interval), "options": {"queue": "archive"}}
 beat_schedule["search-refresh"] = {"task": "exporter.search_refresh", "schedule": timedelta(seconds=_s.search_refresh_interval), "options": {"queue": "engine"}}
+beat_schedule["collections-poll"] = {"task": "exporter.collections_poll", "schedule": timedelta(seconds=_s.collections_poll_interval), "options": {"queue": "collections"}}

@@ -29,6 +29,7 @@ COMMAND_MODULES: list[tuple[str, str]] = [
     ("cli.search", "search"),
     ("cli.dumps", "dump"),
     ("cli.dumps", "sync"),
+    ("cli.collections", "collections"),
 ]
 
 

@@ -21,7 +21,7 @@ def tokens() -> None:
 
 
 @tokens.command("create")
-@click.option("--role", required=True, type=click.Choice(ROLES), help="operator: all jobs; service_point: its own private exports; read_only: reads.")
+@click.option("--role", required=True, type=click.Choice(ROLES), help="operator: all jobs; service_point: its own private exports; read_only: reads; approver: approves or declines collection batches.")
 @click.option("--service-point", "service_point", help="The service point a service_point token belongs to.")
 @click.option("--name", help="Who or what the token is for.")
 def tokens_create(role: str, service_point: str | None, name: str | None) -> None:

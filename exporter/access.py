@@ -5,6 +5,9 @@ Roles:
 - service_point: only the private exports of its own service point (and their downloads);
   anyone else's job is "not found".
 - read_only: reads every job except private exports; creates and cancels nothing.
+- approver: approves or declines collection batches (exporter.collections); sees no jobs.
+- owner (not an API token): a collection project's grant token, which its owner holds; it reads
+  that project and its batches and revokes itself (exporter.collections.projects.grant_principal).
 
 Tokens are shown once, when created, and stored only as a SHA-256 hash (they are 256-bit
 random strings, so a plain hash is enough); the first characters are kept to recognise them.
@@ -104,6 +107,7 @@ class Principal:
     token_id: int | None = None
     name: str | None = None
     service_point_id: str | None = None
+    project: str | None = None  # a collection project's grant (role "owner"): the one project it reads
 
     @property
     def actor(self) -> str:

@@ -1,10 +1,12 @@
 """Cleanup (celery beat's `exporter.cleanup`): expire finished jobs past their expiry, delete
-their objects after that commit, and remove leftovers of interrupted writes and runs."""
+their objects after that commit, run the families' retention rules (`register`), and remove
+leftovers of interrupted writes and runs."""
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -16,6 +18,22 @@ from .models import Artifact, Job
 from .runner import STAGING
 
 log = logging.getLogger(__name__)
+
+Retention = Callable[[Context, datetime], int]  # deletes what an area keeps no longer at `now`; returns the objects deleted
+_retention: dict[str, Retention] = {}
+
+
+def register(name: str, retention: Retention) -> None:
+    """Have cleanup run `retention(ctx, now)` (a family's own retention rule), its count reported as `name`.
+    It follows expire() below: a compare-and-set commits what is deleted, the objects go after the commit."""
+    _retention[name] = retention
+
+
+def retentions() -> dict[str, Retention]:
+    from .kinds import load_all
+
+    load_all()  # the families register theirs when their kinds load
+    return dict(_retention)
 
 
 def expiry_due(ctx: Context, now) -> list[tuple[str, Any]]:
@@ -69,6 +87,7 @@ def run(ctx: Context, now=None, temporary_age_seconds: float = 86400, orphan_gra
     for info in list(ctx.storage.list(STAGING + "/")):
         if info.modified and info.modified < cutoff:
             removed_tmp += ctx.storage.delete(info.key)
+    kept_no_longer = {name: retention(ctx, now) for name, retention in retentions().items()}
     grace = ctx.settings.orphan_grace_seconds if orphan_grace_seconds is None else orphan_grace_seconds
     removed_orphans = orphans.remove(ctx, now, grace)
-    return {"expired_jobs": expired, "deleted_objects": deleted, "removed_temporary": removed_tmp, "removed_orphans": removed_orphans}
+    return {"expired_jobs": expired, "deleted_objects": deleted, "removed_temporary": removed_tmp, "removed_orphans": removed_orphans, **kept_no_longer}

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 # Run as hook(ctx, session, job_id, status) in the transaction that writes a job's final status
 # (succeeded, failed, cancelled, reaped, expired); whatever it writes commits or rolls back with
 # that status (a transactional outbox). It returns a callable to run after the commit, or None.
-ON_FINAL: list[str] = ["exporter.webhooks:on_final", "exporter.publish.zenodo:on_export_final", "exporter.dumps.kinds:on_final"]
+ON_FINAL: list[str] = ["exporter.webhooks:on_final", "exporter.publish.zenodo:on_export_final", "exporter.dumps.kinds:on_final", "exporter.collections.hooks:on_final"]
 
 
 def on_final(ctx: Context, session: Session, job_id: str, status: str) -> list[Callable[[], None]]:

@@ -10,7 +10,7 @@ from typing import Any
 from .errors import InvalidRequest
 
 # Every Celery queue: one per job family, plus the engine's own. Workers consume them all by default.
-QUEUES: tuple[str, ...] = ("engine", "exports", "archive", "webhooks", "publish", "dumps")
+QUEUES: tuple[str, ...] = ("engine", "exports", "archive", "webhooks", "publish", "dumps", "collections")
 
 # Modules that register job kinds when imported; one line per area.
 KIND_MODULES = [
@@ -20,6 +20,7 @@ KIND_MODULES = [
     "exporter.tiles.kinds",
     "exporter.publish.kinds",
     "exporter.dumps.kinds",
+    "exporter.collections.kinds",
 ]
 
 

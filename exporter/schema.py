@@ -15,6 +15,7 @@ MODEL_MODULES = [
     "exporter.publish.models",
     "exporter.discovery.models",
     "exporter.dumps.models",
+    "exporter.collections.models",
 ]
 
 

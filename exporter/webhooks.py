@@ -214,9 +214,12 @@ def _session(ctx: Context) -> requests.Session:
 # --- when a job ends ---------------------------------------------------------------------
 
 
-def write_notifications(session: Session, job_id: str, status: str) -> list[int]:
-    """In the caller's transaction: a notification row for each callback of the job not yet told `status`."""
-    if status not in FINAL_STATUSES:
+def write_notifications(session: Session, job_id: str, status: str, events: Iterable[str] = ()) -> list[int]:
+    """In the caller's transaction: a notification row for each callback of the job not yet told `status`.
+
+    `status` is a final status of the job, or one of `events` (a family's own steps, such as a
+    collection batch's `approved`; the kind's PAYLOADS entry says what they carry)."""
+    if status not in FINAL_STATUSES and status not in events:
         return []
     now = utcnow()
     callbacks = session.scalars(select(JobCallback).where(JobCallback.job_id == job_id).order_by(JobCallback.id)).all()
@@ -291,7 +294,18 @@ def api_status(status: str) -> str:
 
 # Job kinds whose callbacks have a shape of their own: kind -> "module:function", called as
 # fn(ctx, job, status) (the tiles family answers in MapColonies' shape).
-PAYLOADS: dict[str, str] = {"tiles": "exporter.tiles.mapcolonies:callback_payload"}
+_COLLECTION_PAYLOAD = "exporter.collections.notify:webhook_payload"
+PAYLOADS: dict[str, str] = {"tiles": "exporter.tiles.mapcolonies:callback_payload", "collect_batch": _COLLECTION_PAYLOAD, "publish_collection": _COLLECTION_PAYLOAD, "import_collection": _COLLECTION_PAYLOAD}
+
+# Job kinds whose events are a family's own steps, named `<namespace>.<event>` in the
+# X-Exporter-Event header (and in their payload's `event`); every other kind's are `job.<status>`.
+EVENT_NAMESPACES: dict[str, str] = {"collect_batch": "collection", "publish_collection": "collection", "import_collection": "collection"}
+
+
+def event_name(kind: str, event: str) -> str:
+    """The event as the X-Exporter-Event header names it: `job.<API status>`, or `<namespace>.<event>` for EVENT_NAMESPACES."""
+    namespace = EVENT_NAMESPACES.get(kind)
+    return f"{namespace}.{event}" if namespace else f"job.{api_status(event)}"
 
 
 def payload(ctx: Context, job: Job, status: str) -> dict[str, Any]:
@@ -344,9 +358,10 @@ def deliver(ctx: Context, notification_id: int, now: datetime | None = None) -> 
         )
         if res.rowcount != 1:
             return Outcome("skipped")
-        body = json.dumps(payload(ctx, s.get(Job, n.job_id), n.event), separators=(",", ":")).encode()
-        url, event, job_id = n.url, n.event, n.job_id
-    code, error, permanent = _post(ctx, url, body, event, notification_id, attempt)
+        job = s.get(Job, n.job_id)
+        body = json.dumps(payload(ctx, job, n.event), separators=(",", ":")).encode()
+        url, event, job_id, header_event = n.url, n.event, n.job_id, event_name(job.kind, n.event)
+    code, error, permanent = _post(ctx, url, body, header_event, notification_id, attempt)
     delivered = error is None
     finished = delivered or permanent or attempt >= cfg.webhook_max_attempts
     retry_in = None if finished else retry_delay(attempt, cfg.webhook_retry_base, cfg.webhook_retry_cap)
@@ -383,7 +398,7 @@ def _read_capped(resp: requests.Response, cap: int) -> bytes:
 
 
 def _post(ctx: Context, url: str, body: bytes, event: str, notification_id: int, attempt: int) -> tuple[int | None, str | None, bool]:
-    """POST the body; returns (status code, error or None, whether the failure is permanent)."""
+    """POST the body (`event` as event_name gives it); returns (status code, error or None, whether the failure is permanent)."""
     from . import netsafety
 
     timestamp = str(int(time.time()))
@@ -391,7 +406,7 @@ def _post(ctx: Context, url: str, body: bytes, event: str, notification_id: int,
         "Content-Type": "application/json",
         TIMESTAMP_HEADER: timestamp,
         SIGNATURE_HEADER: sign(secret(ctx), timestamp, body),
-        "X-Exporter-Event": f"job.{api_status(event)}",
+        "X-Exporter-Event": event,
         "X-Exporter-Delivery": str(notification_id),
         "X-Exporter-Attempt": str(attempt),
     }

@@ -12,7 +12,7 @@ def test_reliability_settings():
     assert conf.accept_content == ["json"] and conf.task_serializer == "json"
     assert conf.task_soft_time_limit < conf.task_time_limit
     assert conf.worker_send_task_events and conf.task_send_sent_event
-    assert {q.name for q in conf.task_queues} == {"engine", "exports", "archive", "webhooks", "publish", "dumps"}
+    assert {q.name for q in conf.task_queues} == {"engine", "exports", "archive", "webhooks", "publish", "dumps", "collections"}
 
 
 def test_every_task_is_named_exporter_verb_and_beat_entries_exist():

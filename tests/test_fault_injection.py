@@ -24,14 +24,19 @@ from sqlalchemy import select
 from exporter import cleanup, jobs
 from exporter.archiver.models import ArchiveVersion, WarcFile
 from exporter.archiver.portals import add_portal
+from exporter.collections import batches, projects, views
+from exporter.collections.models import CollectionFile
 from exporter.dumps.models import DumpObject
 from exporter.kinds import load_all
 from exporter.models import Artifact, Job
-from exporter.runner import STAGING
+from exporter.runner import STAGING, run_job
 from exporter.tiles import grid
 from exporter.tiles.layers import add_layer
 from tests.archiver_fixtures import ARCHIVER_TEST_SETTINGS, nginx  # noqa: F401
+from tests.collections_helpers import LiveApp, make_small_png
 from tests.http_servers import FakeCKAN, ckan_package
+from tests.panoptes_fake import TOKEN as PANOPTES_TOKEN
+from tests.panoptes_fake import FakePanoptes
 from tests.raids_helpers import AGENCY, SP, record, run_export, save
 from tests.tiles_fixtures import box_roi, roi_tiles, write_tiles
 from tests.workers import LoggedProcess, RedisServer, WorkerProcess, sender, wait_for, worker_env
@@ -84,7 +89,32 @@ def seed(ctx, nginx) -> tuple[FakeCKAN, Job]:
     return site, published
 
 
-def submit_all(ctx, nginx, published: Job) -> dict[str, str]:
+def seed_collections(ctx, roots) -> dict[str, str]:
+    """Three collection batches, each with its next job made but not sent: one to collect, one approved
+    to publish, one published to import into the fake Zooniverse. Returns kind -> job id."""
+    made = {}
+    for name, step in (("fi-a", "collect_batch"), ("fi-b", "publish_collection"), ("fi-c", "import_collection")):
+        folder = roots / name
+        folder.mkdir(parents=True)
+        for i in range(6):
+            make_small_png(folder / f"{name}-{i}.png", seed=i + 10 * len(made))
+        projects.add_project(ctx, name, str(folder), f"{name}@example.org", zooniverse_project="1234" if name == "fi-c" else None)
+        polled = batches.poll_project(ctx, name, enqueue=False)
+        if step == "collect_batch":
+            made[step] = polled.job_id
+            continue
+        run_job(ctx, polled.job_id)
+        approved = batches.approve(ctx, polled.batch_id, by="fault-injection")
+        if step == "publish_collection":
+            made[step] = approved.publish_job_id
+            continue
+        run_job(ctx, approved.publish_job_id)
+        made[step] = views.get_batch(ctx, polled.batch_id, files=False)["importJobId"]
+    ctx.sent.clear()
+    return made
+
+
+def submit_all(ctx, nginx, published: Job, premade: dict[str, str]) -> dict[str, str]:
     """One job of every registered kind (and a few long synthetic ones); returns id -> kind."""
     urls = [f"{nginx.url}/fi-{i:02d}.csv" for i in range(12)]
     requests = {
@@ -98,8 +128,11 @@ def submit_all(ctx, nginx, published: Job) -> dict[str, str]:
         "publish_dump": [{"agency": AGENCY}],
     }
     product_kinds = {name for name, kind in load_all().items() if kind.run.__module__.startswith("exporter.")}
-    assert set(requests) == product_kinds, "every job kind the product registers is exercised here"
+    assert set(requests) | set(premade) == product_kinds, "every job kind the product registers is exercised here"
     out = {}
+    for kind, job_id in premade.items():  # jobs the collections family makes itself (a poll, an approval, a publication)
+        jobs.dispatch(ctx, jobs.get(ctx, job_id))
+        out[job_id] = kind
     for kind, params_list in requests.items():
         for params in params_list:
             out[jobs.submit(ctx, kind, params, requested_by="fault-injection").id] = kind
@@ -120,8 +153,9 @@ def named_keys(ctx) -> set[str]:
         versions = set(s.scalars(select(ArchiveVersion.key).where(ArchiveVersion.deleted_at.is_(None))))
         warcs = {k for row in s.execute(select(WarcFile.key, WarcFile.index_key).where(WarcFile.deleted_at.is_(None))) for k in row}
         dumps = set(s.scalars(select(DumpObject.key)))
+        quarantine = {k for row in s.execute(select(CollectionFile.quarantine_key, CollectionFile.converted_key)) for k in row if k}
     latest = {k for k in stored_keys(ctx) if k.startswith("dumps/") and k.endswith("/LATEST.json")}
-    return arts | versions | warcs | dumps | latest
+    return arts | versions | warcs | dumps | latest | quarantine
 
 
 @pytest.mark.slow
@@ -130,6 +164,15 @@ def test_kills_and_a_broker_restart_lose_nothing_and_leave_nothing(pg_ctx, own_r
     ctx.settings = ctx.settings.replace(**ARCHIVER_TEST_SETTINGS, export_settle_seconds=0)
     site, published = seed(ctx, nginx)
     zenodo = FakeZenodo().start()
+    panoptes = FakePanoptes().start()
+    app = LiveApp(ctx)
+    roots = tmp_path / "sources"
+    ctx.settings = ctx.settings.replace(
+        collections_source_roots=str(roots), collections_settle_seconds=0, public_url=app.url, zooniverse_url=panoptes.api, zooniverse_token=PANOPTES_TOKEN,
+        zooniverse_allow_networks=ctx.settings.archiver_allow_networks,
+    )
+    app.start()
+    premade = seed_collections(ctx, roots)
     ctx.enqueue = sender(own_redis.url)
     env = worker_env(
         ctx.settings, own_redis.url,
@@ -141,13 +184,15 @@ def test_kills_and_a_broker_restart_lose_nothing_and_leave_nothing(pg_ctx, own_r
         EXPORTER_ARCHIVER_CONNECT_TIMEOUT="1", EXPORTER_ARCHIVER_READ_TIMEOUT="2", EXPORTER_ARCHIVER_HOST_CONCURRENCY="8",
         EXPORTER_TILES_FETCH_THREADS="1", EXPORTER_TILES_COMMIT_EVERY="10",
         EXPORTER_ZENODO_URL=zenodo.api, EXPORTER_ZENODO_TOKEN=TOKEN, EXPORTER_ZENODO_ALLOW_NETWORKS="127.0.0.1/32", EXPORTER_ZENODO_RETRY_BACKOFF_MS="10",
+        EXPORTER_COLLECTIONS_SOURCE_ROOTS=str(roots), EXPORTER_PUBLIC_URL=app.url, EXPORTER_ZOONIVERSE_URL=panoptes.api, EXPORTER_ZOONIVERSE_TOKEN=PANOPTES_TOKEN,
+        EXPORTER_ZOONIVERSE_ALLOW_NETWORKS="127.0.0.1/32", EXPORTER_ZOONIVERSE_POLL_SECONDS="0.2",
     )
     logs: list[LoggedProcess] = []
     beat = Reaper(own_redis.url)
     rng = random.Random(8)
     worker = None
     try:
-        submitted = submit_all(ctx, nginx, published)
+        submitted = submit_all(ctx, nginx, published, premade)
         beat.start()
         for n in range(KILLS):
             worker = WorkerProcess(env, tmp_path / f"worker-{n}.log", pool="prefork", concurrency=2)
@@ -175,6 +220,8 @@ def test_kills_and_a_broker_restart_lose_nothing_and_leave_nothing(pg_ctx, own_r
             worker.stop()
         site.stop()
         zenodo.stop()
+        panoptes.stop()
+        app.stop()
 
     text = "".join(p.text() for p in logs)
     for job_id, kind in submitted.items():
@@ -188,6 +235,10 @@ def test_kills_and_a_broker_restart_lose_nothing_and_leave_nothing(pg_ctx, own_r
 
     [version] = zenodo.published()  # one version, whatever the kills interrupted
     assert zenodo.drafts() == [] and fake_md5s(zenodo, version["id"]) == {a.filename: a.md5 for a in published.artifacts if a.name in ("archive", "manifest", "sha256sums", "ro-crate")}
+
+    states = {b["project"]: b["state"] for b in views.list_batches(ctx)}
+    assert states == {"fi-a": "awaiting_approval", "fi-b": "published", "fi-c": "imported"}, states
+    assert len(panoptes.posts("/api/subject_set_imports")) == 1 and len(panoptes.subjects) == 6  # one import, whatever the kills interrupted
 
     cleanup.run(ctx, temporary_age_seconds=0, orphan_grace_seconds=0)
     stray = stored_keys(ctx) - named_keys(ctx)

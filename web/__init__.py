@@ -12,6 +12,7 @@ from exporter.context import Context, get_context
 BLUEPRINTS: list[tuple[str, str]] = [
     ("web.core", "bp"),
     ("web.pages", "bp"),
+    ("web.collections_pages", "bp"),
     ("web.api", "bp"),
     ("web.api", "root_bp"),
     ("web.search", "bp"),

@@ -5,6 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, current_app, jsonify, redirect, request, send_file, url_for
 
 from exporter import access, jobs
+from exporter.collections.publication import PREFIX as COLLECTIONS
+from exporter.collections.publication import public_object as collection_object
 from exporter.context import Context
 from exporter.dumps.layout import ROOT as DUMPS
 from exporter.dumps.publish import public_object
@@ -42,6 +44,11 @@ def public_file(key: str):
     """A public export's objects (archive, manifest, sitemaps, HTML index) for anyone, search engines included."""
     if key.startswith(DUMPS):
         return dump_file(key)
+    if key.startswith(COLLECTIONS):
+        art = collection_object(ctx(), key)
+        if art is None:
+            return error(404, "no published collection object at this address (a batch is public only once approved and published)")
+        return send_public(art, "public, max-age=3600", inline=True)
     art = jobs.public_artifact(ctx(), key)
     if art is None:
         return error(404, "no public object at this address (it may have expired)")
@@ -70,13 +77,13 @@ def latest_public_json(agency: str):
     return response
 
 
-def send_public(art, cache_control: str) -> Response:
+def send_public(art, cache_control: str, inline: bool = False) -> Response:
     """Stream a public artifact, with its sha256 as ETag (a matching If-None-Match gets 304)."""
     if request.if_none_match.contains(art.sha256):
         return Response(status=304)
     key = art.key
     access.audit(ctx(), None, "download", job_id=art.job_id, target=art.name, ip=request.remote_addr, detail={"key": key, "public": True})
-    inline = art.content_type in ("text/html", "application/xml", "application/json", "application/ld+json", "text/plain")
+    inline = inline or art.content_type in ("text/html", "application/xml", "application/json", "application/ld+json", "text/plain")
     response = Response(_stream(key), mimetype=art.content_type, direct_passthrough=True)
     response.headers["Content-Length"] = str(art.size)
     response.headers["Cache-Control"] = cache_control

@@ -184,10 +184,10 @@ def login():
             pass
         elif secret.startswith(access.TOKEN_PREFIX):
             principal = access.authenticate(ctx(), secret)
-            if principal is not None and principal.role == "operator":
+            if principal is not None and principal.role in ("operator", "approver"):
                 login_user(Login(f"token:{principal.token_id}", principal))
             else:
-                error = "this token is not a valid operator token"
+                error = "this token is not a valid operator or approver token"
         elif secret and same(operator_password(ctx().settings), secret):
             principal = Principal(role="operator", name="operator (password)")
             login_user(Login(f"password:{_password_mark(secret)}", principal))
@@ -195,8 +195,9 @@ def login():
             error = "wrong password"
         if error is None:
             access.audit(ctx(), principal, "pages.login", ip=request.remote_addr)
-            return redirect(_safe_next(request.args.get("next"), url_for("pages.dashboard")))
-    return render_template("pages/login.html", error=error, title="Operator login", action=url_for("pages.login", next=request.args.get("next")), hint="Operator password or operator API token"), _login_status(error)
+            home = url_for("collections_pages.projects") if principal.role == "approver" else url_for("pages.dashboard")
+            return redirect(_safe_next(request.args.get("next"), home))
+    return render_template("pages/login.html", error=error, title="Operator login", action=url_for("pages.login", next=request.args.get("next")), hint="Operator password, or an operator or approver API token"), _login_status(error)
 
 
 @bp.post("/logout")

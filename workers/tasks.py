@@ -6,6 +6,7 @@ import logging
 
 from celery import Task
 
+import exporter.collections.convert  # noqa: F401  (astropy, numpy, Pillow: loaded before the prefork pool forks, shared by its children)
 from exporter import jobs, runner
 from exporter.context import get_context
 from exporter.errors import TransientError
@@ -139,3 +140,22 @@ def search_refresh() -> dict:
     from exporter.discovery.index import scheduled_refresh
 
     return scheduled_refresh(get_context())
+
+
+@celery_app.task(name="exporter.collections_poll", ignore_result=True)
+def collections_poll() -> dict:
+    """Poll every active collection's source for new files (celery beat); expire undecided batches; re-send lost e-mails."""
+    from exporter.collections.batches import scheduled
+
+    return scheduled(get_context())
+
+
+@celery_app.task(name="exporter.send_collection_email", bind=True, queue="collections", ignore_result=True, acks_late=True)
+def send_collection_email(self, email_id: str) -> str:
+    """Send one e-mail to a collection's owner over SMTP; retried with backoff and jitter while it fails."""
+    from exporter.collections.notify import send_email
+
+    outcome = send_email(get_context(), int(email_id))
+    if outcome.retry_in is not None:
+        raise self.retry(countdown=outcome.retry_in, max_retries=None)
+    return outcome.state

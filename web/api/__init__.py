@@ -9,7 +9,7 @@ from .spec import ApiBlueprint
 
 bp = ApiBlueprint("api", __name__, url_prefix="/api/v1")
 
-from . import archives, errors, exports, publications, search, service, tiles  # noqa: E402,F401  (views register on bp)
+from . import archives, collections, errors, exports, publications, search, service, tiles  # noqa: E402,F401  (views register on bp)
 from .docs import docs_bp  # noqa: E402
 from .service import root_bp  # noqa: E402,F401
 

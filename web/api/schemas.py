@@ -477,3 +477,168 @@ class BrokenLinks(Schema):
     generated_at = fields.String(required=True, metadata={"format": "date-time"})
     totals = fields.Dict(required=True)
     organizations = fields.List(fields.Dict(), required=True)
+
+
+# -- collections (exporter.collections) ------------------------------------------------------------
+
+
+class CollectionProjectRequest(Strict):
+    """A citizen-science project whose collection Exporter polls, converts and, once approved, publishes for Zooniverse."""
+
+    name = Text(63, required=True, metadata={"description": "Lower-case letters, digits and '-'; it names the project's public folder."})
+    source = Text(1024, required=True, printable=True, metadata={"description": "The collection: a folder under EXPORTER_COLLECTIONS_SOURCE_ROOTS or s3://bucket/prefix."})
+    ownerEmail = Text(320, required=True, printable=True, metadata={"description": "The owner, told of every step by e-mail."})
+    ownerName = Text(200, printable=True)
+    zooniverseProject = Text(18, metadata={"description": "The Zooniverse project id batches are imported into."})
+    subjectSet = Text(18, metadata={"description": "The subject set id; default: one is made at the first import."})
+    callbackURL = HttpUrl(metadata={"description": "A URL told of every step by signed webhook."})
+
+
+class DecisionRequest(Strict):
+    note = Text(4000, printable=True, metadata={"description": "Kept with the decision and sent to the owner."})
+
+
+class DeclineRequest(Strict):
+    reason = Text(4000, required=True, printable=True, metadata={"description": "Why; the owner is told."})
+
+
+class BatchQuery(Query):
+    project = Text(63, metadata={"description": "Only this project's batches."})
+    state = Choice(("retrieving", "converting", "awaiting_approval", "approved", "declined", "expired", "publishing", "published", "imported", "failed"))
+
+
+class CollectionOwner(Schema):
+    name = fields.String(allow_none=True)
+    email = fields.String(required=True)
+
+
+class CollectionGrant(Schema):
+    prefix = fields.String(allow_none=True, metadata={"description": "The grant token's first characters."})
+    valid = fields.Boolean(required=True, metadata={"description": "False once revoked, or when the source changed since the grant."})
+    revokedAt = fields.String(allow_none=True, metadata={"format": "date-time"})
+
+
+class BatchCounts(Schema):
+    files = fields.Integer()
+    retrieved = fields.Integer()
+    converted = fields.Integer()
+    refused = fields.Integer()
+    waiting = fields.Integer(metadata={"description": "Files left for a later batch by the cap."})
+    cap = fields.Integer(metadata={"description": "The most files this batch could hold (100 until data rights are approved)."})
+
+
+class BatchImport(Schema):
+    state = fields.String(allow_none=True)
+    id = fields.String(allow_none=True)
+    manifestCount = fields.Integer(allow_none=True)
+    importedCount = fields.Integer(allow_none=True)
+    failedCount = fields.Integer(allow_none=True)
+
+
+class CollectionFileView(Schema):
+    id = fields.Integer(required=True)
+    sourceName = fields.String(required=True)
+    size = fields.Integer(allow_none=True)
+    sha256 = fields.String(allow_none=True)
+    externalId = fields.String(allow_none=True)
+    objectId = fields.String(allow_none=True)
+    converted = fields.Boolean()
+    contentType = fields.String(allow_none=True)
+    width = fields.Integer(allow_none=True)
+    height = fields.Integer(allow_none=True)
+    convertedSize = fields.Integer(allow_none=True)
+    refusedReason = fields.String(allow_none=True)
+    metadata = fields.Dict(keys=fields.String(), values=fields.String())
+
+
+class RefusedFile(Schema):
+    sourceName = fields.String(required=True)
+    reason = fields.String(allow_none=True)
+
+
+class Overlap(Schema):
+    file = fields.String(required=True)
+    project = fields.String(required=True)
+    batch = fields.Integer(required=True)
+    matchedBy = fields.String(required=True, metadata={"description": "sha256 or object_id"})
+    objectId = fields.String(allow_none=True)
+
+
+class Decision(Schema):
+    action = fields.String(required=True)
+    by = fields.String(required=True)
+    at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    note = fields.String(allow_none=True)
+
+
+class EmailState(Schema):
+    event = fields.String(required=True)
+    state = fields.String(required=True)
+    attempts = fields.Integer()
+
+
+class BatchQuarantine(Schema):
+    originalsDeletedAt = fields.String(allow_none=True, metadata={"format": "date-time", "description": "When cleanup deleted the quarantined copies (COLLECTIONS_QUARANTINE_DAYS)."})
+    convertedDeletedAt = fields.String(allow_none=True, metadata={"format": "date-time", "description": "When cleanup deleted the converted images in quarantine (a published batch keeps its public copies)."})
+
+
+class CollectionBatch(Schema):
+    """A batch: files one poll found, retrieved into quarantine and converted, approved or declined as one."""
+
+    id = fields.Integer(required=True)
+    project = fields.String(required=True)
+    state = fields.String(required=True, metadata={"description": "retrieving, converting, awaiting_approval, approved, declined, expired, publishing, published, imported or failed."})
+    jobId = fields.String(allow_none=True)
+    publishJobId = fields.String(allow_none=True)
+    importJobId = fields.String(allow_none=True)
+    counts = fields.Nested(BatchCounts)
+    approvalExpiresAt = fields.String(allow_none=True, metadata={"format": "date-time"})
+    manifestURL = fields.String(allow_none=True, metadata={"description": "The public Zooniverse manifest, once published."})
+    import_ = fields.Nested(BatchImport, data_key="import", attribute="import")
+    error = fields.String(allow_none=True)
+    createdAt = fields.String(allow_none=True, metadata={"format": "date-time"})
+    quarantine = fields.Nested(BatchQuarantine)
+    files = fields.List(fields.Nested(CollectionFileView))
+    refusedFiles = fields.List(fields.Nested(RefusedFile))
+    overlap = fields.List(fields.Nested(Overlap), metadata={"description": "Objects of this batch that other projects already published (by sha256 or object id); not shown to a grant token."})
+    decisions = fields.List(fields.Nested(Decision))
+    emails = fields.List(fields.Nested(EmailState))
+
+
+class CollectionBatchList(Schema):
+    batches = fields.List(fields.Nested(CollectionBatch), required=True)
+
+
+class CollectionProject(Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    owner = fields.Nested(CollectionOwner)
+    source = fields.String(required=True)
+    zooniverseProject = fields.String(allow_none=True)
+    subjectSet = fields.String(allow_none=True)
+    callbackURL = fields.String(allow_none=True)
+    dataRightsApproved = fields.Boolean()
+    status = fields.String(required=True)
+    grant = fields.Nested(CollectionGrant)
+    lastPolledAt = fields.String(allow_none=True, metadata={"format": "date-time"})
+    lastPollError = fields.String(allow_none=True)
+    createdAt = fields.String(allow_none=True, metadata={"format": "date-time"})
+    batches = fields.List(fields.Nested(CollectionBatch))
+
+
+class CreatedCollectionProject(CollectionProject):
+    grantToken = fields.String(required=True, metadata={"description": "The grant to read the source: shown this once, only its hash is kept."})
+
+
+class CollectionProjectList(Schema):
+    projects = fields.List(fields.Nested(CollectionProject), required=True)
+
+
+class PollAnswer(Schema):
+    project = fields.String(required=True)
+    found = fields.Integer(metadata={"description": "Files new since the last poll."})
+    batch = fields.Integer(allow_none=True)
+    job = fields.String(allow_none=True)
+    taken = fields.Integer()
+    waiting = fields.Integer()
+    skipped = fields.String(allow_none=True, metadata={"description": "Why the source was not read (a revoked grant, a poll already running...)."})

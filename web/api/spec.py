@@ -45,6 +45,7 @@ ERROR_HEADERS: dict[int, dict[str, Any]] = {
     429: {"Retry-After": {"schema": {"type": "integer", "minimum": 1}, "required": True}},
 }
 BEARER = {"bearerAuth": []}
+GRANT = {"grantToken": []}
 INFO = {
     "description": "Exports of registries and archives of open-data resources as jobs: request, watch, download. "
     "Errors are JSON `{error, field}`. Send `Authorization: Bearer <token>` (`exporter tokens create`)."
@@ -233,6 +234,11 @@ def _document(app: Flask, blueprint: ApiBlueprint) -> Api:
     api.register_converter(IdConverter, IdConverter.openapi)
     api.ma_plugin.converter.add_attribute_function(_field_schema)
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "description": "An API token from `exporter tokens create`."})
+    api.spec.components.security_scheme("grantToken", {
+        "type": "http", "scheme": "bearer", "bearerFormat": "cg_...",
+        "description": "A collection project's grant token (`cg_...`), given once when the project is added and held by its owner: as a bearer token it reads "
+        "that project and its batches and revokes itself, nothing else (any other project is a 404, any other operation a 403).",
+    })
     blueprint.register_views_in_doc(api, app, api.spec, name=blueprint.name, parameters=None)
     return api
 

@@ -1,0 +1,190 @@
+"""A collection's source: a local folder (under COLLECTIONS_SOURCE_ROOTS) or an S3 prefix, listed and read.
+
+A file is known by its name under the source, its size and its mtime (folder) or ETag (S3): the
+same name with another size or stamp is a new file; one seen before is never taken again.
+`_butler_zip_index.json`, which `butler retrieve-artifacts` writes next to the files, is read
+for per-file metadata (the data ID of each file's dataset).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import urlsplit
+
+from ..config import Settings
+from ..errors import InvalidRequest, NotFound
+
+BUTLER_INDEX = "_butler_zip_index.json"
+MAX_INDEX_BYTES = 50 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SourceEntry:
+    name: str  # the path under the source, with '/'
+    size: int
+    signature: str
+    modified: float | None = None  # unix time of the last change, for a folder's files (S3 objects appear whole)
+
+
+def normalize_source(settings: Settings, source: str) -> str:
+    """The canonical form of a source, or InvalidRequest(field="source") saying why it cannot be one."""
+    if not isinstance(source, str) or not source.strip():
+        raise InvalidRequest("source is required: a folder or s3://bucket/prefix", field="source")
+    source = source.strip()
+    if source.startswith("s3://"):
+        parts = urlsplit(source)
+        if not parts.netloc:
+            raise InvalidRequest(f"source {source!r} names no bucket (s3://bucket/prefix)", field="source")
+        prefix = parts.path.strip("/")
+        return f"s3://{parts.netloc}/{prefix}" if prefix else f"s3://{parts.netloc}"
+    if "://" in source:
+        raise InvalidRequest(f"source must be a folder or s3://bucket/prefix, not {source.split('://')[0]}://", field="source")
+    path = Path(source).expanduser().resolve()
+    roots = [Path(r.strip()).expanduser().resolve() for r in settings.collections_source_roots.split(",") if r.strip()]
+    if not any(path == root or root in path.parents for root in roots):
+        allowed = ", ".join(str(r) for r in roots) or "(none)"
+        raise InvalidRequest(f"source folder {path} is outside the folders collections may read ({allowed}; EXPORTER_COLLECTIONS_SOURCE_ROOTS)", field="source")
+    return str(path)
+
+
+class Source(ABC):
+    @abstractmethod
+    def entries(self) -> Iterator[SourceEntry]:
+        """Every file of the source (but the butler index), by name."""
+
+    @abstractmethod
+    def open(self, name: str) -> BinaryIO:
+        """A readable stream of one file; NotFound when it is gone."""
+
+    def butler_index(self) -> dict[str, dict[str, str]]:
+        """Per-file metadata from `_butler_zip_index.json` (file name -> {key: value}), or {} when there is none."""
+        try:
+            with self.open(BUTLER_INDEX) as fh:
+                raw = fh.read(MAX_INDEX_BYTES + 1)
+        except (NotFound, FileNotFoundError):
+            return {}
+        if len(raw) > MAX_INDEX_BYTES:
+            return {}
+        try:
+            return butler_metadata(json.loads(raw))
+        except (ValueError, TypeError, AttributeError):
+            return {}
+
+
+class FolderSource(Source):
+    def __init__(self, root: str):
+        self.root = Path(root)
+
+    def entries(self) -> Iterator[SourceEntry]:
+        if not self.root.is_dir():
+            raise NotFound(f"source folder {self.root} does not exist (or is not a folder)")
+        found = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for fn in filenames:
+                if fn.startswith(".") or fn == BUTLER_INDEX:
+                    continue
+                path = Path(dirpath) / fn
+                try:
+                    st = path.stat()
+                except FileNotFoundError:
+                    continue
+                if not path.is_file():
+                    continue
+                found.append(SourceEntry(path.relative_to(self.root).as_posix(), st.st_size, f"{st.st_size}:{st.st_mtime_ns}", max(st.st_mtime, st.st_ctime)))
+        yield from sorted(found, key=lambda e: e.name)
+
+    def open(self, name: str) -> BinaryIO:
+        path = (self.root / name).resolve()
+        if self.root.resolve() not in path.parents:
+            raise NotFound(f"{name!r} is not under the source")
+        try:
+            return open(path, "rb")
+        except (FileNotFoundError, IsADirectoryError):
+            raise NotFound(f"{name} is no longer in the source folder") from None
+
+
+class S3Source(Source):
+    def __init__(self, settings: Settings, url: str):
+        from ..storage.s3 import S3Storage
+
+        parts = urlsplit(url)
+        self.bucket, self.prefix = parts.netloc, parts.path.strip("/")
+        self.client = S3Storage(self.bucket, "", settings.s3_endpoint_url, settings.s3_region).client
+
+    def _key(self, name: str) -> str:
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def entries(self) -> Iterator[SourceEntry]:
+        prefix = f"{self.prefix}/" if self.prefix else ""
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                name = obj["Key"][len(prefix):]
+                if not name or name.endswith("/") or name.rsplit("/", 1)[-1].startswith(".") or name == BUTLER_INDEX:
+                    continue
+                yield SourceEntry(name, obj["Size"], f"{obj['Size']}:{obj.get('ETag', '').strip(chr(34))}")
+
+    def open(self, name: str) -> BinaryIO:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(name))["Body"]
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+                raise NotFound(f"{name} is no longer in the source bucket") from None
+            raise
+
+
+def open_source(settings: Settings, source: str) -> Source:
+    return S3Source(settings, source) if source.startswith("s3://") else FolderSource(source)
+
+
+def _flat(prefix: str, value: Any, out: dict[str, str]) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flat(f"{prefix}{k}" if not prefix else f"{prefix}.{k}", v, out)
+    elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        out[prefix] = str(value)
+
+
+def butler_metadata(index: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """File name -> metadata from a butler ZipIndex: the dataset type, run and data ID of the file's first dataset.
+
+    The index (daf_butler's ZipIndex, `index_version` V1) maps each file (`artifact_map`) to the
+    ids of its datasets, and `refs` holds those datasets (serialized DatasetRefs, with
+    `datasetType.name`, `run` and `dataId.dataId`)."""
+    refs = index.get("refs") or {}
+    by_id: dict[str, dict[str, Any]] = {}
+    compact = refs.get("refs") if isinstance(refs, dict) else None
+    if isinstance(compact, dict):  # SerializedDatasetRefContainerV1: {"refs": {uuid: {...}}, "dataset_types": {...}}
+        types = refs.get("dataset_types") or {}
+        for ref_id, ref in compact.items():
+            ref = dict(ref)
+            if isinstance(ref.get("dataset_type_name"), str):
+                ref.setdefault("datasetType", types.get(ref["dataset_type_name"]) or {"name": ref["dataset_type_name"]})
+            by_id[str(ref_id)] = ref
+    elif isinstance(refs, list):
+        by_id = {str(r.get("id")): r for r in refs if isinstance(r, dict)}
+    out: dict[str, dict[str, str]] = {}
+    for name, entry in (index.get("artifact_map") or {}).items():
+        ids = entry.get("ids") if isinstance(entry, dict) else None
+        ref = next((by_id[str(i)] for i in ids or [] if str(i) in by_id), None)
+        meta: dict[str, str] = {}
+        if ref is not None:
+            data_id = ref.get("data_id") or (ref.get("dataId") or {}).get("dataId") or ref.get("dataId") or {}
+            _flat("", data_id, meta)
+            dtype = ref.get("datasetType") or {}
+            if isinstance(dtype, dict) and dtype.get("name"):
+                meta["dataset_type"] = str(dtype["name"])
+            if ref.get("run"):
+                meta["run"] = str(ref["run"])
+            if ids:
+                meta["dataset_id"] = str(ids[0])
+        out[str(name)] = meta
+    return out
