@@ -59,6 +59,8 @@ bench: setup-test bench-deps
 	$(BIN)/python bench/bench_export.py
 	$(BIN)/python bench/bench_archive.py
 	$(BIN)/python bench/bench_tiles.py
+	$(BIN)/python bench/bench_search.py
+	$(BIN)/python bench/bench_collections.py
 	PATH="$(CURDIR)/.venv-aws/bin:$$PATH" $(BIN)/python bench/bench_sync.py
 
 # The baselines of bench_sync.py: awscli (it pins botocore, so a venv of its own) and rclone.
