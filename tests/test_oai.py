@@ -195,6 +195,11 @@ def test_identify_formats_sets_and_get_record(server):
         ({"verb": "ListMetadataFormats", "identifier": "https://nowhere/1"}, "idDoesNotExist"),
         ({"verb": "ListRecords", "metadataPrefix": "oai_dc", "set": "agency:nobody"}, "noRecordsMatch"),
         ({"verb": "ListIdentifiers", "metadataPrefix": "oai_dc", "from": "2999-01-01"}, "noRecordsMatch"),
+        # control characters XML cannot carry, in a name or a value the response would echo
+        ({"verb": "Identify", "\x00": "1"}, "badArgument"),
+        ({"verb": "ListIdentifiers", "metadataPrefix": "\x00"}, "badArgument"),
+        ({"verb": "ListIdentifiers", "metadataPrefix": "oai_dc", "set": "agency:\x1b"}, "badArgument"),
+        ({"verb": "GetRecord", "metadataPrefix": "oai_dc", "identifier": "a\x01b"}, "badArgument"),
     ],
 )
 def test_error_conditions_answer_200_with_the_code(server, params, code):
@@ -204,6 +209,16 @@ def test_error_conditions_answer_200_with_the_code(server, params, code):
     assert error_code(root) == code
     if code in ("badVerb", "badArgument"):
         assert root.find("o:request", NS).attrib == {}
+
+
+@pytest.mark.parametrize("until", ["9999-12-31", "9999-12-31T23:59:59Z"])
+def test_until_the_last_day_there_is_lists_everything(server, until):
+    ctx, url = server
+    populate(ctx)
+    whole = get(url, verb="ListIdentifiers", metadataPrefix="oai_dc")
+    bounded = get(url, verb="ListIdentifiers", metadataPrefix="oai_dc", until=until)
+    assert error_code(bounded) is None
+    assert [h.text for h in bounded.iterfind(".//o:identifier", NS)] == [h.text for h in whole.iterfind(".//o:identifier", NS)]
 
 
 def test_repeated_arguments_tokens_that_were_altered_or_expired_and_no_sets(server):
