@@ -7,6 +7,7 @@ import pytest
 
 from exporter.errors import InvalidRequest
 from exporter.tiles import grid
+from exporter.tiles import roi as roi_module
 from exporter.tiles.roi import count_tiles, parse_roi
 from tests.tiles_fixtures import box_roi, roi_tiles
 
@@ -130,3 +131,15 @@ def test_multipolygons_and_counting_stops_past_the_limit():
     full = count_tiles(roi)
     assert full == len(roi_tiles(fc(feature(parts, max_res=grid.resolution(8), kind="MultiPolygon"))))
     assert 100 < count_tiles(roi, limit=100) < full
+
+
+def test_a_long_thin_column_is_counted_in_runs_and_stops_past_the_limit():
+    # One column of zoom 20 holds 1,048,576 tiles; before runs, counting built them all at once
+    # (about 500 MB and 11 s in a web request; zoom 24 would take gigabytes).
+    res = grid.resolution(20)
+    strip = fc(feature([[[-180, -90], [-179.9999, -90], [-179.9999, 90], [-180, 90], [-180, -90]]], max_res=res, minResolutionDeg=res))
+    roi = parse_roi(strip)
+    assert count_tiles(roi, limit=10_000) <= 10_000 + roi_module.ROWS_AT_ONCE
+    small = grid.resolution(13)  # 8,192 rows a column: two runs, every row once, in order
+    rows = [r for _, c, r in roi_tiles(fc(feature([[[-180, -90], [-179.99, -90], [-179.99, 90], [-180, 90], [-180, -90]]], max_res=small, minResolutionDeg=small))) if c == 0]
+    assert rows == list(range(2**13))

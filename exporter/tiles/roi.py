@@ -31,6 +31,7 @@ FIELD = "roi"
 MAX_FEATURES = 100
 MAX_VERTICES = 100_000
 RESOLUTION_KEYS = ("maxResolutionDeg", "minResolutionDeg")
+ROWS_AT_ONCE = 4096  # tiles of one column tested together: bounds memory and how far a count overshoots
 
 
 @dataclass(frozen=True)
@@ -221,7 +222,8 @@ def _column_rows(geom, zoom: int, column: int, rows: range) -> np.ndarray:
 
 
 def tiles_at(geom, zoom: int) -> Iterator[tuple[int, np.ndarray]]:
-    """(column, rows) of every tile at `zoom` that shares area with `geom`, column by column."""
+    """(column, rows) of every tile at `zoom` that shares area with `geom`, column by column,
+    a column's rows in runs of at most ROWS_AT_ONCE (a column at zoom 24 has 16 million)."""
     shapely.prepare(geom)
     west, south, east, north = geom.bounds
     size = grid.tile_degrees(zoom)
@@ -231,13 +233,16 @@ def tiles_at(geom, zoom: int) -> Iterator[tuple[int, np.ndarray]]:
         if part.is_empty or part.area <= 0:
             continue
         s, n = part.bounds[1], part.bounds[3]
-        rows = _column_rows(geom, zoom, column, grid.row_range(zoom, s, n))
-        if rows.size:
-            yield column, rows
+        span = grid.row_range(zoom, s, n)
+        for start in range(span.start, span.stop, ROWS_AT_ONCE):
+            rows = _column_rows(geom, zoom, column, range(start, min(start + ROWS_AT_ONCE, span.stop)))
+            if rows.size:
+                yield column, rows
 
 
 def iter_tiles(roi: Roi) -> Iterator[tuple[int, int, np.ndarray]]:
-    """(zoom, column, rows) for every zoom of the ROI, each tile once whatever the features overlap."""
+    """(zoom, column, rows) for every zoom of the ROI, each tile once whatever the features overlap
+    (a long column comes as several runs of rows, top to bottom)."""
     for zoom in range(roi.min_zoom, roi.max_zoom + 1):
         geom = roi.at_zoom(zoom)
         if geom is None:
