@@ -337,7 +337,7 @@ class RoiJob(Schema):
     Completed (`links`, `expirationTime`, `fileSize`) and Failed (`errorReason`)."""
 
     jobId = fields.String(required=True)
-    status = fields.String(required=True, validate=validate.OneOf(("In-Progress", "Completed", "Failed")))
+    status = fields.String(required=True, validate=validate.OneOf(("Pending", "In-Progress", "Completed", "Failed", "Expired", "Aborted")))
     taskIds = fields.List(fields.String())
     isDuplicated = fields.Boolean()
     percentage = fields.Integer(validate=validate.Range(0, 100))
@@ -352,7 +352,7 @@ class RoiJob(Schema):
 
 class TaskStatus(Schema):
     percentage = fields.Integer(required=True, validate=validate.Range(0, 100))
-    status = fields.String(required=True, validate=validate.OneOf(("In-Progress", "Completed", "Failed")))
+    status = fields.String(required=True, validate=validate.OneOf(("Pending", "In-Progress", "Completed", "Failed", "Expired", "Aborted")))
 
 
 class PublicationFile(Schema):
