@@ -109,6 +109,11 @@ def test_task_status_of_another_kind_or_unknown_job_is_a_404(api):
     assert api.get("/create/roi/no-such-job").status_code == 404
 
 
+def test_storage_answers_mapcolonies_storage_response(api):
+    body = api.get("/storage").json  # their StorageResponse: free and size, in bytes
+    assert body["size"] == body["total"] and body["size"] >= body["free"] > 0
+
+
 def test_an_unknown_db_id_is_a_404_and_task_statuses_are_theirs(api):
     r = api.post("/create/roi", {"dbId": "0b6f0b34-1111-4c8a-8432-50ae5ad7a7f8", "roi": ROI})
     assert (r.status_code, r.json["field"]) == (404, "dbId"), r.json

@@ -439,6 +439,7 @@ class JobList(Schema):
 class Storage(Schema):
     free = fields.Integer(required=True, allow_none=True, metadata={"description": "Free bytes (the quota applied); null when the backend cannot say."})
     total = fields.Integer(required=True, allow_none=True)
+    size = fields.Integer(required=True, allow_none=True, metadata={"description": "The same as total, under the name MapColonies' clients read."})
     used = fields.Integer(required=True, metadata={"description": "Bytes of the files this service keeps."})
     reserved = fields.Integer(required=True, metadata={"description": "Bytes running jobs are still expected to write."})
 
