@@ -31,14 +31,14 @@ from sqlalchemy import and_, func, literal, select, tuple_
 
 from ..context import Context
 from ..crypto import same
-from ..db import UTCDateTime, utcnow
+from ..db import UTCDateTime
 from ..raids.datacite import NS as DATACITE_NS
 from ..raids.datacite import SCHEMA_LOCATION as DATACITE_SCHEMA
 from ..raids.datacite import datacite_xml
 from ..raids.models import Raid, RegistrationAgency
 from ..raids.registry import agencies_by_id
 from .dublincore import OAI_DC, OAI_DC_SCHEMA, dc_xml
-from .index import _source, public_record
+from .index import _source, harvest_time, public_record
 from .models import RaidSearch
 
 OAI = "http://www.openarchives.org/OAI/2.0/"
@@ -198,7 +198,7 @@ def _el(parent, tag: str, text: str | None = None, **attrs: str):
 
 def respond(ctx: Context, params: Sequence[tuple[str, str]], base_url: str, now: datetime | None = None) -> bytes:
     """The OAI-PMH response (XML bytes) to a request's arguments, errors included."""
-    now = (now or utcnow()).replace(microsecond=0)
+    now = (now or harvest_time(ctx)).replace(microsecond=0)
     try:
         verb, args = _arguments(params)
     except OAIError as exc:
