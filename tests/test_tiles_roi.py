@@ -63,6 +63,7 @@ def test_each_feature_picks_its_zoom_range():
     "body, field, words",
     [
         ("not json", "roi", "not JSON"),
+        ("[" * 100_000 + "]" * 100_000, "roi", "nested too deeply"),
         ({"type": "Feature"}, "roi", "FeatureCollection"),
         (fc(), "roi.features", "non-empty"),
         (fc(feature(SQUARE), feature(SQUARE), {"type": "Feature", "properties": {"maxResolutionDeg": Z12}}), "roi.features[2].geometry", "needs a geometry"),

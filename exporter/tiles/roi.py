@@ -182,6 +182,8 @@ def parse_roi(raw: Any, max_zoom: int = grid.MAX_ZOOM) -> Roi:
             raw = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise InvalidRequest(f"roi is not JSON: {exc}", field=FIELD) from None
+        except RecursionError:
+            raise InvalidRequest("roi is nested too deeply to be read", field=FIELD) from None
     if not isinstance(raw, dict) or raw.get("type") != "FeatureCollection":
         raise InvalidRequest("roi must be a GeoJSON FeatureCollection", field=FIELD)
     features = raw.get("features")
