@@ -240,10 +240,9 @@ def test_repeated_arguments_tokens_that_were_altered_or_expired_and_no_sets(serv
     assert error_code(get(url, verb="ListRecords", resumptionToken=token)) is None
 
 
-def test_a_harvest_waits_for_a_stamped_batch_so_the_next_incremental_one_sees_it(pg_ctx):
+def test_a_harvest_waits_for_a_stamped_batch_so_the_next_incremental_one_sees_it(ctx):
     """An index batch stamped but not yet committed when a harvest is answered: the harvest
-    waits for it, so `from=<that responseDate>` never skips the batch (PostgreSQL)."""
-    ctx = pg_ctx
+    waits for it, so `from=<that responseDate>` never skips the batch."""
     populate(ctx)
     with ctx.db.session() as s:  # everything harvested long ago
         s.execute(text("UPDATE raid_search SET datestamp = '2020-01-01T00:00:00Z'"))

@@ -30,6 +30,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Column, MetaData, and_, case, func, or_, select, true, update
+from sqlalchemy import text as sql
 from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -186,24 +187,29 @@ def _upsert(session: Session, rows: list[dict]) -> None:
 # datestamps holds an advisory lock until it commits, and takes the stamp (the database's
 # clock, so hosts' clocks do not matter) once it holds it; a harvest takes its responseDate
 # under the same lock, shared: so every datestamp committed later is at least that date.
+# SQLite has one writer at a time: both sides take the write lock first (a write that changes
+# nothing), so a harvest's responseDate waits for a stamped batch to commit there too.
 HARVEST_LOCK = 0x0A15EA7C
+_TAKE_SQLITE_WRITE_LOCK = sql("UPDATE search_state SET name = name WHERE 0")
 
 
 def stamp_for_write(session: Session) -> datetime:
-    """The datestamp of what this transaction writes (PostgreSQL: holding the harvest lock until commit)."""
+    """The datestamp of what this transaction writes, taken once it holds the harvest lock (to commit)."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(select(func.pg_advisory_xact_lock(HARVEST_LOCK)))
         return session.scalar(select(func.clock_timestamp())).astimezone(UTC)
+    session.execute(_TAKE_SQLITE_WRITE_LOCK)
     return utcnow()
 
 
 def harvest_time(ctx: Context) -> datetime:
     """A harvest's responseDate: once no transaction that stamped an earlier datestamp is uncommitted."""
-    if ctx.db.backend == "postgresql":
-        with ctx.db.session() as s:
+    with ctx.db.session() as s:
+        if ctx.db.backend == "postgresql":
             s.execute(select(func.pg_advisory_xact_lock_shared(HARVEST_LOCK)))
             return s.scalar(select(func.clock_timestamp())).astimezone(UTC)
-    return utcnow()
+        s.execute(_TAKE_SQLITE_WRITE_LOCK)
+        return utcnow()
 
 
 def _write(ctx: Context, rows: list) -> int:
