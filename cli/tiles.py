@@ -70,6 +70,8 @@ def export_tiles(layer: str, roi_file: str, description: str | None, wait: bool)
         roi = json.loads(Path(roi_file).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidRequest(f"{roi_file} is not a GeoJSON file: {exc}", field="roi") from None
+    except RecursionError:
+        raise InvalidRequest(f"{roi_file} is not a GeoJSON file: nested too deeply to be read", field="roi") from None
     ctx = _ctx()
     params = normalize_tiles_request({"layer": layer, "roi": roi}, ctx)
     if not wait:

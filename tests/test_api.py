@@ -155,7 +155,7 @@ def test_admission_refuses_an_export_that_cannot_fit(api, monkeypatch):
     r = api.post("/exports", PRIVATE_A)
     assert r.status_code == 507
     assert "not enough storage" in r.json["error"] and "5.9 KiB" in r.json["error"] and "running jobs" in r.json["error"]
-    assert api.get("/storage").json == {"free": 10_000, "total": 10_000, "used": 0, "reserved": 6_000}
+    assert api.get("/storage").json == {"free": 10_000, "total": 10_000, "size": 10_000, "used": 0, "reserved": 6_000}
     # Half done: half of its estimate is still reserved.
     with api.ctx.db.session() as s:
         s.execute(update(Job).where(Job.id == first.json["jobId"]).values(progress_done=1, progress_total=2))

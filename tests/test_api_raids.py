@@ -77,10 +77,10 @@ def test_admission_uses_the_export_size_estimate(ctx):
 def test_storage_on_s3_reports_the_quota_minus_what_is_kept(pg_ctx, s3_settings):
     pg_ctx.settings = s3_settings.replace(database_url=pg_ctx.settings.database_url)
     api = make_api(pg_ctx)
-    assert api.get("/storage").json == {"free": None, "total": None, "used": 0, "reserved": 0}
+    assert api.get("/storage").json == {"free": None, "total": None, "size": None, "used": 0, "reserved": 0}
     runner.run_job(pg_ctx, jobs.submit(pg_ctx, "synthetic", {"size": 300}).id)
     pg_ctx.settings = pg_ctx.settings.replace(storage_quota_bytes=10_000)
-    assert api.get("/storage").json == {"free": 9_700, "total": 10_000, "used": 300, "reserved": 0}
+    assert api.get("/storage").json == {"free": 9_700, "total": 10_000, "size": 10_000, "used": 300, "reserved": 0}
 
 
 def test_callbacks_added_to_a_finished_job_are_told_at_once(ctx):

@@ -47,3 +47,22 @@ def test_bad_parameters_are_400s_naming_them(api, query, field):
     r = api.get(f"/search?{query}", who=None)
     assert r.status_code == 400, r.json
     assert r.json["field"] == field, r.json
+
+
+HOSTILE = [
+    "'", "\\", "a'b", "x' | !y", "'; DROP TABLE raids; --", "coastal) OR (1=1", '"', '""', '"unterminated', '-""', "-", "- -",
+    "OR", "a OR", "a OR OR b", "NEAR(a b)", "a*", "^a", "title:coastal", "coastal_erosion", "\ue000", "x" * 101,
+    "ünïcödé", "日本語", "🙂", "ß", "İ", "½", "\u202e", "a\x00b", "NOT a", "AND AND",
+]
+
+
+@pytest.mark.parametrize("q", HOSTILE)
+def test_hostile_query_strings_are_answered_or_refused_never_a_5xx(api, q):
+    """tsquery and FTS5 syntax, quotes, SQL, control and private-use characters, unicode."""
+    for extra in ({}, {"sort": "date", "agency": "'"}, {"page": 999_999_999}):
+        r = api.get("/search", query_string={"q": q, **extra}, who=None)
+        assert r.status_code in (200, 400), (q, r.status_code, r.get_data(as_text=True)[:200])
+        if r.status_code == 400:
+            assert r.json["field"] in ("q", "agency", "page"), r.json
+        else:
+            assert all(h["title"] != "Secret coastal project" for h in r.json["hits"])

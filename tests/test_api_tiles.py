@@ -84,7 +84,7 @@ def test_mapcolonies_routes_in_progress_joined_completed_and_cached(api):
     job_id = first.json["jobId"]
     joined = api.post("/create/roi", {"dbId": RECORD, "roi": ROI})
     assert (joined.json["jobId"], joined.json["isDuplicated"]) == (job_id, True)
-    assert api.get(f"/taskStatus/{job_id}").json == {"percentage": 0, "status": "In-Progress"}
+    assert api.get(f"/taskStatus/{job_id}").json == {"percentage": 0, "status": "Pending"}  # their task status until a worker takes it
     assert runner.run_job(api.ctx, job_id) == "succeeded"
     assert api.get(f"/taskStatus/{job_id}").json == {"percentage": 100, "status": "Completed"}
     shown = api.get(f"/create/roi/{job_id}").json
@@ -107,3 +107,16 @@ def test_a_tiles_export_that_would_not_fit_is_a_507(api):
 def test_task_status_of_another_kind_or_unknown_job_is_a_404(api):
     assert api.get("/taskStatus/no-such-job").status_code == 404
     assert api.get("/create/roi/no-such-job").status_code == 404
+
+
+def test_storage_answers_mapcolonies_storage_response(api):
+    body = api.get("/storage").json  # their StorageResponse: free and size, in bytes
+    assert body["size"] == body["total"] and body["size"] >= body["free"] > 0
+
+
+def test_an_unknown_db_id_is_a_404_and_task_statuses_are_theirs(api):
+    r = api.post("/create/roi", {"dbId": "0b6f0b34-1111-4c8a-8432-50ae5ad7a7f8", "roi": ROI})
+    assert (r.status_code, r.json["field"]) == (404, "dbId"), r.json
+    job_id = api.post("/create/roi", {"dbId": RECORD, "roi": ROI}).json["jobId"]
+    assert api.post(f"/exports/{job_id}/cancel").status_code == 200
+    assert api.get(f"/taskStatus/{job_id}").json == {"percentage": 0, "status": "Aborted"}

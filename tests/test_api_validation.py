@@ -18,6 +18,7 @@ from .api_support import PUBLIC, api, fake_exports  # noqa: F401
         (b"[1, 2]", 400, "body", "JSON object"),
         (b'"public"', 400, "body", "JSON object"),
         (b"\xff\xfe{}", 400, "body", "not valid JSON"),
+        (b'{"kind": "public", "scope": ' + b"[" * 30_000 + b"]" * 30_000 + b"}", 400, "body", "nested too deeply"),  # under the 64 KB limit
         (b'{"kind": "secret", "scope": {"agency": "a"}}', 400, "kind", "public, private"),
         (b'{"scope": {"agency": "a"}}', 400, "kind", "required"),
         (b'{"kind": "public"}', 400, "scope", "scope is required"),

@@ -182,6 +182,12 @@ class Endless(BaseHTTPRequestHandler):
         owner = self.server.owner
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
+        if "deep" in self.path:  # small, but nested deeper than Python's json can follow
+            body = b"[" * 200_000 + b"]" * 200_000
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         if "declared" in self.path:
             self.send_header("Content-Length", str(10**12))
         self.send_header("Connection", "close")
@@ -211,6 +217,9 @@ def test_a_huge_ckan_answer_is_refused_with_a_bounded_read():
         declared = CKANClient(srv.url + "/declared", safe_session(LOCAL), timeout=5, max_response_bytes=1_000_000)
         with pytest.raises(CKANError, match="larger than the limit"):
             declared.action("package_search")
+        deep = CKANClient(srv.url + "/deep", safe_session(LOCAL), timeout=5, max_response_bytes=1_000_000)
+        with pytest.raises(CKANError, match="not a CKAN JSON answer"):
+            deep.action("package_search")
     finally:
         srv.stop()
 

@@ -181,6 +181,26 @@ def test_archive_urls_job(actx, server, nginx):
         jobs.submit(actx, "sweep_portal", {"portal": "x", "recheck": "sometimes"}, enqueue=False)
 
 
+def test_archive_urls_again_sends_conditional_requests_in_the_batch(actx, nginx):
+    """The same URLs asked again: the part's batch sends If-None-Match/If-Modified-Since, and nginx's
+    304s settle them (status 1) with nothing downloaded, as a sweep's recheck does."""
+    names = [unique(f"again{i}.csv") for i in range(3)]
+    for i, name in enumerate(names):
+        (nginx.root / name).write_bytes(f"id\n{i}\n".encode())
+    urls = [f"{nginx.url}/{name}" for name in names]
+    enqueue, shutdown = inline_dispatcher(actx)
+    actx.enqueue = enqueue
+    results = []
+    for _ in range(2):
+        job = jobs.submit(actx, "archive_urls", {"urls": urls}, enqueue=False)
+        assert runner.run_job(actx, job.id) == "fanned_out"
+        results.append(jobs.get(actx, job.id).result["results"])
+    assert [r["status_id"] for r in results[0]] == [0, 0, 0] and [r["status_id"] for r in results[1]] == [1, 1, 1]
+    assert [r["cache_key"] for r in results[1]] == [r["cache_key"] for r in results[0]]
+    for name in names:
+        assert [line.split('"')[2].split()[0] for line in nginx.access_log() if f"/{name} " in line] == ["200", "304"]
+
+
 def test_broken_links_report(actx, portal_site):
     add_portal(actx, "rep", portal_site.url, api_token=TOKEN)
     run_sweep(actx, "rep")

@@ -195,6 +195,11 @@ def test_identify_formats_sets_and_get_record(server):
         ({"verb": "ListMetadataFormats", "identifier": "https://nowhere/1"}, "idDoesNotExist"),
         ({"verb": "ListRecords", "metadataPrefix": "oai_dc", "set": "agency:nobody"}, "noRecordsMatch"),
         ({"verb": "ListIdentifiers", "metadataPrefix": "oai_dc", "from": "2999-01-01"}, "noRecordsMatch"),
+        # control characters XML cannot carry, in a name or a value the response would echo
+        ({"verb": "Identify", "\x00": "1"}, "badArgument"),
+        ({"verb": "ListIdentifiers", "metadataPrefix": "\x00"}, "badArgument"),
+        ({"verb": "ListIdentifiers", "metadataPrefix": "oai_dc", "set": "agency:\x1b"}, "badArgument"),
+        ({"verb": "GetRecord", "metadataPrefix": "oai_dc", "identifier": "a\x01b"}, "badArgument"),
     ],
 )
 def test_error_conditions_answer_200_with_the_code(server, params, code):
@@ -204,6 +209,16 @@ def test_error_conditions_answer_200_with_the_code(server, params, code):
     assert error_code(root) == code
     if code in ("badVerb", "badArgument"):
         assert root.find("o:request", NS).attrib == {}
+
+
+@pytest.mark.parametrize("until", ["9999-12-31", "9999-12-31T23:59:59Z"])
+def test_until_the_last_day_there_is_lists_everything(server, until):
+    ctx, url = server
+    populate(ctx)
+    whole = get(url, verb="ListIdentifiers", metadataPrefix="oai_dc")
+    bounded = get(url, verb="ListIdentifiers", metadataPrefix="oai_dc", until=until)
+    assert error_code(bounded) is None
+    assert [h.text for h in bounded.iterfind(".//o:identifier", NS)] == [h.text for h in whole.iterfind(".//o:identifier", NS)]
 
 
 def test_repeated_arguments_tokens_that_were_altered_or_expired_and_no_sets(server):
@@ -223,3 +238,38 @@ def test_repeated_arguments_tokens_that_were_altered_or_expired_and_no_sets(serv
     expired = etree.fromstring(oai.respond(ctx, [("verb", "ListRecords"), ("resumptionToken", token)], url, now=later))
     assert error_code(expired) == "badResumptionToken"
     assert error_code(get(url, verb="ListRecords", resumptionToken=token)) is None
+
+
+def test_a_harvest_waits_for_a_stamped_batch_so_the_next_incremental_one_sees_it(ctx):
+    """An index batch stamped but not yet committed when a harvest is answered: the harvest
+    waits for it, so `from=<that responseDate>` never skips the batch."""
+    populate(ctx)
+    with ctx.db.session() as s:  # everything harvested long ago
+        s.execute(text("UPDATE raid_search SET datestamp = '2020-01-01T00:00:00Z'"))
+    base = "http://example.test/oai"
+    first = etree.fromstring(oai.respond(ctx, [("verb", "ListIdentifiers"), ("metadataPrefix", "oai_dc")], base))
+    since = first.find("o:responseDate", NS).text
+    written, commit, answers = threading.Event(), threading.Event(), []
+
+    def writer():  # what index._write does for one batch, held open until told to commit
+        with ctx.db.session() as s:
+            stamp = index.stamp_for_write(s)
+            s.execute(text("UPDATE raid_search SET datestamp = :d WHERE handle = :h"), {"d": stamp, "h": handle(2)})
+            written.set()
+            commit.wait(30)
+
+    def harvest():
+        answers.append(etree.fromstring(oai.respond(ctx, [("verb", "ListIdentifiers"), ("metadataPrefix", "oai_dc"), ("from", since)], base)))
+
+    w = threading.Thread(target=writer)
+    w.start()
+    assert written.wait(30)
+    h = threading.Thread(target=harvest)
+    h.start()
+    h.join(1.0)  # without the lock the harvest would answer here, before the batch commits
+    commit.set()
+    w.join(30)
+    h.join(30)
+    [answer] = answers
+    got = {e.text for e in answer.iterfind(".//o:header/o:identifier", NS)}
+    assert got == {oai.oai_identifier(handle(2))}

@@ -214,7 +214,7 @@ def test_a_refresh_that_read_an_older_version_cannot_put_it_back(ctx):
     with ctx.db.engine.connect() as conn:  # a slow refresh reads the open version ...
         stale = conn.execute(index._source(today()).where(text("raids.handle = :h")), {"h": handle(1)}).all()
     save(ctx, record(1, title="Volcano watch v2", access="embargoed", expiry=future()))  # ... the raid is closed ...
-    index._write(ctx, stale, utcnow())  # ... and the slow refresh writes what it read
+    index._write(ctx, stale)  # ... and the slow refresh writes what it read
     assert found(ctx, "volcano") == []
     index.refresh(ctx)
     assert found(ctx, "volcano") == []

@@ -51,3 +51,7 @@ def test_errors_are_one_line_naming_the_problem(ctx, cli, tmp_path):
     assert missing.exit_code != 0 and "no tile layer 'nope'" in missing.output
     bad = cli("layers", "add", "x", "--url-template", "https://example.org/tiles.png")
     assert bad.exit_code != 0 and "{z}, {x} and {y}" in bad.output
+    for name, content in (("binary.geojson", b"\xac\xed\x00\x05"), ("deep.geojson", b"[" * 100_000 + b"]" * 100_000)):
+        (tmp_path / name).write_bytes(content)
+        out = cli("export", "tiles", "--layer", "nope", "--roi", str(tmp_path / name))
+        assert out.exit_code == 1 and out.output.strip().count("\n") == 0 and "is not a GeoJSON file" in out.output, out.output

@@ -62,8 +62,14 @@ def test_bad_requests_name_the_field(ctx, layer, body, field):
 
 def test_a_region_over_the_tile_limit_is_refused(ctx, layer):
     ctx.settings = ctx.settings.replace(tiles_max_tiles=50)
-    with pytest.raises(InvalidRequest, match="more than 50 tiles"):
+    with pytest.raises(InvalidRequest, match="more than 50 tiles") as caught:
         normalize_tiles_request({"layer": "hills", "roi": BIG}, ctx)
+    assert caught.value.field == "roi.features[0]"
+    small = box_roi(34.5, 31.5, 34.6, 31.6, grid.resolution(6), grid.resolution(6))["features"]
+    two = {"type": "FeatureCollection", "features": small + BIG["features"]}  # the feature that makes it too big is named
+    with pytest.raises(InvalidRequest, match=r"feature 1 covers the most \(more than 50\)") as caught:
+        normalize_tiles_request({"layer": "hills", "roi": two}, ctx)
+    assert caught.value.field == "roi.features[1]"
 
 
 def test_cover_rule_buffer_area_ratio_and_same_resolutions():

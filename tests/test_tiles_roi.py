@@ -3,11 +3,14 @@ feature and the problem, holes, the antimeridian, and every tile once."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from exporter.errors import InvalidRequest
 from exporter.tiles import grid
-from exporter.tiles.roi import count_tiles, parse_roi
+from exporter.tiles import roi as roi_module
+from exporter.tiles.roi import count_tiles, iter_tiles, parse_roi
 from tests.tiles_fixtures import box_roi, roi_tiles
 
 Z12 = 0.0001717  # MapColonies' table value for zoom 12 (0.000171661...)
@@ -60,6 +63,7 @@ def test_each_feature_picks_its_zoom_range():
     "body, field, words",
     [
         ("not json", "roi", "not JSON"),
+        ("[" * 100_000 + "]" * 100_000, "roi", "nested too deeply"),
         ({"type": "Feature"}, "roi", "FeatureCollection"),
         (fc(), "roi.features", "non-empty"),
         (fc(feature(SQUARE), feature(SQUARE), {"type": "Feature", "properties": {"maxResolutionDeg": Z12}}), "roi.features[2].geometry", "needs a geometry"),
@@ -130,3 +134,29 @@ def test_multipolygons_and_counting_stops_past_the_limit():
     full = count_tiles(roi)
     assert full == len(roi_tiles(fc(feature(parts, max_res=grid.resolution(8), kind="MultiPolygon"))))
     assert 100 < count_tiles(roi, limit=100) < full
+
+
+def test_a_long_column_comes_in_runs_of_rows():
+    # One column of zoom 20 holds 1,048,576 tiles; before runs, they were all built at once
+    # (about 500 MB and 11 s in a web request; zoom 24 would take gigabytes).
+    res = grid.resolution(20)
+    strip = parse_roi(fc(feature([[[-180, -90], [-179.9999, -90], [-179.9999, 90], [-180, 90], [-180, -90]]], max_res=res, minResolutionDeg=res)))
+    first = list(itertools.islice(iter_tiles(strip), 3))
+    assert [(z, c, rows[0], rows.size) for z, c, rows in first] == [(20, 0, n * roi_module.ROWS_AT_ONCE, roi_module.ROWS_AT_ONCE) for n in range(3)]
+    small = grid.resolution(13)  # 8,192 rows a column: two runs, every row once, in order
+    rows = [r for _, c, r in roi_tiles(fc(feature([[[-180, -90], [-179.99, -90], [-179.99, 90], [-180, 90], [-180, -90]]], max_res=small, minResolutionDeg=small))) if c == 0]
+    assert rows == list(range(2**13))
+
+
+def test_bounds_alone_refuse_a_strip_across_the_world_and_never_overstate():
+    res = grid.resolution(24)  # 33 million one-tile columns: refused from the bounds, no tile tested
+    strip = parse_roi(fc(feature([[[-180, 0], [180, 0], [180, 1e-5], [-180, 1e-5], [-180, 0]]], max_res=res, minResolutionDeg=res)))
+    assert roi_module.least_tiles(strip) == 2**25 and count_tiles(strip, limit=2_000_000) == 2**25
+    for roi in (  # a lower bound: a diagonal, a ring with a hole, two parts, the antimeridian
+        fc(feature([[[0, 0], [40, 30], [40, 31], [0, 1], [0, 0]]], max_res=grid.resolution(7))),
+        fc(feature([[[-180, -90], [180, -90], [180, 90], [-180, 90], [-180, -90]], [[-45, -45], [45, -45], [45, 45], [-45, 45], [-45, -45]]], max_res=grid.resolution(3))),
+        fc(feature([[[[0, 0], [10, 0], [10, 10], [0, 10], [0, 0]]], [[[50, 50], [60, 50], [60, 60], [50, 60], [50, 50]]]], max_res=grid.resolution(6), kind="MultiPolygon")),
+        fc(feature([[[170, 10], [-170, 10], [-170, 20], [170, 20], [170, 10]]], max_res=grid.resolution(6))),
+    ):
+        parsed = parse_roi(roi)
+        assert 0 < roi_module.least_tiles(parsed) <= count_tiles(parsed) == len(roi_tiles(roi))

@@ -68,6 +68,9 @@ def test_a_killed_worker_resumes_the_geopackage_and_fetches_nothing_twice(pg_ctx
         Celery(broker=broker).send_task("exporter.reap", queue="engine")
         wait_for(lambda: jobs.get(ctx, job_id).status in ("succeeded", "failed"), 120, "the resumed export to end", interval=0.2)
         second.wait_for_log(f"resuming: {len(committed)} of {len(expected)} tiles already done", 10)
+        # The work folder goes in the outcome hook, just after the success is committed: wait for
+        # it while the worker still runs (stopping it first could cut the hook off).
+        wait_for(lambda: not export.work_dir(ctx.settings, job_id).exists(), 30, "the work folder to be removed")
     finally:
         second.stop()
     done = jobs.get(ctx, job_id)
@@ -86,5 +89,3 @@ def test_a_killed_worker_resumes_the_geopackage_and_fetches_nothing_twice(pg_ctx
     assert 0 <= again <= commit_every + 2 * 8  # the uncommitted batch and the requests in flight
     assert len(asked) == len(expected)
     assert [o.key for o in ctx.storage.list("tiles/")] == sorted(a.key for a in done.artifacts)
-    # The work folder goes in the outcome hook, just after the success is committed.
-    wait_for(lambda: not export.work_dir(ctx.settings, job_id).exists(), 30, "the work folder to be removed")

@@ -89,7 +89,7 @@ class CKANClient:
         body = self._read_capped(name, resp)
         try:
             envelope = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply
             raise CKANError(f"{name} on {self.base_url}: HTTP {resp.status_code}, not a CKAN JSON answer") from None
         if not isinstance(envelope, dict) or not envelope.get("success"):
             error = envelope.get("error") if isinstance(envelope, dict) else None

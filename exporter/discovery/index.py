@@ -26,10 +26,11 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Column, MetaData, and_, case, or_, select, true, update
+from sqlalchemy import Column, MetaData, and_, case, func, or_, select, true, update
+from sqlalchemy import text as sql
 from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -124,7 +125,7 @@ def public_record(row) -> tuple[dict, bool]:
     return redacted(row.handle, row.created_at, row.access_type, row.access_statement, row.access_statement_language, row.embargo_expiry), False
 
 
-def index_row(row, now: datetime, postgres: bool) -> dict[str, Any]:
+def index_row(row, now: datetime | None, postgres: bool) -> dict[str, Any]:
     """The raid_search values of one source row (a tombstone when the raid is deleted)."""
     base = {
         "raid_id": row.id,
@@ -179,10 +180,46 @@ def _upsert(session: Session, rows: list[dict]) -> None:
     session.execute(stmt, rows)
 
 
-def _write(ctx: Context, rows: list, now: datetime) -> int:
-    postgres = ctx.db.backend == "postgresql"
+# -- datestamps a harvester can trust ------------------------------------------------------------
+# An OAI-PMH harvester asks next time for what changed from this response's responseDate. A
+# batch stamped before it commits would be missed by a harvest answered in between (its rows
+# invisible then, older than the responseDate after). On PostgreSQL, a transaction that stamps
+# datestamps holds an advisory lock until it commits, and takes the stamp (the database's
+# clock, so hosts' clocks do not matter) once it holds it; a harvest takes its responseDate
+# under the same lock, shared: so every datestamp committed later is at least that date.
+# SQLite has one writer at a time: both sides take the write lock first (a write that changes
+# nothing), so a harvest's responseDate waits for a stamped batch to commit there too.
+HARVEST_LOCK = 0x0A15EA7C
+_TAKE_SQLITE_WRITE_LOCK = sql("UPDATE search_state SET name = name WHERE 0")
+
+
+def stamp_for_write(session: Session) -> datetime:
+    """The datestamp of what this transaction writes, taken once it holds the harvest lock (to commit)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(HARVEST_LOCK)))
+        return session.scalar(select(func.clock_timestamp())).astimezone(UTC)
+    session.execute(_TAKE_SQLITE_WRITE_LOCK)
+    return utcnow()
+
+
+def harvest_time(ctx: Context) -> datetime:
+    """A harvest's responseDate: once no transaction that stamped an earlier datestamp is uncommitted."""
     with ctx.db.session() as s:
-        _upsert(s, [index_row(r, now, postgres) for r in rows])
+        if ctx.db.backend == "postgresql":
+            s.execute(select(func.pg_advisory_xact_lock_shared(HARVEST_LOCK)))
+            return s.scalar(select(func.clock_timestamp())).astimezone(UTC)
+        s.execute(_TAKE_SQLITE_WRITE_LOCK)
+        return utcnow()
+
+
+def _write(ctx: Context, rows: list) -> int:
+    postgres = ctx.db.backend == "postgresql"
+    values = [index_row(r, None, postgres) for r in rows]  # stamped below, once the lock is held
+    with ctx.db.session() as s:
+        now = stamp_for_write(s)
+        for v in values:
+            v["datestamp"] = now
+        _upsert(s, values)
     return len(rows)
 
 
@@ -193,7 +230,7 @@ def _reindex(ctx: Context, ids: list[int], as_of: date, batch: int) -> Counter:
         chunk = ids[start : start + batch]
         with ctx.db.engine.connect() as conn:
             rows = conn.execute(_source(as_of).where(Raid.id.in_(chunk))).all()
-        counts["reindexed"] += _write(ctx, rows, utcnow())
+        counts["reindexed"] += _write(ctx, rows)
         gone = set(chunk) - {r.id for r in rows}
         if gone:
             counts["removed"] += _bury(ctx, gone)
@@ -203,6 +240,7 @@ def _reindex(ctx: Context, ids: list[int], as_of: date, batch: int) -> Counter:
 def _bury(ctx: Context, ids: set[int]) -> int:
     """Index rows of raids deleted by SQL: a tombstone if they were ever public, else nothing."""
     with ctx.db.session() as s:
+        now = stamp_for_write(s)
         rows = s.scalars(select(RaidSearch).where(RaidSearch.raid_id.in_(ids))).all()
         for row in rows:
             if row.handle is None or row.datestamp is None:
@@ -210,7 +248,7 @@ def _bury(ctx: Context, ids: set[int]) -> int:
                 continue
             if not row.deleted:
                 view = {"deleted": row.handle, "agency": row.agency_id}
-                row.deleted, row.withdrawn, row.in_full, row.digest, row.datestamp = True, False, False, _digest(view), utcnow()
+                row.deleted, row.withdrawn, row.in_full, row.digest, row.datestamp = True, False, False, _digest(view), now
                 row.title = row.summary = row.title_terms = row.body_terms = row.start_date = row.access_type = None
             else:
                 row.withdrawn = False
@@ -293,7 +331,7 @@ def refresh(ctx: Context, full: bool = False, reconcile: bool = False) -> dict[s
         query = _source(as_of).where(Raid.updated_at >= since if since is not None else true())
         with ctx.db.engine.connect() as conn:
             for rows in keyset_pages(conn, query, order, batch):
-                counts["scanned"] += _write(ctx, rows, utcnow())
+                counts["scanned"] += _write(ctx, rows)
                 _renew(ctx, token)
         counts.update(_reindex(ctx, _needing_reindex(ctx, as_of), as_of, batch))
         if full or reconcile:

@@ -31,14 +31,14 @@ from sqlalchemy import and_, func, literal, select, tuple_
 
 from ..context import Context
 from ..crypto import same
-from ..db import UTCDateTime, utcnow
+from ..db import UTCDateTime
 from ..raids.datacite import NS as DATACITE_NS
 from ..raids.datacite import SCHEMA_LOCATION as DATACITE_SCHEMA
 from ..raids.datacite import datacite_xml
 from ..raids.models import Raid, RegistrationAgency
 from ..raids.registry import agencies_by_id
 from .dublincore import OAI_DC, OAI_DC_SCHEMA, dc_xml
-from .index import _source, public_record
+from .index import _source, harvest_time, public_record
 from .models import RaidSearch
 
 OAI = "http://www.openarchives.org/OAI/2.0/"
@@ -57,6 +57,7 @@ VERBS: dict[str, tuple[set[str], set[str]]] = {
 }
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _SECOND = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")  # what XML 1.0 cannot hold
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", re.IGNORECASE)
 
 
@@ -110,6 +111,8 @@ def read_token(ctx: Context, token: str, verb: str, now: datetime) -> dict[str, 
 
 
 def _arguments(params: Sequence[tuple[str, str]]) -> tuple[str, dict[str, str]]:
+    if any(_NOT_XML.search(k) or _NOT_XML.search(v) for k, v in params):
+        raise OAIError("badArgument", "an argument's name or value holds characters XML cannot carry (control characters)")
     verbs = [v for k, v in params if k == "verb"]
     if len(verbs) != 1:
         raise OAIError("badVerb", "the verb argument is missing" if not verbs else "the verb argument is repeated")
@@ -157,7 +160,10 @@ def _window(args: dict[str, str]) -> tuple[str | None, str | None]:
         raise OAIError("badArgument", "from and until must have the same granularity")
     if low and high and low[0] > high[0]:
         raise OAIError("badArgument", "from is later than until")
-    end = high[0] + (timedelta(days=1) if high[1] == "day" else timedelta(seconds=1)) if high else None
+    try:
+        end = high[0] + (timedelta(days=1) if high[1] == "day" else timedelta(seconds=1)) if high else None
+    except OverflowError:  # until the last day of year 9999: no upper bound
+        end = None
     return (low[0].isoformat() if low else None), (end.isoformat() if end else None)
 
 
@@ -192,7 +198,7 @@ def _el(parent, tag: str, text: str | None = None, **attrs: str):
 
 def respond(ctx: Context, params: Sequence[tuple[str, str]], base_url: str, now: datetime | None = None) -> bytes:
     """The OAI-PMH response (XML bytes) to a request's arguments, errors included."""
-    now = (now or utcnow()).replace(microsecond=0)
+    now = (now or harvest_time(ctx)).replace(microsecond=0)
     try:
         verb, args = _arguments(params)
     except OAIError as exc:

@@ -91,8 +91,10 @@ def file_stem(params: dict[str, Any], job: JobRun) -> str:
 
 
 def pending_tiles(roi: Roi, writer: GeoPackageWriter, resumed: bool) -> Iterator[tuple[int, int, int]]:
+    done, seen = (), None
     for zoom, column, rows in iter_tiles(roi):
-        done = writer.done_rows(zoom, column) if resumed else ()
+        if resumed and seen != (zoom, column):  # a long column comes in several runs: read its done rows once
+            done, seen = writer.done_rows(zoom, column), (zoom, column)
         for row in rows.tolist():
             if row not in done:
                 yield zoom, column, row

@@ -6,7 +6,8 @@
 - `completed_response(ctx, job)` / `failed_response(job)`: the final shapes, which are
   also the body of every callback of a tiles job (`callback_payload`, hooked into
   exporter.webhooks.PAYLOADS);
-- `task_status(job)`: `{"percentage", "status"}` of `GET /taskStatus/{jobId}`.
+- `task_status(job)`: `{"percentage", "status"}` of `GET /taskStatus/{jobId}`, the status one of
+  their task statuses (Pending, In-Progress, Completed, Failed, Expired, Aborted).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from ..visibility import pick_artifact
 IN_PROGRESS = "In-Progress"
 COMPLETED = "Completed"
 FAILED = "Failed"
-STATUS = {"pending": IN_PROGRESS, "running": IN_PROGRESS, "succeeded": COMPLETED, "failed": FAILED, "cancelled": FAILED, "expired": FAILED}
+# Their job manager's task statuses (mc-priority-queue's OperationStatus), which taskStatus reports as they are.
+TASK_STATUS = {"pending": "Pending", "running": IN_PROGRESS, "succeeded": COMPLETED, "failed": FAILED, "cancelled": "Aborted", "expired": "Expired"}
 LINKS = {"dataURI": "data", "metadataURI": "manifest"}
 
 
@@ -88,7 +90,7 @@ def status_response(ctx, job: Job, principal: Principal | None = None) -> dict[s
 
 
 def task_status(job: Job) -> dict[str, Any]:
-    return {"percentage": job.percentage, "status": STATUS.get(job.status, job.status)}
+    return {"percentage": job.percentage, "status": TASK_STATUS[job.status]}
 
 
 def callback_payload(ctx, job: Job, status: str) -> dict[str, Any]:

@@ -64,7 +64,14 @@ def build_params(ctx, layer: layers.TileLayer, raw_roi: Any, record_id: str | No
     limit = ctx.settings.tiles_max_tiles
     tiles = _count(json.dumps(fc, sort_keys=True), layer.max_zoom, limit)
     if tiles > limit:
-        raise InvalidRequest(f"the region covers more than {limit:,} tiles (TILES_MAX_TILES); ask for a smaller region or a coarser maxResolutionDeg", field="roi")
+        sizes = [count_tiles(Roi((f,)), limit) for f in roi.features]
+        biggest = max(range(len(sizes)), key=sizes.__getitem__)
+        alone = f"{sizes[biggest]:,}" if sizes[biggest] <= limit else f"more than {limit:,}"
+        raise InvalidRequest(
+            f"the region covers more than {limit:,} tiles (TILES_MAX_TILES); feature {biggest} covers the most ({alone}): "
+            "ask for a smaller region or a coarser maxResolutionDeg",
+            field=f"roi.features[{biggest}]",
+        )
     if tiles == 0:
         raise InvalidRequest("the region covers no tile", field="roi")
     return {

@@ -31,6 +31,8 @@ FIELD = "roi"
 MAX_FEATURES = 100
 MAX_VERTICES = 100_000
 RESOLUTION_KEYS = ("maxResolutionDeg", "minResolutionDeg")
+ROWS_AT_ONCE = 4096  # tiles tested together: bounds memory and how far a count overshoots its limit
+COLUMNS_AT_ONCE = 1024  # columns cut from the geometry together
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,8 @@ def parse_roi(raw: Any, max_zoom: int = grid.MAX_ZOOM) -> Roi:
             raw = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise InvalidRequest(f"roi is not JSON: {exc}", field=FIELD) from None
+        except RecursionError:
+            raise InvalidRequest("roi is nested too deeply to be read", field=FIELD) from None
     if not isinstance(raw, dict) or raw.get("type") != "FeatureCollection":
         raise InvalidRequest("roi must be a GeoJSON FeatureCollection", field=FIELD)
     features = raw.get("features")
@@ -210,34 +214,56 @@ def parse_roi(raw: Any, max_zoom: int = grid.MAX_ZOOM) -> Roi:
     return Roi(tuple(out))
 
 
-def _column_rows(geom, zoom: int, column: int, rows: range) -> np.ndarray:
-    """Rows of `column` whose tile shares area with `geom` (touching an edge is not enough)."""
+def _hits(geom, zoom: int, runs: list[tuple[int, int, int]]) -> Iterator[tuple[int, np.ndarray]]:
+    """(column, rows) of each run (column, first row, stop row) whose tiles share area with
+    `geom` (touching an edge is not enough), every tile of the runs tested in one call."""
     size = grid.tile_degrees(zoom)
-    west = -180.0 + column * size
-    norths = 90.0 - np.arange(rows.start, rows.stop, dtype=float) * size
-    boxes = shapely.box(west, norths - size, west + size, norths)
+    lengths = np.array([stop - first for _, first, stop in runs])
+    columns = np.repeat(np.array([c for c, _, _ in runs], dtype=float), lengths)
+    rows = np.concatenate([np.arange(first, stop) for _, first, stop in runs])
+    wests, norths = -180.0 + columns * size, 90.0 - rows * size
+    boxes = shapely.box(wests, norths - size, wests + size, norths)
     hit = shapely.intersects(geom, boxes) & ~shapely.touches(geom, boxes)
-    return np.arange(rows.start, rows.stop)[hit]
+    at = 0
+    for (column, _, _), n in zip(runs, lengths.tolist(), strict=True):
+        found = rows[at : at + n][hit[at : at + n]]
+        at += n
+        if found.size:
+            yield column, found
 
 
 def tiles_at(geom, zoom: int) -> Iterator[tuple[int, np.ndarray]]:
-    """(column, rows) of every tile at `zoom` that shares area with `geom`, column by column."""
+    """(column, rows) of every tile at `zoom` that shares area with `geom`, column by column,
+    top to bottom; a long column comes as several runs of rows. Columns are cut from `geom`
+    COLUMNS_AT_ONCE at a time and tiles tested about ROWS_AT_ONCE at a time, so neither a
+    column of 16 million rows (zoom 24) nor millions of one-row columns costs more than that."""
     shapely.prepare(geom)
-    west, south, east, north = geom.bounds
+    west, _, east, _ = geom.bounds
     size = grid.tile_degrees(zoom)
-    for column in grid.column_range(zoom, west, east):
-        strip = box(-180.0 + column * size, -90, -180.0 + (column + 1) * size, 90)
-        part = geom.intersection(strip)
-        if part.is_empty or part.area <= 0:
-            continue
-        s, n = part.bounds[1], part.bounds[3]
-        rows = _column_rows(geom, zoom, column, grid.row_range(zoom, s, n))
-        if rows.size:
-            yield column, rows
+    span = grid.column_range(zoom, west, east)
+    runs: list[tuple[int, int, int]] = []
+    pending = 0
+    for first in range(span.start, span.stop, COLUMNS_AT_ONCE):
+        columns = np.arange(first, min(first + COLUMNS_AT_ONCE, span.stop))
+        wests = -180.0 + columns * size
+        parts = shapely.intersection(geom, shapely.box(wests, -90.0, wests + size, 90.0))
+        keep = shapely.area(parts) > 0
+        for column, (_, s, _, n) in zip(columns[keep].tolist(), shapely.bounds(parts[keep]).tolist(), strict=True):
+            rows = grid.row_range(zoom, s, n)
+            for start in range(rows.start, rows.stop, ROWS_AT_ONCE):
+                stop = min(start + ROWS_AT_ONCE, rows.stop)
+                runs.append((column, start, stop))
+                pending += stop - start
+                if pending >= ROWS_AT_ONCE:
+                    yield from _hits(geom, zoom, runs)
+                    runs, pending = [], 0
+    if runs:
+        yield from _hits(geom, zoom, runs)
 
 
 def iter_tiles(roi: Roi) -> Iterator[tuple[int, int, np.ndarray]]:
-    """(zoom, column, rows) for every zoom of the ROI, each tile once whatever the features overlap."""
+    """(zoom, column, rows) for every zoom of the ROI, each tile once whatever the features overlap
+    (a long column comes as several runs of rows, top to bottom)."""
     for zoom in range(roi.min_zoom, roi.max_zoom + 1):
         geom = roi.at_zoom(zoom)
         if geom is None:
@@ -246,8 +272,24 @@ def iter_tiles(roi: Roi) -> Iterator[tuple[int, int, np.ndarray]]:
             yield zoom, column, rows
 
 
+def least_tiles(roi: Roi) -> int:
+    """A lower bound of the tiles the ROI covers, from bounds alone: at each zoom, a polygon
+    whose interior spans n columns (or n rows) has area in a tile of each of them."""
+    total = 0
+    for zoom in range(roi.min_zoom, roi.max_zoom + 1):
+        geom = roi.at_zoom(zoom)
+        if geom is None:
+            continue
+        spans = [(len(grid.column_range(zoom, w, e)), len(grid.row_range(zoom, s, n))) for w, s, e, n in (p.bounds for p in getattr(geom, "geoms", [geom]))]
+        total += max(max(spans))
+    return total
+
+
 def count_tiles(roi: Roi, limit: int | None = None) -> int:
-    """How many tiles the ROI covers; stops counting once past `limit` (returns a number above it)."""
+    """How many tiles the ROI covers; stops counting once past `limit` (returns a number above it),
+    at once when the ROI's bounds already say so (a thin strip across the world at zoom 24)."""
+    if limit is not None and (least := least_tiles(roi)) > limit:
+        return least
     total = 0
     for _, _, rows in iter_tiles(roi):
         total += int(rows.size)

@@ -337,7 +337,7 @@ class RoiJob(Schema):
     Completed (`links`, `expirationTime`, `fileSize`) and Failed (`errorReason`)."""
 
     jobId = fields.String(required=True)
-    status = fields.String(required=True, validate=validate.OneOf(("In-Progress", "Completed", "Failed")))
+    status = fields.String(required=True, validate=validate.OneOf(("Pending", "In-Progress", "Completed", "Failed", "Expired", "Aborted")))
     taskIds = fields.List(fields.String())
     isDuplicated = fields.Boolean()
     percentage = fields.Integer(validate=validate.Range(0, 100))
@@ -352,7 +352,7 @@ class RoiJob(Schema):
 
 class TaskStatus(Schema):
     percentage = fields.Integer(required=True, validate=validate.Range(0, 100))
-    status = fields.String(required=True, validate=validate.OneOf(("In-Progress", "Completed", "Failed")))
+    status = fields.String(required=True, validate=validate.OneOf(("Pending", "In-Progress", "Completed", "Failed", "Expired", "Aborted")))
 
 
 class PublicationFile(Schema):
@@ -440,6 +440,7 @@ class JobList(Schema):
 class Storage(Schema):
     free = fields.Integer(required=True, allow_none=True, metadata={"description": "Free bytes (the quota applied); null when the backend cannot say."})
     total = fields.Integer(required=True, allow_none=True)
+    size = fields.Integer(required=True, allow_none=True, metadata={"description": "The same as total, under the name MapColonies' clients read."})
     used = fields.Integer(required=True, metadata={"description": "Bytes of the files this service keeps."})
     reserved = fields.Integer(required=True, metadata={"description": "Bytes running jobs are still expected to write."})
 

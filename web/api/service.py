@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from flask import Blueprint, Response, current_app, jsonify
 
 from exporter import access
@@ -19,8 +21,9 @@ root_bp = Blueprint("metrics", __name__)
 @bp.response(200, schemas.Storage, description="Storage use.")
 @require()
 def get_storage():
-    """Free and total bytes of the storage in use."""
-    return storage_usage(ctx())
+    """Free and total bytes of the storage in use (`size` is `total` under MapColonies' name)."""
+    usage = storage_usage(ctx())
+    return {**asdict(usage), "size": usage.total}
 
 
 @bp.get("/metrics")

@@ -77,6 +77,8 @@ class Parser(FlaskParser):
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidRequest(f"the request body is not valid JSON: {exc}", field="body") from None
+        except RecursionError:  # json gives up on deep nesting this way, not with a ValueError
+            raise InvalidRequest("the request body is nested too deeply to be read", field="body") from None
         if not isinstance(body, dict):
             raise InvalidRequest("the request body must be a JSON object", field="body")
         return body

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from exporter import access, jobs, submissions
 from exporter.errors import NotFound
-from exporter.tiles import mapcolonies
+from exporter.tiles import layers, mapcolonies
 from exporter.tiles.requests import KIND, normalize_tiles_request
 
 from . import bp, schemas
@@ -22,6 +22,10 @@ from .exports import check_rate
 def create_roi(body: dict):
     """Request a GeoPackage of a layer's tiles in a region, in MapColonies' request and answer shapes."""
     principal = current_principal()
+    try:  # as theirs: a dbId that names no layer is a 404
+        layers.get_layer(ctx(), body["dbId"].strip())
+    except NotFound as exc:
+        raise ApiError(404, str(exc), "dbId") from None
     params = normalize_tiles_request({k: v for k, v in body.items() if k in ("dbId", "roi", "crs")}, ctx())
     check_rate(principal)
     sub = submissions.request_job(ctx(), KIND, params, requested_by=principal.actor, description=body.get("description"), callback_urls=body.get("callbackURLs") or [])
