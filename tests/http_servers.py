@@ -355,6 +355,10 @@ class CKANHandler(BaseHTTPRequestHandler):
         if parts.path == "/api/3/action/status_show":
             self._json(200, {"success": True, "result": {"ckan_version": "2.10.4", "site_title": "Fake"}})
             return
+        if parts.path == "/api/3/action/organization_list_for_user":  # the token's user's organizations (none for anonymous)
+            orgs = [o for o in sorted(owner.organizations) if owner.readable_orgs is None or o in owner.readable_orgs] if self._authorized() else []
+            self._json(200, {"success": True, "result": [{"name": o, "id": f"org-{o}"} for o in orgs]})
+            return
         if parts.path != "/api/3/action/package_search":
             self._json(404, {"success": False, "error": {"__type": "Not Found Error", "message": "Not found"}})
             return
@@ -362,7 +366,7 @@ class CKANHandler(BaseHTTPRequestHandler):
         if rows > owner.max_rows:
             rows = owner.max_rows  # as CKAN's ckan.search.rows_max
         private = q.get("include_private", "false").lower() == "true" and self._authorized()
-        visible = [p for p in owner.packages if private or not p.get("private")]
+        visible = [p for p in owner.packages if not p.get("private") or (private and owner.reads(p))]
         key = (q.get("sort") or "").split()[0] if q.get("sort") else "name"
         visible.sort(key=lambda p: (p.get(key) or "", p["id"]))
         after = _id_range_start(q.get("fq", ""))
@@ -406,9 +410,14 @@ class FakeCKAN(_Base):
         self.token = token
         self.max_rows = max_rows
         self.count_bonus = 0  # > 0: announce more datasets than it lists (a short count)
+        self.readable_orgs: set[str] | None = None  # organizations whose private datasets the token reads (None: all)
+        self.organizations = {(p.get("organization") or {}).get("name") for p in self.packages} - {None}  # they outlive their datasets
         self.calls: list[tuple[str, dict]] = []
         self.patches: list[dict] = []
         super().__init__(CKANHandler)
+
+    def reads(self, package: dict) -> bool:
+        return self.readable_orgs is None or (package.get("organization") or {}).get("name") in self.readable_orgs
 
 
 def ckan_package(name: str, org: str, resources: list[tuple[str, str]], private: bool = False) -> dict:

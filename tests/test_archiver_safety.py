@@ -127,6 +127,34 @@ def test_a_token_that_lost_access_marks_nothing_gone(actx, nginx):
         assert sorted(r.private for r in rows) == [False] * 3 + [True] * 3
 
 
+def test_a_token_that_lost_one_organization_marks_none_of_its_private_resources_gone(actx, nginx):
+    """A small share of the portal (under the threshold) is private to an organization the token
+    no longer reads: absent from every listing, never counted missing; a private dataset the
+    token still reads and that was deleted is marked gone as usual."""
+    actx.settings = actx.settings.replace(archiver_gone_after_sweeps=2, archiver_gone_after_days=0, archiver_gone_max_percent=10)
+    (nginx.root / "org-loss.csv").write_bytes(b"o,1\n")
+    url = f"{nginx.url}/org-loss.csv"
+    packages = [ckan_package(f"pub-{i:02d}", "pub", [(f"ol-pub-{i:02d}", url)]) for i in range(18)]
+    packages += [ckan_package("alpha-secret", "alpha", [("ol-alpha", url)], private=True), ckan_package("beta-secret", "beta", [("ol-beta", url)], private=True)]
+    site = FakeCKAN(packages, token=TOKEN, max_rows=7).start()
+    try:
+        add_portal(actx, "org-loss", site.url, api_token=TOKEN)
+        assert run_sweep_job(actx, "org-loss").result["resources"] == 20
+        site.readable_orgs = {"pub", "alpha"}  # the token's user left organization beta
+        site.packages = [p for p in site.packages if p["name"] != "alpha-secret"]  # and alpha's dataset was deleted
+        results = [run_sweep_job(actx, "org-loss").result for _ in range(3)]
+        site.token = "rotated"  # then the token stops working altogether
+        results.append(run_sweep_job(actx, "org-loss").result)
+    finally:
+        site.stop()
+    assert [(r["resources"], r["gone"], r["unreadable"], r["gone_refused"]) for r in results] == [(18, 0, 1, None), (18, 1, 1, None), (18, 0, 1, None), (18, 0, 1, None)]
+    with actx.db.session() as s:
+        rows = {r.external_id: r for r in s.scalars(select(Resource).where(Resource.external_id.like("ol-%")))}
+    assert rows["ol-alpha"].gone_at is not None
+    assert rows["ol-beta"].gone_at is None and rows["ol-beta"].missing_sweeps == 0
+    assert all(r.gone_at is None for k, r in rows.items() if k.startswith("ol-pub-"))
+
+
 def _two_versions(ctx, srv: ScenarioServer, n: int) -> list[str]:
     ids = []
     for i in range(n):

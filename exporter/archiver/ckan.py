@@ -127,6 +127,21 @@ class CKANClient:
             if count <= len(page):
                 return
 
+    def readable_organizations(self) -> set[str] | None:
+        """Names of the organizations whose private datasets the token may read
+        (organization_list_for_user, permission read), or None when that is unknown: no token,
+        or the portal did not answer. An empty set is a token that reads no private dataset."""
+        if not self.token:
+            return None
+        try:
+            result = self.action("organization_list_for_user", {"permission": "read"})
+        except CKANError as exc:
+            log.warning("archiver: %s: cannot tell which organizations the token reads: %s", self.base_url, exc)
+            return None
+        if not isinstance(result, list):
+            return None
+        return {str(org["name"]) for org in result if isinstance(org, dict) and org.get("name")}
+
     def resource_patch(self, resource_id: str, **fields: Any) -> dict[str, Any]:
         return self.action("resource_patch", data={"id": resource_id, **fields})
 

@@ -30,7 +30,7 @@ from .ckan import client_for, resource_rows
 from .models import Archival, Portal, Resource, resource_id_for
 from .params import normalize_sweep
 from .portals import get_portal
-from .resources import ANALYZE_EVERY, due_ids, mark_gone, refresh_statistics, upsert_portal_resources, upsert_url
+from .resources import ANALYZE_EVERY, due_ids, refresh_statistics, sweep_gone, upsert_portal_resources, upsert_url
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +89,16 @@ def run_sweep(job: JobRun) -> dict[str, Any]:
     flush()
     if new >= ANALYZE_EVERY:
         refresh_statistics(ctx)  # the parts look resources up by id too
-    gone = mark_gone(ctx, portal.id, seen, now)
+    readable = client.readable_organizations()
+    absence = sweep_gone(ctx, portal.id, seen, now, readable_orgs=readable)
+    gone = absence["gone"]
     due = due_ids(ctx, portal.id, now, all_=job.params["recheck"] == "all")
     job.log.info("portal %s: %d datasets, %d resources (%d new, %d changed, %d gone); %d due", portal.name, packages, len(seen), new, changed, gone, len(due))
+    if absence["refused"]:
+        job.log.warning("portal %s: nothing marked gone: %s", portal.name, absence["refused"])
     state = {
         "portal_id": portal.id, "portal": portal.name, "datasets": packages, "resources": len(seen), "new": new, "changed": changed,
-        "gone": gone, "due": due,
+        "gone": gone, "missing": absence["missing"], "unreadable": absence["unreadable"], "gone_refused": absence["refused"], "due": due,
     }
     return parts.fan_out(ctx, job.job_id, due, ctx.settings.archiver_batch_size, state, total=len(due))
 
@@ -109,7 +113,7 @@ def finish_sweep(ctx: Context, job: Job, state: dict[str, Any]) -> dict[str, Any
     statuses, not_modified = _status_counts(ctx, due)
     return {
         "portal": state["portal"], "datasets": state["datasets"], "resources": state["resources"], "new": state["new"], "changed": state["changed"],
-        "gone": state["gone"], "due": len(due), "checked": sum(n for k, n in statuses.items() if k != "unchecked"), "not_modified": not_modified, "statuses": statuses,
+        "gone": state["gone"], "missing": state.get("missing", 0), "unreadable": state.get("unreadable", 0), "gone_refused": state.get("gone_refused"), "due": len(due), "checked": sum(n for k, n in statuses.items() if k != "unchecked"), "not_modified": not_modified, "statuses": statuses,
     }
 
 
