@@ -276,6 +276,70 @@ def test_a_private_datasets_copy_is_served_to_operators_only(api):
     assert served.status_code == 302 and api.client.get(_path(served.headers["Location"])).data == b"secret"
 
 
+@pytest.fixture
+def served_api(api):
+    """The API app served over HTTP on 127.0.0.1, with the archiver allowed to reach 127.0.0.0/8."""
+    from exporter.config import as_networks
+    from tests.dumps_helpers import served
+
+    api.ctx.settings = api.ctx.settings.replace(archiver_allow_networks=as_networks("ARCHIVER_ALLOW_NETWORKS", "127.0.0.0/8"))
+    with served(api.ctx) as srv:
+        yield api, srv.url
+
+
+def test_over_http_a_copy_is_open_only_while_its_portal_lists_it_as_public(served_api):
+    """Over HTTP against the real routes, after real sweeps: a public resource's copy is open;
+    a private dataset's is a 404 without a token and to a read-only token, a 302 to an operator;
+    a public dataset the portal then hides from our token (made private to an organization the
+    token does not read) is for operators only from the next sweep on; an ad-hoc copy is reached
+    only by its keyed id, not by the uuid5 of its URL."""
+    import requests
+
+    from tests.test_api_archives import _path
+
+    api, base = served_api
+    files = ScenarioServer().start()
+    packages = [
+        ckan_package("open", "org", [("h-open", f"{files.url}/data.csv?body=open")]),
+        ckan_package("later", "later-org", [("h-later", f"{files.url}/data.csv?body=later")]),
+        ckan_package("secret", "org", [("h-secret", f"{files.url}/data.csv?body=secret")], private=True),
+    ]
+    site = FakeCKAN(packages, token=TOKEN).start()
+    adhoc_url = f"{files.url}/data.csv?body=adhoc"
+
+    def download(rid: str, who: str | None = None) -> requests.Response:
+        return requests.get(f"{base}/api/v1/resources/{rid}/download", headers=api.headers(who), allow_redirects=False, timeout=30)
+
+    def body(resp: requests.Response) -> bytes:
+        assert resp.status_code == 302, resp.text
+        return requests.get(base + _path(resp.headers["Location"]), timeout=30).content
+
+    try:
+        portal = add_portal(api.ctx, "http-private", site.url, api_token=TOKEN)
+        assert run_sweep_job(api.ctx, "http-private").result["checked"] == 3
+        ids = {ext: resource_id_for(portal.id, ext) for ext in ("h-open", "h-later", "h-secret")}
+        assert body(download(ids["h-open"])) == b"open" and body(download(ids["h-later"])) == b"later"
+        for who in (None, "reader", "sp_a"):
+            hidden = download(ids["h-secret"], who)
+            assert hidden.status_code == 404 and hidden.json()["error"] == f"no archive resource {ids['h-secret']}"
+        assert body(download(ids["h-secret"], "operator")) == b"secret"
+
+        next(p for p in site.packages if p["name"] == "later")["private"] = True
+        site.readable_orgs = {"org"}  # private to an organization the token does not read: gone from the listing
+        assert run_sweep_job(api.ctx, "http-private").result["missing"] == 1
+        assert download(ids["h-later"]).status_code == 404 and download(ids["h-later"], "reader").status_code == 404
+        assert body(download(ids["h-later"], "operator")) == b"later"
+        assert body(download(ids["h-open"])) == b"open"
+
+        adhoc = upsert_url(api.ctx, adhoc_url)
+        assert archive_resource(api.ctx, adhoc)["archival"]["status_id"] == 0
+    finally:
+        site.stop()
+        files.stop()
+    assert download(resource_id_for(None, adhoc_url)).status_code == 404  # the uuid5 of the URL reaches nothing
+    assert body(download(adhoc)) == b"adhoc"
+
+
 def test_ad_hoc_resource_ids_are_not_computable_from_the_url(actx):
     import uuid
 

@@ -95,6 +95,14 @@ class Resource(Base):
     missing_sweeps: Mapped[int] = mapped_column(Integer, default=0)  # complete sweeps in a row that did not list it
     missing_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
+    @property
+    def open_to_all(self) -> bool:
+        """Whether its stored copy may be served without a token: not from a private dataset and,
+        for a portal's resource, listed by the portal's last complete sweep. A dataset that left
+        the listing may have been made private (to organizations our token does not read) or
+        withdrawn; its copies are then for operators until the portal lists it as public again."""
+        return not self.private and (self.portal_id is None or (self.gone_at is None and not self.missing_sweeps))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -111,6 +119,8 @@ class Resource(Base):
             "updated_at": _iso(self.updated_at),
             "gone_at": _iso(self.gone_at),
             "private": self.private,
+            "missing_sweeps": self.missing_sweeps or 0,
+            "open_to_all": self.open_to_all,
         }
 
 

@@ -89,14 +89,15 @@ def get_resource(resourceId: str):
 def download_resource(resourceId: str):
     """Redirect to an expiring URL of the resource's latest stored copy (its cache URL).
 
-    No token needed, except for a resource of a private dataset: operators only, 404 to anyone else.
+    No token needed for a resource its portal lists as public; a resource of a private dataset, or
+    one its portal no longer lists (made private or withdrawn, maybe), is for operators only: 404 to anyone else.
     """
     principal = current_principal()
     try:
         record = archiver(ARCHIVAL_RECORD)(ctx(), resourceId, versions=False)
     except NotFound:
         record = None
-    if record is None or (record["resource"].get("private") and not (principal and principal.role == "operator")):
+    if record is None or (not record["resource"].get("open_to_all") and not (principal and principal.role == "operator")):
         raise ApiError(404, f"no archive resource {resourceId}")
     key = (record.get("archival") or {}).get("cache_key")
     if not key:
