@@ -203,7 +203,8 @@ class ScenarioHandler(BaseHTTPRequestHandler):
             n = int(q.get("n", "1"))
             target = q.get("to", "/data.csv")
             loc = f"/redirect?n={n - 1}&to={target}" if n > 1 else target
-            self._raw(int(q.get("code", "302")), [("Location", loc), ("Content-Length", "0")])
+            cookie = [("Set-Cookie", f"{q['cookie']}; Path=/")] if "cookie" in q else []  # ?cookie=name=value: set on the way
+            self._raw(int(q.get("code", "302")), [("Location", loc), ("Content-Length", "0"), *cookie])
         elif path == "/html":
             body = b"<html><body>a landing page</body></html>"
             self._raw(200, [("Content-Length", str(len(body))), ("Content-Type", "text/html; charset=utf-8")], body)

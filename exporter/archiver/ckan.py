@@ -16,7 +16,7 @@ import requests
 from ..context import Context
 from ..errors import ExporterError
 from ..jobs import record_task_status
-from ..netsafety import request_following
+from ..netsafety import TooLarge, read_capped, request_following
 from .models import Archival, Portal, Resource
 from .sessions import session_for
 
@@ -58,21 +58,12 @@ class CKANClient:
 
     def _read_capped(self, name: str, resp: requests.Response) -> bytes:
         """The body, refused (CKANError) once it grows past max_response_bytes."""
-        declared = resp.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > self.max_response_bytes:
-            resp.close()
-            raise CKANError(f"{name} on {self.base_url}: answer of {int(declared)} bytes is larger than the limit of {self.max_response_bytes}")
-        body = bytearray()
         try:
-            for chunk in resp.iter_content(65536):
-                body += chunk
-                if len(body) > self.max_response_bytes:
-                    raise CKANError(f"{name} on {self.base_url}: answer larger than the limit of {self.max_response_bytes} bytes")
+            return read_capped(resp, self.max_response_bytes, f"{name} on {self.base_url}")
+        except TooLarge as exc:
+            raise CKANError(str(exc)) from None
         except requests.RequestException as exc:
             raise CKANError(f"{name} on {self.base_url}: reading the answer failed: {exc}") from None
-        finally:
-            resp.close()
-        return bytes(body)
 
     def action(self, name: str, params: dict[str, Any] | None = None, data: dict[str, Any] | None = None) -> Any:
         """Call an action (GET with params, POST with a JSON body) and unwrap `{"success": true, "result": ...}`."""
@@ -83,7 +74,7 @@ class CKANClient:
         method, kwargs = ("POST", {"json": data}) if data is not None else ("GET", {"params": params or {}})
         try:
             followed = request_following(self.session, method, url, max_redirects=self.max_redirects, headers=headers, timeout=self.timeout, stream=True, **kwargs)
-        except requests.RequestException as exc:
+        except (requests.RequestException, ExporterError) as exc:  # a refused address or redirect too
             raise CKANError(f"{name} on {self.base_url} failed: {exc}") from None
         resp = followed.response
         body = self._read_capped(name, resp)
