@@ -13,6 +13,7 @@ import sys
 import threading
 from contextlib import contextmanager
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -31,6 +32,7 @@ from exporter.models import Job
 from exporter.raids import registry
 from exporter.raids.datacite import to_datacite_xml
 from tests.dumps_helpers import AGENCY_ID, mirror, public_view, publish, served, tree
+from tests.http_servers import ScenarioServer, _Base
 from tests.raids_helpers import OTHER_AGENCY, OTHER_SP, SP, SP2, future, handle, past, record, run_export, save
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -490,3 +492,78 @@ def _answers(requests, url: str) -> bool:
         return True
     except requests.RequestException:
         return False
+
+
+class _Redirecting(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        owner = self.server.owner
+        owner.seen.append(dict(self.headers.items()))
+        self.send_response(owner.code)
+        self.send_header("Location", owner.target)
+        self.send_header("Set-Cookie", "sid=dump-session; Path=/")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+class RedirectingServer(_Base):
+    """Answers every GET with `code` to `target` (and sets a cookie on the way)."""
+
+    def __init__(self, target: str, code: int):
+        self.target, self.code, self.seen = target, code, []
+        super().__init__(_Redirecting)
+
+
+@pytest.mark.parametrize("code", [302, 307])
+def test_sync_sources_send_no_credential_to_another_origin(monkeypatch, code):
+    """A dump source (S3 with session credentials, or HTTP with user:password in its URL) that
+    redirects to another port gets its credentials; the other origin gets none of them."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLEDUMPS")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "dump-secret-key")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "dump-session-token")
+    other = ScenarioServer().start()
+    target = f"{other.url}/data.csv"
+    origin = RedirectingServer(target, code).start()
+    try:
+        for source, credential in (
+            (S3Source("s3://bucket/exports/dumps/x", origin.url), "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLEDUMPS/"),
+            (HttpSource(f"http://mirror:pw@127.0.0.1:{origin.port}/dumps/x"), "Basic "),
+        ):
+            for method in ("latest", "get"):
+                body = source.latest(None)[0] if method == "latest" else source.get(layout.LATEST)
+                assert body == b"a,b\n1,2\n"
+                assert origin.seen[-1]["Authorization"].startswith(credential)
+                leaked = {k.lower() for k in _last(other, "/data.csv")} & {"authorization", "x-amz-security-token", "x-amz-date", "x-amz-content-sha256", "cookie"}
+                assert not leaked, leaked
+            source.close()
+        assert origin.seen[0]["X-Amz-Security-Token"] == "dump-session-token"
+    finally:
+        origin.stop()
+        other.stop()
+
+
+def _last(srv: ScenarioServer, path: str) -> dict[str, str]:
+    return next(h for p, h in reversed(srv.requests) if p == path)
+
+
+def test_a_manifest_or_latest_longer_than_the_cap_is_refused_not_read(pg_dctx, tmp_path, monkeypatch):
+    """LATEST.json and manifests are read whole, so their length is capped (MAX_SMALL_OBJECT);
+    the mirror stays as it was."""
+    from exporter.dumps import sources
+
+    registry_fixture(pg_dctx)
+    publish(pg_dctx)
+    dest = tmp_path / "mirror"
+    with served(pg_dctx) as server:
+        latest_size = len(pg_dctx.storage.read_bytes(layout.folder(AGENCY_ID) + layout.LATEST))
+        monkeypatch.setattr(sources, "MAX_SMALL_OBJECT", latest_size - 1)
+        with pytest.raises(SyncError, match=f"LATEST.json: {latest_size} bytes, larger than the limit of {latest_size - 1}"):
+            sync(HttpSource(server.dump_url()), dest)
+        monkeypatch.setattr(sources, "MAX_SMALL_OBJECT", latest_size)
+        with pytest.raises(SyncError, match=r"/(changes|snapshots)/.*larger than the limit"):
+            sync(HttpSource(server.dump_url()), dest)
+    assert not dest.exists() or not any(dest.glob("*/*.json"))

@@ -11,9 +11,12 @@ from typing import BinaryIO, Protocol
 from urllib.parse import quote, urlsplit
 
 from ..errors import ExporterError
+from ..netsafety import TooLarge, read_capped, refuse_cookies, request_following, same_origin
 from . import layout
 
 CHUNK = 1024 * 1024
+MAX_SMALL_OBJECT = 64 * 1024 * 1024  # LATEST.json or a manifest read whole: a longer answer is refused
+MAX_REDIRECTS = 5
 
 
 class SyncError(ExporterError):
@@ -50,7 +53,11 @@ class _Counter:
 
 
 class HttpSource:
-    """A dump served over HTTP (e.g. Exporter's /public/dumps/<agency>/), through one pooled session."""
+    """A dump served over HTTP (e.g. Exporter's /public/dumps/<agency>/), through one pooled session.
+
+    Redirects are followed by exporter.netsafety.request_following, so credentials (user:password
+    in the URL, S3's signature) never reach another scheme, host or port; no cookie is kept; a
+    LATEST.json or manifest longer than MAX_SMALL_OBJECT is refused, not read."""
 
     def __init__(self, url: str, timeout: tuple[float, float] = (10, 60), pool: int = 16):
         import requests
@@ -65,6 +72,7 @@ class HttpSource:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = "exporter-sync/1"
+        refuse_cookies(self.session)
         self._counter = _Counter()
         self.session.hooks["response"].append(self._counter.count)
         self._errors = requests.RequestException
@@ -75,8 +83,8 @@ class HttpSource:
 
     def _get(self, key: str, **kwargs):
         try:
-            response = self.session.get(self.base + key, timeout=self.timeout, **kwargs)
-        except self._errors as exc:
+            response = request_following(self.session, "GET", self.base + key, max_redirects=MAX_REDIRECTS, timeout=self.timeout, **kwargs).response
+        except (self._errors, ExporterError) as exc:
             raise SyncError(f"{self.base + key}: {exc}") from None
         if response.status_code == 404:
             response.close()
@@ -87,13 +95,22 @@ class HttpSource:
         return response
 
     def latest(self, etag: str | None) -> tuple[bytes, str | None] | None:
-        response = self._get(layout.LATEST, headers={"If-None-Match": etag} if etag else {})
+        response = self._get(layout.LATEST, headers={"If-None-Match": etag} if etag else {}, stream=True)
         if response.status_code == 304:
+            response.close()
             return None
-        return response.content, response.headers.get("ETag")
+        return self._small(layout.LATEST, response), response.headers.get("ETag")
 
     def get(self, key: str) -> bytes:
-        return self._get(key).content
+        return self._small(key, self._get(key, stream=True))
+
+    def _small(self, key: str, response) -> bytes:
+        try:
+            return read_capped(response, MAX_SMALL_OBJECT, self.base + key)
+        except TooLarge as exc:
+            raise SyncError(str(exc)) from None
+        except self._errors as exc:
+            raise SyncError(f"{self.base + key}: the download broke off: {exc}") from None
 
     def download(self, key: str, fh: BinaryIO, limit: int) -> None:
         with self._get(key, stream=True) as response:
@@ -133,10 +150,13 @@ class S3Source(HttpSource):
             base = f"https://{bucket}.s3.{region}.amazonaws.com/"
         super().__init__(base + (quote(prefix, safe="/~") + "/" if prefix else ""), pool=pool)
         credentials = session.get_credentials()
+        origin = self.base
 
         def sign(request):
             if credentials is None:
                 return request  # a public bucket
+            if not same_origin(request.url, origin):
+                return request  # a redirect elsewhere: never signed, so no credential goes there
             signed = AWSRequest(method=request.method, url=request.url, headers={k: v for k, v in request.headers.items() if k.lower() == "if-none-match"})
             S3SigV4Auth(credentials.get_frozen_credentials(), "s3", region).add_auth(signed)
             for name in ("Authorization", "X-Amz-Date", "X-Amz-Content-SHA256", "X-Amz-Security-Token"):
