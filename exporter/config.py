@@ -375,6 +375,15 @@ def production_secret_problem(env: Mapping[str, str] | None = None) -> str | Non
     return None
 
 
+def require_production_secret(env: Mapping[str, str] | None = None) -> None:
+    """Raise ConfigError when production settings come without a SECRET_KEY: every service's
+    entry point calls it (the CLI's services, the web app built from the environment, the
+    Celery app), so `gunicorn web:create_app()` or `celery -A workers.app` refuse to start too."""
+    problem = production_secret_problem(env)
+    if problem:
+        raise ConfigError(problem)
+
+
 def flower_credentials(settings: Settings) -> tuple[str, str]:
     """Flower's basic-auth user and password: FLOWER_BASIC_AUTH, or `operator` and a generated password."""
     if settings.flower_basic_auth:
