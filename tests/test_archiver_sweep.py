@@ -79,6 +79,10 @@ def test_sweep_archives_every_resource_then_marks_gone_and_prunes(actx, portal_s
     assert (r["datasets"], r["resources"], r["new"], r["gone"], r["due"], r["checked"]) == (26, 27, 27, 0, 27, 27)
     assert r["statuses"] == {"Archived successfully": 26, "Download error": 1}
     assert (job.progress_done, job.progress_total) == (27, 27)
+    with actx.db.session() as s:  # the due ids are in the parts only, not copied into the fan-out state
+        fanout = s.get(parts.JobFanout, job.id)
+        assert fanout.state["portal"] == "city" and not any(isinstance(v, list) for v in fanout.state.values())
+        assert sum(len(items) for items in parts.part_items(actx, job.id)) == 27
     with actx.db.session() as s:
         res = s.scalars(select(Resource).where(Resource.external_id == "res-04-a")).one()
         assert (res.organization, res.package_name, res.format) == ("roads", "ds-04", "CSV")
