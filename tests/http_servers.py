@@ -370,7 +370,8 @@ class CKANHandler(BaseHTTPRequestHandler):
         visible = [p for p in owner.packages if not p.get("private") or (private and owner.reads(p))]
         key = (q.get("sort") or "").split()[0] if q.get("sort") else "name"
         visible.sort(key=lambda p: (p.get(key) or "", p["id"]))
-        after = _id_range_start(q.get("fq", ""))
+        fq = q.get("fq", "") + owner.plugin_fq  # as a search plugin's before_dataset_search appends to fq
+        after = _id_range_start(fq)
         if after is not None:  # Solr's exclusive range id:{"x" TO *], as CKAN passes fq through
             visible = [p for p in visible if p["id"] > after]
         page = visible[start : start + rows]
@@ -398,9 +399,14 @@ class CKANHandler(BaseHTTPRequestHandler):
 
 
 def _id_range_start(fq: str) -> str | None:
-    """x from `id:{"x" TO *]` (the only fq the fake portal understands), else None."""
-    m = re.fullmatch(r'id:\{"((?:[^"\\]|\\.)*)" TO \*\]', fq.strip())
-    return re.sub(r"\\(.)", r"\1", m.group(1)) if m else None
+    """x from `id:{"x" TO *]` (the only filter the fake portal understands, with an optional
+    " +dataset_type:dataset" after it), else None. As Lucene with the default operator OR (CKAN
+    before 2.9, or a portal's own Solr settings): a clause without "+" next to a required one is
+    optional, so it filters nothing."""
+    m = re.fullmatch(r'(\+?)id:\{"((?:[^"\\]|\\.)*)" TO \*\]( \+dataset_type:dataset)?', fq.strip())
+    if not m or (m.group(3) and not m.group(1)):
+        return None
+    return re.sub(r"\\(.)", r"\1", m.group(2))
 
 
 class FakeCKAN(_Base):
@@ -411,6 +417,7 @@ class FakeCKAN(_Base):
         self.token = token
         self.max_rows = max_rows
         self.count_bonus = 0  # > 0: announce more datasets than it lists (a short count)
+        self.plugin_fq = ""  # " +dataset_type:dataset": appended to every fq, as search plugins do
         self.readable_orgs: set[str] | None = None  # organizations whose private datasets the token reads (None: all)
         self.organizations = {(p.get("organization") or {}).get("name") for p in self.packages} - {None}  # they outlive their datasets
         self.calls: list[tuple[str, dict]] = []

@@ -46,6 +46,14 @@ def test_a_dataset_deleted_mid_sweep_makes_no_other_skipped(site):
     assert names == [f"ds-{i:02d}" for i in range(20)]  # offset paging would have skipped ds-05
 
 
+def test_keyset_filter_holds_when_a_plugin_appends_to_fq(site):
+    """A search plugin appends " +dataset_type:dataset" to fq: an unmarked range clause would then
+    be optional under Lucene's OR (every page the first again); the client marks it required."""
+    site.plugin_fq = " +dataset_type:dataset"
+    names = [p["name"] for p in CKANClient(site.url, safe_session(LOCAL), token=TOKEN).iter_packages(rows=5)]
+    assert names == [f"ds-{i:02d}" for i in range(20)]
+
+
 def test_a_short_count_is_an_incomplete_listing(site):
     site.count_bonus = 3
     with pytest.raises(IncompleteEnumeration, match="remain"):

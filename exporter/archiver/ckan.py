@@ -89,7 +89,7 @@ class CKANClient:
         return envelope.get("result")
 
     def iter_packages(self, include_private: bool = True, rows: int = PAGE_ROWS) -> Iterator[dict[str, Any]]:
-        """Every dataset, in id order, by keyset pages (`fq=id:{last TO *]`, sort `id asc`).
+        """Every dataset, in id order, by keyset pages (`fq=+id:{last TO *]`, sort `id asc`).
 
         A dataset added or deleted during the sweep shifts no page, so none is skipped.
         Raises IncompleteEnumeration when a page is short of the announced count or the
@@ -99,7 +99,9 @@ class CKANClient:
         while True:
             params: dict[str, Any] = {"q": "*:*", "rows": rows, "sort": STABLE_SORT}
             if last is not None:
-                params["fq"] = f"id:{{{_solr_quote(last)} TO *]"
+                # "+": a required clause even where a plugin appends its own "+dataset_type:..." to fq
+                # and the default operator is OR (Lucene makes an unmarked clause optional then).
+                params["fq"] = f"+id:{{{_solr_quote(last)} TO *]"
             if include_private and self.token:
                 params["include_private"] = "true"
             result = self.action("package_search", params)
