@@ -46,6 +46,18 @@ def test_a_dataset_deleted_mid_sweep_makes_no_other_skipped(site):
     assert names == [f"ds-{i:02d}" for i in range(20)]  # offset paging would have skipped ds-05
 
 
+def test_datasets_added_mid_sweep_make_no_other_listed_twice(site):
+    """Two datasets appear after the first page: one sorts before what was read (it waits for
+    the next sweep), one after (listed now); offset paging would list ds-04 twice."""
+    names = []
+    for pkg in CKANClient(site.url, safe_session(LOCAL), token=TOKEN).iter_packages(rows=5):
+        names.append(pkg["name"])
+        if len(names) == 5:
+            site.packages = [ckan_package("ds-00a", "org", [("r-00a", "http://127.0.0.1:9/a.csv")]), *site.packages]
+            site.packages.append(ckan_package("ds-19a", "org", [("r-19a", "http://127.0.0.1:9/b.csv")]))
+    assert names == [f"ds-{i:02d}" for i in range(20)] + ["ds-19a"]
+
+
 def test_keyset_filter_holds_when_a_plugin_appends_to_fq(site):
     """A search plugin appends " +dataset_type:dataset" to fq: an unmarked range clause would then
     be optional under Lucene's OR (every page the first again); the client marks it required."""
