@@ -330,6 +330,36 @@ class ScenarioServer(_Base):
         super().__init__(ScenarioHandler)
 
 
+class RedirectingHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        owner: RedirectingServer = self.server.owner
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        owner.seen.append((self.command, self.path, dict(self.headers.items()), body))
+        self.send_response(owner.code)
+        self.send_header("Location", owner.target)
+        self.send_header("Set-Cookie", "sid=redirecting-session; Path=/")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_POST = do_PUT = do_DELETE = do_GET
+
+
+class RedirectingServer(_Base):
+    """Answers every request with `code` to `target` (setting a cookie on the way); `seen` holds
+    (method, path, headers, body) of each request."""
+
+    def __init__(self, target: str, code: int = 302):
+        self.target, self.code = target, code
+        self.seen: list[tuple[str, str, dict[str, str], bytes]] = []
+        super().__init__(RedirectingHandler)
+
+
 class CKANHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 

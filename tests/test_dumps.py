@@ -13,7 +13,6 @@ import sys
 import threading
 from contextlib import contextmanager
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -32,7 +31,7 @@ from exporter.models import Job
 from exporter.raids import registry
 from exporter.raids.datacite import to_datacite_xml
 from tests.dumps_helpers import AGENCY_ID, mirror, public_view, publish, served, tree
-from tests.http_servers import ScenarioServer, _Base
+from tests.http_servers import RedirectingServer, ScenarioServer
 from tests.raids_helpers import OTHER_AGENCY, OTHER_SP, SP, SP2, future, handle, past, record, run_export, save
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -494,30 +493,6 @@ def _answers(requests, url: str) -> bool:
         return False
 
 
-class _Redirecting(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        owner = self.server.owner
-        owner.seen.append(dict(self.headers.items()))
-        self.send_response(owner.code)
-        self.send_header("Location", owner.target)
-        self.send_header("Set-Cookie", "sid=dump-session; Path=/")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-
-class RedirectingServer(_Base):
-    """Answers every GET with `code` to `target` (and sets a cookie on the way)."""
-
-    def __init__(self, target: str, code: int):
-        self.target, self.code, self.seen = target, code, []
-        super().__init__(_Redirecting)
-
-
 @pytest.mark.parametrize("code", [302, 307])
 def test_sync_sources_send_no_credential_to_another_origin(monkeypatch, code):
     """A dump source (S3 with session credentials, or HTTP with user:password in its URL) that
@@ -536,11 +511,11 @@ def test_sync_sources_send_no_credential_to_another_origin(monkeypatch, code):
             for method in ("latest", "get"):
                 body = source.latest(None)[0] if method == "latest" else source.get(layout.LATEST)
                 assert body == b"a,b\n1,2\n"
-                assert origin.seen[-1]["Authorization"].startswith(credential)
+                assert origin.seen[-1][2]["Authorization"].startswith(credential)
                 leaked = {k.lower() for k in _last(other, "/data.csv")} & {"authorization", "x-amz-security-token", "x-amz-date", "x-amz-content-sha256", "cookie"}
                 assert not leaked, leaked
             source.close()
-        assert origin.seen[0]["X-Amz-Security-Token"] == "dump-session-token"
+        assert origin.seen[0][2]["X-Amz-Security-Token"] == "dump-session-token"
     finally:
         origin.stop()
         other.stop()

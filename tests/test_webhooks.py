@@ -284,3 +284,24 @@ def test_a_huge_answer_from_the_receiver_is_read_only_up_to_the_cap(hctx, receiv
     # The client closed the connection after a few KiB: the server could not send the rest.
     [sent] = receiver.sent
     assert sent < 32 * 1024 * 1024
+
+
+@pytest.mark.parametrize("code", [302, 307, 308])
+def test_a_receiver_redirecting_elsewhere_gets_no_second_delivery(hctx, code):
+    """Deliveries follow no redirect: the signed body is never re-sent to the Location (another
+    port here), and the attempt is recorded as the status it got."""
+    from tests.http_servers import RedirectingServer, ScenarioServer
+
+    other = ScenarioServer().start()
+    first = RedirectingServer(f"{other.url}/data.csv", code).start()
+    try:
+        job = job_with_callbacks(hctx, [first.url + "/hook"])
+        runner.run_job(hctx, job.id)
+        outcome = webhooks.deliver(hctx, int(sent_webhooks(hctx)[0]))
+    finally:
+        first.stop()
+        other.stop()
+    assert (outcome.state, outcome.status_code, outcome.error) == ("retry", code, f"HTTP {code}")
+    [(method, path, headers, body)] = first.seen
+    assert (method, path) == ("POST", "/hook") and body and webhooks.SIGNATURE_HEADER in headers
+    assert other.requests == [] and other.posts == []
