@@ -147,6 +147,27 @@ def test_a_token_that_lost_access_marks_nothing_gone(actx, nginx):
         assert sorted(r.private for r in rows) == [False] * 3 + [True] * 3
 
 
+def test_a_sweep_that_would_mark_too_much_gone_marks_nothing_and_says_so(actx, nginx):
+    """The portal's search index loses half of the datasets: the sweep job succeeds, marks
+    none gone, counts none missing, and its result says why."""
+    actx.settings = actx.settings.replace(archiver_gone_after_sweeps=1, archiver_gone_max_percent=10)
+    (nginx.root / "share.csv").write_bytes(b"s,1\n")
+    packages = [ckan_package(f"sh-{i:02d}", "org", [(f"sh-r-{i:02d}", f"{nginx.url}/share.csv")]) for i in range(20)]
+    site = FakeCKAN(packages, max_rows=6).start()
+    try:
+        add_portal(actx, "share", site.url)
+        assert run_sweep_job(actx, "share").result["gone"] == 0
+        site.packages = site.packages[::2]
+        job = run_sweep_job(actx, "share")
+    finally:
+        site.stop()
+    assert job.status == "succeeded" and (job.result["resources"], job.result["gone"], job.result["missing"]) == (10, 0, 0)
+    assert "10 of 20 resources would be marked gone, more than ARCHIVER_GONE_MAX_PERCENT=10%" in job.result["gone_refused"]
+    with actx.db.session() as s:
+        rows = s.scalars(select(Resource).where(Resource.external_id.like("sh-r-%"))).all()
+    assert len(rows) == 20 and all(r.gone_at is None and r.missing_sweeps == 0 for r in rows)
+
+
 def test_a_token_that_lost_one_organization_marks_none_of_its_private_resources_gone(actx, nginx):
     """A small share of the portal (under the threshold) is private to an organization the token
     no longer reads: absent from every listing, never counted missing; a private dataset the
