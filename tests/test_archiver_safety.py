@@ -364,11 +364,16 @@ def test_over_http_a_copy_is_open_only_while_its_portal_lists_it_as_public(serve
             hidden = download(ids["h-secret"], who)
             assert hidden.status_code == 404 and hidden.json()["error"] == f"no archive resource {ids['h-secret']}"
         assert body(download(ids["h-secret"], "operator")) == b"secret"
+        record = requests.get(f"{base}/api/v1/resources/{ids['h-secret']}", headers=api.headers("reader"), timeout=30)
+        assert record.status_code == 404 and requests.get(f"{base}/api/v1/resources/{ids['h-secret']}", headers=api.headers("operator"), timeout=30).json()["resource"]["private"]
+        report = {who: requests.get(f"{base}/api/v1/reports/broken-links", headers=api.headers(who), timeout=30).json()["totals"]["resources"] for who in ("reader", "operator")}
+        assert report == {"reader": 2, "operator": 3}
 
         next(p for p in site.packages if p["name"] == "later")["private"] = True
         site.readable_orgs = {"org"}  # private to an organization the token does not read: gone from the listing
         assert run_sweep_job(api.ctx, "http-private").result["missing"] == 1
         assert download(ids["h-later"]).status_code == 404 and download(ids["h-later"], "reader").status_code == 404
+        assert requests.get(f"{base}/api/v1/resources/{ids['h-later']}", headers=api.headers("reader"), timeout=30).status_code == 404
         assert body(download(ids["h-later"], "operator")) == b"later"
         assert body(download(ids["h-open"])) == b"open"
 
