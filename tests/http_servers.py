@@ -405,7 +405,7 @@ class CKANHandler(BaseHTTPRequestHandler):
         if after is not None:  # Solr's exclusive range id:{"x" TO *], as CKAN passes fq through
             visible = [p for p in visible if p["id"] > after]
         page = visible[start : start + rows]
-        self._json(200, {"success": True, "result": {"count": len(visible) + owner.count_bonus, "results": page, "sort": q.get("sort"), "facets": {}, "search_facets": {}}})
+        self._json(200, {"success": True, "result": {"count": max(0, len(visible) + owner.count_bonus), "results": page, "sort": q.get("sort"), "facets": {}, "search_facets": {}}})
 
     def do_POST(self) -> None:
         owner: FakeCKAN = self.server.owner
@@ -446,7 +446,7 @@ class FakeCKAN(_Base):
         self.packages = packages or []
         self.token = token
         self.max_rows = max_rows
-        self.count_bonus = 0  # > 0: announce more datasets than it lists (a short count)
+        self.count_bonus = 0  # > 0: announce more datasets than it lists (a short listing); < 0: fewer (a short count)
         self.plugin_fq = ""  # " +dataset_type:dataset": appended to every fq, as search plugins do
         self.readable_orgs: set[str] | None = None  # organizations whose private datasets the token reads (None: all)
         self.organizations = {(p.get("organization") or {}).get("name") for p in self.packages} - {None}  # they outlive their datasets

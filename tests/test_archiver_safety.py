@@ -72,6 +72,13 @@ def test_a_short_count_is_an_incomplete_listing(site):
         list(CKANClient(site.url, safe_session(LOCAL), token=TOKEN).iter_packages(rows=5))
 
 
+def test_a_count_lower_than_the_truth_does_not_end_the_listing_early(site):
+    """The portal announces 12 datasets fewer than it has: every page still comes, to the empty one."""
+    site.count_bonus = -12
+    names = [p["name"] for p in CKANClient(site.url, safe_session(LOCAL), token=TOKEN).iter_packages(rows=5)]
+    assert names == [f"ds-{i:02d}" for i in range(20)]
+
+
 def test_a_portal_ignoring_the_keyset_filter_is_refused(site, monkeypatch):
     monkeypatch.setattr("tests.http_servers._id_range_start", lambda fq: None)
     with pytest.raises(IncompleteEnumeration, match="out of id order"):

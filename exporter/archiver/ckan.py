@@ -91,9 +91,11 @@ class CKANClient:
     def iter_packages(self, include_private: bool = True, rows: int = PAGE_ROWS) -> Iterator[dict[str, Any]]:
         """Every dataset, in id order, by keyset pages (`fq=+id:{last TO *]`, sort `id asc`).
 
-        A dataset added or deleted during the sweep shifts no page, so none is skipped.
-        Raises IncompleteEnumeration when a page is short of the announced count or the
-        portal ignores the sort or filter: a caller must then treat the listing as partial.
+        A dataset added or deleted during the sweep shifts no page, so none is skipped. The
+        listing ends only at an empty page (one request more than the count implies), so a
+        count lower than the truth cannot cut it short. Raises IncompleteEnumeration when a
+        page is empty while datasets are announced, or the portal ignores the sort or filter:
+        a caller must then treat the listing as partial.
         """
         last: str | None = None
         while True:
@@ -105,8 +107,13 @@ class CKANClient:
             if include_private and self.token:
                 params["include_private"] = "true"
             result = self.action("package_search", params)
-            page = result.get("results") or []
-            count = int(result.get("count") or 0)
+            page = result.get("results") if isinstance(result, dict) else None
+            try:
+                count = int(result.get("count") or 0) if isinstance(page, list) else -1
+            except (TypeError, ValueError):
+                count = -1
+            if count < 0:
+                raise CKANError(f"package_search on {self.base_url}: not a search result (results and count)")
             if not page:
                 if count:
                     raise IncompleteEnumeration(f"package_search on {self.base_url}: an empty page while {count} datasets remain")
@@ -117,8 +124,6 @@ class CKANClient:
                     raise IncompleteEnumeration(f"package_search on {self.base_url}: datasets out of id order ({pid!r} after {last!r}); the portal ignores sort or fq")
                 last = pid
                 yield pkg
-            if count <= len(page):
-                return
 
     def readable_organizations(self) -> set[str] | None:
         """Names of the organizations whose private datasets the token may read
