@@ -226,7 +226,7 @@ SETTINGS: list[Setting] = [
     Setting("KIND_CACHE_MAX_AGE", "", "Per-kind CACHE_MAX_AGE_SECONDS: `kind=seconds` pairs, comma-separated (e.g. `export_public=3600`); 0 reuses a result until it expires.", as_kind_seconds),
     Setting("WEBHOOK_SECRET", "", "Key of the HMAC-SHA256 signature on webhook calls; empty means SECRET_KEY."),
     Setting("WEBHOOK_ALLOW_NETWORKS", "", "Networks callback URLs may reach although private/loopback (CIDR, comma-separated, e.g. `10.0.0.0/8`).", as_networks),
-    Setting("WEBHOOK_TIMEOUT", "10", "Seconds one webhook call may take.", as_seconds),
+    Setting("WEBHOOK_TIMEOUT", "10", "Seconds one webhook call may take in all (connect, headers and answer), however steadily the receiver sends.", as_seconds),
     Setting("WEBHOOK_RETRY_BASE", "30", "Seconds before the first webhook retry; each next wait doubles (with jitter) up to WEBHOOK_RETRY_CAP.", as_seconds),
     Setting("WEBHOOK_RETRY_CAP", "3600", "Longest wait between two webhook attempts, in seconds.", as_seconds),
     Setting("WEBHOOK_MAX_ATTEMPTS", "15", "Attempts per webhook before giving up (the defaults retry for 4 to 8 hours).", as_positive_int),

@@ -17,7 +17,8 @@ from __future__ import annotations
 import http.cookiejar
 import ipaddress
 import socket
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -160,14 +161,20 @@ class _Classes:
     https_pool: type
 
 
-def _classes(allow: tuple[Network, ...]) -> _Classes:
+def _classes(allow: tuple[Network, ...], on_socket: Callable[[socket.socket], None] | None = None) -> _Classes:
+    def connected(conn: HTTPConnection) -> socket.socket:
+        sock = _connect_checked(conn, allow)
+        if on_socket is not None:
+            on_socket(sock)
+        return sock
+
     class SafeHTTPConnection(HTTPConnection):
         def _new_conn(self) -> socket.socket:
-            return _connect_checked(self, allow)
+            return connected(self)
 
     class SafeHTTPSConnection(HTTPSConnection):
         def _new_conn(self) -> socket.socket:
-            return _connect_checked(self, allow)
+            return connected(self)
 
     class SafeHTTPConnectionPool(HTTPConnectionPool):
         ConnectionCls = SafeHTTPConnection
@@ -181,9 +188,9 @@ def _classes(allow: tuple[Network, ...]) -> _Classes:
 class SafeAdapter(HTTPAdapter):
     """An HTTPAdapter whose every connection checks the address it connects to."""
 
-    def __init__(self, allow_networks: Iterable[Network] = (), **kwargs):
+    def __init__(self, allow_networks: Iterable[Network] = (), on_socket: Callable[[socket.socket], None] | None = None, **kwargs):
         self.allow_networks = tuple(allow_networks)
-        self._safe = _classes(self.allow_networks)
+        self._safe = _classes(self.allow_networks, on_socket)
         super().__init__(**kwargs)
 
     def init_poolmanager(self, *args, **kwargs) -> None:
@@ -202,19 +209,61 @@ def safe_session(
     allow_networks: Iterable[Network] = (),
     user_agent: str | None = None,
     pool_maxsize: int = 10,
+    on_socket: Callable[[socket.socket], None] | None = None,
 ) -> requests.Session:
-    """A requests.Session that refuses internal addresses at connect time (see module doc)."""
+    """A requests.Session that refuses internal addresses at connect time (see module doc);
+    `on_socket` is told of every socket it connects (see Deadline)."""
     session = requests.Session()
     session.trust_env = False  # no environment proxies, no .netrc credentials
     refuse_cookies(session)
     for prefix in list(session.adapters):
         del session.adapters[prefix]
-    adapter = SafeAdapter(allow_networks, pool_connections=pool_maxsize, pool_maxsize=pool_maxsize)
+    adapter = SafeAdapter(allow_networks, on_socket, pool_connections=pool_maxsize, pool_maxsize=pool_maxsize)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     if user_agent:
         session.headers["User-Agent"] = user_agent
     return session
+
+
+class Deadline:
+    """A bound on the whole of an exchange, however slowly the other end sends: requests'
+    timeouts bound each read, so a server trickling a byte at a time holds a worker for as long
+    as it likes. Pass `watch` as safe_session's on_socket; once `seconds` have passed, every
+    socket it was told of is shut down, the blocked read returns, and `expired` is true.
+
+        with Deadline(10) as deadline, safe_session(on_socket=deadline.watch) as http: ...
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            if self.expired:
+                sock.shutdown(socket.SHUT_RDWR)
+            self._sockets.append(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def __enter__(self) -> Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._timer.cancel()
 
 
 def refuse_cookies(session: requests.Session) -> None:

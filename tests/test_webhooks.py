@@ -6,6 +6,7 @@ import ipaddress
 import random
 import time
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from sqlalchemy import select
@@ -15,6 +16,7 @@ from exporter.db import utcnow
 from exporter.errors import InvalidRequest
 from exporter.webhooks import WebhookNotification
 
+from .http_servers import _Base
 from .webhook_receiver import start_receiver
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.1/32"),)
@@ -44,6 +46,13 @@ def job_with_callbacks(ctx, urls, **params):
     with ctx.db.session() as s:
         webhooks.add_callbacks(s, job.id, urls)
     return job
+
+
+def deliver_once(ctx, url: str) -> webhooks.Outcome:
+    """A job with one callback to `url`, run, and its webhook's first delivery attempt."""
+    job = job_with_callbacks(ctx, [url])
+    runner.run_job(ctx, job.id)
+    return webhooks.deliver(ctx, int(sent_webhooks(ctx)[0]))
 
 
 def notifications(ctx, job_id):
@@ -295,9 +304,7 @@ def test_a_receiver_redirecting_elsewhere_gets_no_second_delivery(hctx, code):
     other = ScenarioServer().start()
     first = RedirectingServer(f"{other.url}/data.csv", code).start()
     try:
-        job = job_with_callbacks(hctx, [first.url + "/hook"])
-        runner.run_job(hctx, job.id)
-        outcome = webhooks.deliver(hctx, int(sent_webhooks(hctx)[0]))
+        outcome = deliver_once(hctx, first.url + "/hook")
     finally:
         first.stop()
         other.stop()
@@ -305,3 +312,52 @@ def test_a_receiver_redirecting_elsewhere_gets_no_second_delivery(hctx, code):
     [(method, path, headers, body)] = first.seen
     assert (method, path) == ("POST", "/hook") and body and webhooks.SIGNATURE_HEADER in headers
     assert other.requests == [] and other.posts == []
+
+
+class _Trickling(BaseHTTPRequestHandler):
+    """Answers a byte or a header line every 0.3 s (at most 60 of them, then the full answer):
+    each read is quick, the whole exchange is not."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        owner = self.server.owner
+        try:
+            if owner.part == "headers":
+                self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                for i in range(60):
+                    self.wfile.write(f"X-Slow-{i}: x\r\n".encode())
+                    self.wfile.flush()
+                    time.sleep(0.3)
+                self.wfile.write(b"Content-Length: 0\r\n\r\n")
+            else:
+                self.wfile.write(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 60\r\n\r\n")
+                for _ in range(60):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.3)
+        except OSError:
+            owner.cut = True  # the client hung up
+
+
+class TricklingServer(_Base):
+    def __init__(self, part: str):
+        self.part, self.cut = part, False
+        super().__init__(_Trickling)
+
+
+@pytest.mark.parametrize("part", ["headers", "body"])
+def test_a_receiver_trickling_its_answer_is_cut_off_at_the_webhook_timeout(hctx, part):
+    """WEBHOOK_TIMEOUT bounds the whole call, not each read: a receiver sending its headers
+    (or its error body) a little at a time is hung up on, and the attempt is retried."""
+    hctx.settings = hctx.settings.replace(webhook_timeout=1)
+    srv = TricklingServer(part).start()
+    try:
+        outcome = deliver_once(hctx, srv.url + "/hook")
+    finally:
+        srv.stop()
+    assert (outcome.state, outcome.status_code, outcome.error) == ("retry", None, "no complete answer within 1s (WEBHOOK_TIMEOUT)")
