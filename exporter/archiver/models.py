@@ -7,7 +7,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, select
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, and_, or_, select
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from ..db import Base, UTCDateTime, utcnow
@@ -95,13 +96,18 @@ class Resource(Base):
     missing_sweeps: Mapped[int] = mapped_column(Integer, default=0)  # complete sweeps in a row that did not list it
     missing_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
-    @property
+    @hybrid_property
     def open_to_all(self) -> bool:
         """Whether its stored copy may be served without a token: not from a private dataset and,
         for a portal's resource, listed by the portal's last complete sweep. A dataset that left
         the listing may have been made private (to organizations our token does not read) or
         withdrawn; its copies are then for operators until the portal lists it as public again."""
         return not self.private and (self.portal_id is None or (self.gone_at is None and not self.missing_sweeps))
+
+    @open_to_all.inplace.expression
+    @classmethod
+    def _open_to_all_expression(cls):
+        return and_(cls.private.is_(False), or_(cls.portal_id.is_(None), and_(cls.gone_at.is_(None), cls.missing_sweeps == 0)))
 
     def to_dict(self) -> dict[str, Any]:
         return {

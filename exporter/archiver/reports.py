@@ -7,7 +7,7 @@ import io
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 
 from ..context import Context
 from ..db import utcnow
@@ -36,7 +36,7 @@ def broken_links(
         .order_by(Resource.organization, Resource.package_name, Resource.url)
     )
     if open_only:
-        q = q.where(Resource.private.is_(False), or_(Resource.portal_id.is_(None), Resource.missing_sweeps == 0))
+        q = q.where(Resource.open_to_all)
     if organization:
         q = q.where(Resource.organization == organization)
     if portal:
