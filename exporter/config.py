@@ -240,7 +240,7 @@ SETTINGS: list[Setting] = [
     Setting("ARCHIVER_MAX_BYTES", "1073741824", "Largest resource the archiver stores; bigger ones are recorded as 'Chose not to download'.", as_positive_int),
     Setting("ARCHIVER_CONNECT_TIMEOUT", "10", "Seconds to wait for a connection to a resource's server.", as_seconds),
     Setting("ARCHIVER_READ_TIMEOUT", "30", "Seconds to wait for the next bytes of a response.", as_seconds),
-    Setting("ARCHIVER_TOTAL_TIMEOUT", "3600", "Seconds one download may take in all, however steadily bytes arrive.", as_seconds),
+    Setting("ARCHIVER_TOTAL_TIMEOUT", "3600", "Seconds one download (or one call to a portal's CKAN API) may take in all, however steadily bytes arrive.", as_seconds),
     Setting("ARCHIVER_MAX_REDIRECTS", "5", "Redirects followed per request.", as_int),
     Setting("ARCHIVER_RETRY_BACKOFF_MS", "2000", "Base wait before retrying a timeout, connection error, 5xx or 429 (doubles per attempt, with jitter); 3 attempts at most.", as_int),
     Setting("ARCHIVER_RETRY_AFTER_MAX", "120", "Longest Retry-After (seconds) the archiver waits for; longer ones are capped.", as_seconds),

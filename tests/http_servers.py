@@ -360,6 +360,44 @@ class RedirectingServer(_Base):
         super().__init__(RedirectingHandler)
 
 
+class _Trickling(BaseHTTPRequestHandler):
+    """Answers a byte or a header line every 0.3 s (at most 60 of them, then the full answer):
+    each read is quick, the whole exchange is not."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        owner = self.server.owner
+        try:
+            if owner.part == "headers":
+                self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                for i in range(60):
+                    self.wfile.write(f"X-Slow-{i}: x\r\n".encode())
+                    self.wfile.flush()
+                    time.sleep(0.3)
+                self.wfile.write(b"Content-Length: 0\r\n\r\n")
+            else:
+                self.wfile.write(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 60\r\n\r\n")
+                for _ in range(60):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.3)
+        except OSError:
+            owner.cut = True  # the client hung up
+
+    do_POST = do_GET
+
+
+class TricklingServer(_Base):
+    def __init__(self, part: str):
+        self.part, self.cut = part, False
+        super().__init__(_Trickling)
+
+
 class CKANHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 

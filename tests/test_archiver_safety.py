@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from exporter import jobs, runner
 from exporter.archiver.archive import archive_resource
-from exporter.archiver.ckan import CKANClient, CKANError, IncompleteEnumeration, resource_rows
+from exporter.archiver.ckan import CKANClient, CKANError, IncompleteEnumeration, client_for, resource_rows
 from exporter.archiver.models import Archival, ArchiveVersion, Resource, resource_id_for
 from exporter.archiver.portals import add_portal
 from exporter.archiver.prune import prune
@@ -287,6 +287,22 @@ def test_a_huge_ckan_answer_is_refused_with_a_bounded_read():
         declared = CKANClient(srv.url + "/declared", safe_session(LOCAL), timeout=5, max_response_bytes=1_000_000)
         with pytest.raises(CKANError, match="larger than the limit"):
             declared.action("package_search")
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize("part", ["headers", "body"])
+def test_a_portal_trickling_its_answer_is_cut_off_at_the_total_timeout(actx, part):
+    """Each read is quick, the whole answer is not: the CKAN client of a registered portal ends
+    the call at ARCHIVER_TOTAL_TIMEOUT instead of waiting as long as the portal likes."""
+    from tests.http_servers import TricklingServer
+
+    actx.settings = actx.settings.replace(archiver_total_timeout=1)
+    srv = TricklingServer(part).start()
+    try:
+        portal = add_portal(actx, f"trickle-{part}", srv.url)
+        with pytest.raises(CKANError, match="package_search on .*: no complete answer within 1s"):
+            client_for(actx, portal).action("package_search", {"q": "*:*"})
     finally:
         srv.stop()
 

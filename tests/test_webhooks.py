@@ -6,7 +6,6 @@ import ipaddress
 import random
 import time
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler
 
 import pytest
 from sqlalchemy import select
@@ -16,7 +15,7 @@ from exporter.db import utcnow
 from exporter.errors import InvalidRequest
 from exporter.webhooks import WebhookNotification
 
-from .http_servers import _Base
+from .http_servers import TricklingServer
 from .webhook_receiver import start_receiver
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.1/32"),)
@@ -312,42 +311,6 @@ def test_a_receiver_redirecting_elsewhere_gets_no_second_delivery(hctx, code):
     [(method, path, headers, body)] = first.seen
     assert (method, path) == ("POST", "/hook") and body and webhooks.SIGNATURE_HEADER in headers
     assert other.requests == [] and other.posts == []
-
-
-class _Trickling(BaseHTTPRequestHandler):
-    """Answers a byte or a header line every 0.3 s (at most 60 of them, then the full answer):
-    each read is quick, the whole exchange is not."""
-
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        owner = self.server.owner
-        try:
-            if owner.part == "headers":
-                self.wfile.write(b"HTTP/1.1 200 OK\r\n")
-                for i in range(60):
-                    self.wfile.write(f"X-Slow-{i}: x\r\n".encode())
-                    self.wfile.flush()
-                    time.sleep(0.3)
-                self.wfile.write(b"Content-Length: 0\r\n\r\n")
-            else:
-                self.wfile.write(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 60\r\n\r\n")
-                for _ in range(60):
-                    self.wfile.write(b"x")
-                    self.wfile.flush()
-                    time.sleep(0.3)
-        except OSError:
-            owner.cut = True  # the client hung up
-
-
-class TricklingServer(_Base):
-    def __init__(self, part: str):
-        self.part, self.cut = part, False
-        super().__init__(_Trickling)
 
 
 @pytest.mark.parametrize("part", ["headers", "body"])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import requests
@@ -16,7 +16,7 @@ import requests
 from ..context import Context
 from ..errors import ExporterError
 from ..jobs import record_task_status
-from ..netsafety import TooLarge, read_capped, request_following
+from ..netsafety import Deadline, TooLarge, read_capped, request_following, safe_session
 from .models import Archival, Portal, Resource
 from .sessions import session_for
 
@@ -48,13 +48,20 @@ class CKANClient:
         timeout: float = 60,
         max_redirects: int = 5,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
+        call_seconds: float | None = None,
+        session_factory: Callable[[Callable[[Any], None]], requests.Session] | None = None,
     ):
+        """`timeout` bounds each read; with `call_seconds` and a `session_factory` (a safe_session
+        maker taking on_socket), each call gets a session of its own and ends within call_seconds
+        whatever the portal does (exporter.netsafety.Deadline)."""
         self.base_url = base_url.rstrip("/")
         self.session = session
         self.token = token
         self.timeout = timeout
         self.max_redirects = max_redirects
         self.max_response_bytes = max_response_bytes
+        self.call_seconds = call_seconds
+        self.session_factory = session_factory
 
     def _read_capped(self, name: str, resp: requests.Response) -> bytes:
         """The body, refused (CKANError) once it grows past max_response_bytes."""
@@ -67,13 +74,27 @@ class CKANClient:
 
     def action(self, name: str, params: dict[str, Any] | None = None, data: dict[str, Any] | None = None) -> Any:
         """Call an action (GET with params, POST with a JSON body) and unwrap `{"success": true, "result": ...}`."""
+        if self.call_seconds is None or self.session_factory is None:
+            return self._call(self.session, name, params, data)
+        with Deadline(self.call_seconds) as deadline, self.session_factory(deadline.watch) as session:
+            try:
+                result = self._call(session, name, params, data)
+            except CKANError:
+                if deadline.expired:
+                    raise CKANError(f"{name} on {self.base_url}: no complete answer within {self.call_seconds:g}s") from None
+                raise
+        if deadline.expired:  # cut off while headers arrived: what was read is not an answer
+            raise CKANError(f"{name} on {self.base_url}: no complete answer within {self.call_seconds:g}s")
+        return result
+
+    def _call(self, session: requests.Session, name: str, params: dict[str, Any] | None, data: dict[str, Any] | None) -> Any:
         url = f"{self.base_url}/api/3/action/{name}"
         headers = {"Accept": "application/json"}
         if self.token:
             headers["Authorization"] = self.token
         method, kwargs = ("POST", {"json": data}) if data is not None else ("GET", {"params": params or {}})
         try:
-            followed = request_following(self.session, method, url, max_redirects=self.max_redirects, headers=headers, timeout=self.timeout, stream=True, **kwargs)
+            followed = request_following(session, method, url, max_redirects=self.max_redirects, headers=headers, timeout=self.timeout, stream=True, **kwargs)
         except (requests.RequestException, ExporterError) as exc:  # a refused address or redirect too
             raise CKANError(f"{name} on {self.base_url} failed: {exc}") from None
         resp = followed.response
@@ -170,7 +191,8 @@ def client_for(ctx: Context, portal: Portal) -> CKANClient:
     s = ctx.settings
     return CKANClient(
         portal.base_url, session_for(ctx), portal.api_token, timeout=s.archiver_read_timeout * 2, max_redirects=s.archiver_max_redirects,
-        max_response_bytes=s.archiver_ckan_max_response_bytes,
+        max_response_bytes=s.archiver_ckan_max_response_bytes, call_seconds=s.archiver_total_timeout,
+        session_factory=lambda on_socket: safe_session(s.archiver_allow_networks, s.archiver_user_agent, on_socket=on_socket),
     )
 
 
