@@ -70,12 +70,13 @@ def main(ctx: click.Context, verbose: bool) -> None:
     if ctx.invoked_subcommand in CLIENT_COMMANDS:
         configure_logging("INFO" if verbose else "WARNING")
         return
-    from exporter.config import PREFIX, load_settings, production_secret_problem
+    from exporter.config import PREFIX, load_settings, require_production_secret
 
     if ctx.invoked_subcommand in SERVICES:
-        problem = production_secret_problem()
-        if problem:
-            raise click.ClickException(problem)
+        try:
+            require_production_secret()
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
     settings = load_settings()
     if verbose:
         level = "DEBUG" if settings.log_level == "DEBUG" else "INFO"

@@ -226,7 +226,7 @@ SETTINGS: list[Setting] = [
     Setting("KIND_CACHE_MAX_AGE", "", "Per-kind CACHE_MAX_AGE_SECONDS: `kind=seconds` pairs, comma-separated (e.g. `export_public=3600`); 0 reuses a result until it expires.", as_kind_seconds),
     Setting("WEBHOOK_SECRET", "", "Key of the HMAC-SHA256 signature on webhook calls; empty means SECRET_KEY."),
     Setting("WEBHOOK_ALLOW_NETWORKS", "", "Networks callback URLs may reach although private/loopback (CIDR, comma-separated, e.g. `10.0.0.0/8`).", as_networks),
-    Setting("WEBHOOK_TIMEOUT", "10", "Seconds one webhook call may take.", as_seconds),
+    Setting("WEBHOOK_TIMEOUT", "10", "Seconds one webhook call may take in all (connect, headers and answer), however steadily the receiver sends.", as_seconds),
     Setting("WEBHOOK_RETRY_BASE", "30", "Seconds before the first webhook retry; each next wait doubles (with jitter) up to WEBHOOK_RETRY_CAP.", as_seconds),
     Setting("WEBHOOK_RETRY_CAP", "3600", "Longest wait between two webhook attempts, in seconds.", as_seconds),
     Setting("WEBHOOK_MAX_ATTEMPTS", "15", "Attempts per webhook before giving up (the defaults retry for 4 to 8 hours).", as_positive_int),
@@ -240,7 +240,7 @@ SETTINGS: list[Setting] = [
     Setting("ARCHIVER_MAX_BYTES", "1073741824", "Largest resource the archiver stores; bigger ones are recorded as 'Chose not to download'.", as_positive_int),
     Setting("ARCHIVER_CONNECT_TIMEOUT", "10", "Seconds to wait for a connection to a resource's server.", as_seconds),
     Setting("ARCHIVER_READ_TIMEOUT", "30", "Seconds to wait for the next bytes of a response.", as_seconds),
-    Setting("ARCHIVER_TOTAL_TIMEOUT", "3600", "Seconds one download may take in all, however steadily bytes arrive.", as_seconds),
+    Setting("ARCHIVER_TOTAL_TIMEOUT", "3600", "Seconds one download (or one call to a portal's CKAN API) may take in all, however steadily bytes arrive.", as_seconds),
     Setting("ARCHIVER_MAX_REDIRECTS", "5", "Redirects followed per request.", as_int),
     Setting("ARCHIVER_RETRY_BACKOFF_MS", "2000", "Base wait before retrying a timeout, connection error, 5xx or 429 (doubles per attempt, with jitter); 3 attempts at most.", as_int),
     Setting("ARCHIVER_RETRY_AFTER_MAX", "120", "Longest Retry-After (seconds) the archiver waits for; longer ones are capped.", as_seconds),
@@ -396,6 +396,15 @@ def production_secret_problem(env: Mapping[str, str] | None = None) -> str | Non
     if is_production(env) and not env.get(PREFIX + "SECRET_KEY"):
         return f"{PREFIX}SECRET_KEY is not set: production settings (a server database or broker, or {PREFIX}ENV=production) need a secret of at least 16 characters"
     return None
+
+
+def require_production_secret(env: Mapping[str, str] | None = None) -> None:
+    """Raise ConfigError when production settings come without a SECRET_KEY: every service's
+    entry point calls it (the CLI's services, the web app built from the environment, the
+    Celery app), so `gunicorn web:create_app()` or `celery -A workers.app` refuse to start too."""
+    problem = production_secret_problem(env)
+    if problem:
+        raise ConfigError(problem)
 
 
 def flower_credentials(settings: Settings) -> tuple[str, str]:

@@ -14,9 +14,11 @@ address is checked by the connection itself), with a bound on the number of hops
 
 from __future__ import annotations
 
+import http.cookiejar
 import ipaddress
 import socket
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -57,6 +59,14 @@ class BlockedAddress(ExporterError):
 
 class UnsafeURL(ExporterError):
     """The URL (or a redirect) uses a scheme other than http/https, or cannot be parsed."""
+
+
+class UnsafeRedirect(UnsafeURL):
+    """A redirect that would re-send the request's body to another origin (307/308); not followed."""
+
+    def __init__(self, message: str, url: str):
+        super().__init__(message)
+        self.url = url
 
 
 class TooManyRedirects(ExporterError):
@@ -151,14 +161,20 @@ class _Classes:
     https_pool: type
 
 
-def _classes(allow: tuple[Network, ...]) -> _Classes:
+def _classes(allow: tuple[Network, ...], on_socket: Callable[[socket.socket], None] | None = None) -> _Classes:
+    def connected(conn: HTTPConnection) -> socket.socket:
+        sock = _connect_checked(conn, allow)
+        if on_socket is not None:
+            on_socket(sock)
+        return sock
+
     class SafeHTTPConnection(HTTPConnection):
         def _new_conn(self) -> socket.socket:
-            return _connect_checked(self, allow)
+            return connected(self)
 
     class SafeHTTPSConnection(HTTPSConnection):
         def _new_conn(self) -> socket.socket:
-            return _connect_checked(self, allow)
+            return connected(self)
 
     class SafeHTTPConnectionPool(HTTPConnectionPool):
         ConnectionCls = SafeHTTPConnection
@@ -172,9 +188,9 @@ def _classes(allow: tuple[Network, ...]) -> _Classes:
 class SafeAdapter(HTTPAdapter):
     """An HTTPAdapter whose every connection checks the address it connects to."""
 
-    def __init__(self, allow_networks: Iterable[Network] = (), **kwargs):
+    def __init__(self, allow_networks: Iterable[Network] = (), on_socket: Callable[[socket.socket], None] | None = None, **kwargs):
         self.allow_networks = tuple(allow_networks)
-        self._safe = _classes(self.allow_networks)
+        self._safe = _classes(self.allow_networks, on_socket)
         super().__init__(**kwargs)
 
     def init_poolmanager(self, *args, **kwargs) -> None:
@@ -193,18 +209,88 @@ def safe_session(
     allow_networks: Iterable[Network] = (),
     user_agent: str | None = None,
     pool_maxsize: int = 10,
+    on_socket: Callable[[socket.socket], None] | None = None,
 ) -> requests.Session:
-    """A requests.Session that refuses internal addresses at connect time (see module doc)."""
+    """A requests.Session that refuses internal addresses at connect time (see module doc);
+    `on_socket` is told of every socket it connects (see Deadline)."""
     session = requests.Session()
     session.trust_env = False  # no environment proxies, no .netrc credentials
+    refuse_cookies(session)
     for prefix in list(session.adapters):
         del session.adapters[prefix]
-    adapter = SafeAdapter(allow_networks, pool_connections=pool_maxsize, pool_maxsize=pool_maxsize)
+    adapter = SafeAdapter(allow_networks, on_socket, pool_connections=pool_maxsize, pool_maxsize=pool_maxsize)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     if user_agent:
         session.headers["User-Agent"] = user_agent
     return session
+
+
+class Deadline:
+    """A bound on the whole of an exchange, however slowly the other end sends: requests'
+    timeouts bound each read, so a server trickling a byte at a time holds a worker for as long
+    as it likes. Pass `watch` as safe_session's on_socket; once `seconds` have passed, every
+    socket it was told of is shut down, the blocked read returns, and `expired` is true.
+
+        with Deadline(10) as deadline, safe_session(on_socket=deadline.watch) as http: ...
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            if self.expired:
+                sock.shutdown(socket.SHUT_RDWR)
+            self._sockets.append(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def __enter__(self) -> Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._timer.cancel()
+
+
+def refuse_cookies(session: requests.Session) -> None:
+    """Keep no cookie a server sets: a cookie jar matches by host name, not by origin, and would
+    hand one port's cookie to another (none of our clients needs a cookie)."""
+    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+
+
+class TooLarge(ExporterError):
+    """A remote body longer than the caller's cap; it was not read past the cap."""
+
+
+def read_capped(resp: requests.Response, cap: int, what: str = "the answer") -> bytes:
+    """A streamed response's body, refused (TooLarge) once its declared or read length passes
+    `cap` bytes; closes the response either way."""
+    try:
+        declared = resp.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise TooLarge(f"{what}: {int(declared)} bytes, larger than the limit of {cap}")
+        body = bytearray()
+        for chunk in resp.iter_content(65536):
+            body += chunk
+            if len(body) > cap:
+                raise TooLarge(f"{what}: larger than the limit of {cap} bytes")
+        return bytes(body)
+    finally:
+        resp.close()
 
 
 def check_url(url: str) -> str:
@@ -233,6 +319,11 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return scheme, (parts.hostname or "").lower(), parts.port or DEFAULT_PORTS.get(scheme)
 
 
+def same_origin(a: str, b: str) -> bool:
+    """Whether two URLs share scheme, host and port (the default port filled in)."""
+    return _origin(a) == _origin(b)
+
+
 def _without_credentials(headers: dict[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in (headers or {}).items() if k.lower() not in CREDENTIAL_HEADERS}
 
@@ -250,11 +341,12 @@ def request_following(
     """Send a request and follow redirects by hand: every hop is checked and counted.
 
     303 (and 301/302) turn the method into GET without a body, as browsers do; 307/308 keep
-    method and body. Authorization, Cookie and Proxy-Authorization are dropped (request
-    headers and the session's own) once a hop changes scheme, host or port. Raises
-    UnsafeURL for a non-http(s) hop, BlockedAddress from the connection, and
-    TooManyRedirects after `max_redirects` hops; any exception raised carries `history`,
-    the URLs reached so far (the failing one last).
+    method and body, but only on the same origin: a 307/308 that would re-send a body to
+    another scheme, host or port is not followed (UnsafeRedirect). Authorization, Cookie and
+    Proxy-Authorization are dropped (request headers and the session's own) once a hop changes
+    scheme, host or port. Raises UnsafeURL for a non-http(s) hop, BlockedAddress from the
+    connection, and TooManyRedirects after `max_redirects` hops; any exception raised carries
+    `history`, the URLs reached so far (the failing one last).
     """
     kwargs["allow_redirects"] = False
     history: list[str] = []
@@ -271,7 +363,12 @@ def request_following(
             return Followed(resp, url, history)
         resp.close()
         previous, url = url, urljoin(url, location)
-        if _origin(previous) != _origin(url):
+        if not same_origin(previous, url):
+            if resp.status_code in (307, 308) and any(kwargs.get(b) is not None for b in ("data", "json", "files")):
+                history.append(url)
+                exc = UnsafeRedirect(f"{previous} answered {resp.status_code} to another origin ({url}); the request's body is not sent there", url=url)
+                exc.history = history
+                raise exc
             kwargs["headers"] = _without_credentials(kwargs.get("headers"))
             session_credentials = [h for h in session.headers if h.lower() in CREDENTIAL_HEADERS]
             if session_credentials:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -121,6 +121,19 @@ def fan_out(ctx: Context, job_id: str, items: Sequence[Any], chunk: int, state: 
         enqueue(ctx, part_id, queue)
     log.info("job %s: fanned out %d item(s) in %d part(s)", job_id, len(items), len(chunks))
     return FANNED_OUT
+
+
+def part_items(ctx: Context, job_id: str) -> Iterator[list[Any]]:
+    """The items of each of a job's parts, in order, one part read at a time (a finish step
+    that needs every item reads them here rather than from a copy in the fan-out state)."""
+    seq = -1
+    while True:
+        with ctx.db.session() as s:
+            row = s.execute(select(JobPart.seq, JobPart.items).where(JobPart.job_id == job_id, JobPart.seq > seq).order_by(JobPart.seq).limit(1)).first()
+        if row is None:
+            return
+        seq = row.seq
+        yield list(row.items)
 
 
 def enqueue(ctx: Context, part_id: int, queue: str) -> None:

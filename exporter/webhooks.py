@@ -205,10 +205,10 @@ def _check_address(ctx: Context, host: str, port: int) -> None:
         raise InvalidRequest(f"callback URL not allowed: {exc} (see EXPORTER_WEBHOOK_ALLOW_NETWORKS)", field=FIELD) from None
 
 
-def _session(ctx: Context) -> requests.Session:
+def _session(ctx: Context, on_socket=None) -> requests.Session:
     from . import netsafety
 
-    return netsafety.safe_session(ctx.settings.webhook_allow_networks, user_agent=USER_AGENT)
+    return netsafety.safe_session(ctx.settings.webhook_allow_networks, user_agent=USER_AGENT, on_socket=on_socket)
 
 
 # --- when a job ends ---------------------------------------------------------------------
@@ -410,9 +410,10 @@ def _post(ctx: Context, url: str, body: bytes, event: str, notification_id: int,
         "X-Exporter-Delivery": str(notification_id),
         "X-Exporter-Attempt": str(attempt),
     }
-    try:
-        with _session(ctx) as http:
-            resp = http.post(url, data=body, headers=headers, timeout=ctx.settings.webhook_timeout, allow_redirects=False, stream=True)
+    limit = ctx.settings.webhook_timeout
+    try:  # the whole call within WEBHOOK_TIMEOUT, however slowly the receiver trickles its answer
+        with netsafety.Deadline(limit) as deadline, _session(ctx, on_socket=deadline.watch) as http:
+            resp = http.post(url, data=body, headers=headers, timeout=limit, allow_redirects=False, stream=True)
             try:
                 code = resp.status_code
                 text = _read_capped(resp, RESPONSE_READ_CAP).decode("utf-8", "replace")[:200] if code >= 300 else ""
@@ -421,7 +422,11 @@ def _post(ctx: Context, url: str, body: bytes, event: str, notification_id: int,
     except netsafety.BlockedAddress as exc:
         return None, f"blocked: {exc}", True
     except requests.RequestException as exc:
+        if deadline.expired:
+            return None, f"no complete answer within {limit:g}s (WEBHOOK_TIMEOUT)", False
         return None, f"{type(exc).__name__}: {exc}"[:1000], False
+    if deadline.expired:  # a connection cut while headers arrive reads as their end: not an answer
+        return None, f"no complete answer within {limit:g}s (WEBHOOK_TIMEOUT)", False
     if 200 <= code < 300:
         return code, None, False
     # 410 Gone: the receiver says it will never want this; anything else may get better.

@@ -203,7 +203,8 @@ class ScenarioHandler(BaseHTTPRequestHandler):
             n = int(q.get("n", "1"))
             target = q.get("to", "/data.csv")
             loc = f"/redirect?n={n - 1}&to={target}" if n > 1 else target
-            self._raw(int(q.get("code", "302")), [("Location", loc), ("Content-Length", "0")])
+            cookie = [("Set-Cookie", f"{q['cookie']}; Path=/")] if "cookie" in q else []  # ?cookie=name=value: set on the way
+            self._raw(int(q.get("code", "302")), [("Location", loc), ("Content-Length", "0"), *cookie])
         elif path == "/html":
             body = b"<html><body>a landing page</body></html>"
             self._raw(200, [("Content-Length", str(len(body))), ("Content-Type", "text/html; charset=utf-8")], body)
@@ -329,6 +330,74 @@ class ScenarioServer(_Base):
         super().__init__(ScenarioHandler)
 
 
+class RedirectingHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        owner: RedirectingServer = self.server.owner
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        owner.seen.append((self.command, self.path, dict(self.headers.items()), body))
+        self.send_response(owner.code)
+        self.send_header("Location", owner.target)
+        self.send_header("Set-Cookie", "sid=redirecting-session; Path=/")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_POST = do_PUT = do_DELETE = do_GET
+
+
+class RedirectingServer(_Base):
+    """Answers every request with `code` to `target` (setting a cookie on the way); `seen` holds
+    (method, path, headers, body) of each request."""
+
+    def __init__(self, target: str, code: int = 302):
+        self.target, self.code = target, code
+        self.seen: list[tuple[str, str, dict[str, str], bytes]] = []
+        super().__init__(RedirectingHandler)
+
+
+class _Trickling(BaseHTTPRequestHandler):
+    """Answers a byte or a header line every 0.3 s (at most 60 of them, then the full answer):
+    each read is quick, the whole exchange is not."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        owner = self.server.owner
+        try:
+            if owner.part == "headers":
+                self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                for i in range(60):
+                    self.wfile.write(f"X-Slow-{i}: x\r\n".encode())
+                    self.wfile.flush()
+                    time.sleep(0.3)
+                self.wfile.write(b"Content-Length: 0\r\n\r\n")
+            else:
+                self.wfile.write(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 60\r\n\r\n")
+                for _ in range(60):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.3)
+        except OSError:
+            owner.cut = True  # the client hung up
+
+    do_POST = do_GET
+
+
+class TricklingServer(_Base):
+    def __init__(self, part: str):
+        self.part, self.cut = part, False
+        super().__init__(_Trickling)
+
+
 class CKANHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -355,6 +424,10 @@ class CKANHandler(BaseHTTPRequestHandler):
         if parts.path == "/api/3/action/status_show":
             self._json(200, {"success": True, "result": {"ckan_version": "2.10.4", "site_title": "Fake"}})
             return
+        if parts.path == "/api/3/action/organization_list_for_user":  # the token's user's organizations (none for anonymous)
+            orgs = [o for o in sorted(owner.organizations) if owner.readable_orgs is None or o in owner.readable_orgs] if self._authorized() else []
+            self._json(200, {"success": True, "result": [{"name": o, "id": f"org-{o}"} for o in orgs]})
+            return
         if parts.path != "/api/3/action/package_search":
             self._json(404, {"success": False, "error": {"__type": "Not Found Error", "message": "Not found"}})
             return
@@ -362,14 +435,15 @@ class CKANHandler(BaseHTTPRequestHandler):
         if rows > owner.max_rows:
             rows = owner.max_rows  # as CKAN's ckan.search.rows_max
         private = q.get("include_private", "false").lower() == "true" and self._authorized()
-        visible = [p for p in owner.packages if private or not p.get("private")]
+        visible = [p for p in owner.packages if not p.get("private") or (private and owner.reads(p))]
         key = (q.get("sort") or "").split()[0] if q.get("sort") else "name"
         visible.sort(key=lambda p: (p.get(key) or "", p["id"]))
-        after = _id_range_start(q.get("fq", ""))
+        fq = q.get("fq", "") + owner.plugin_fq  # as a search plugin's before_dataset_search appends to fq
+        after = _id_range_start(fq)
         if after is not None:  # Solr's exclusive range id:{"x" TO *], as CKAN passes fq through
             visible = [p for p in visible if p["id"] > after]
         page = visible[start : start + rows]
-        self._json(200, {"success": True, "result": {"count": len(visible) + owner.count_bonus, "results": page, "sort": q.get("sort"), "facets": {}, "search_facets": {}}})
+        self._json(200, {"success": True, "result": {"count": max(0, len(visible) + owner.count_bonus), "results": page, "sort": q.get("sort"), "facets": {}, "search_facets": {}}})
 
     def do_POST(self) -> None:
         owner: FakeCKAN = self.server.owner
@@ -393,9 +467,14 @@ class CKANHandler(BaseHTTPRequestHandler):
 
 
 def _id_range_start(fq: str) -> str | None:
-    """x from `id:{"x" TO *]` (the only fq the fake portal understands), else None."""
-    m = re.fullmatch(r'id:\{"((?:[^"\\]|\\.)*)" TO \*\]', fq.strip())
-    return re.sub(r"\\(.)", r"\1", m.group(1)) if m else None
+    """x from `id:{"x" TO *]` (the only filter the fake portal understands, with an optional
+    " +dataset_type:dataset" after it), else None. As Lucene with the default operator OR (CKAN
+    before 2.9, or a portal's own Solr settings): a clause without "+" next to a required one is
+    optional, so it filters nothing."""
+    m = re.fullmatch(r'(\+?)id:\{"((?:[^"\\]|\\.)*)" TO \*\]( \+dataset_type:dataset)?', fq.strip())
+    if not m or (m.group(3) and not m.group(1)):
+        return None
+    return re.sub(r"\\(.)", r"\1", m.group(2))
 
 
 class FakeCKAN(_Base):
@@ -405,10 +484,16 @@ class FakeCKAN(_Base):
         self.packages = packages or []
         self.token = token
         self.max_rows = max_rows
-        self.count_bonus = 0  # > 0: announce more datasets than it lists (a short count)
+        self.count_bonus = 0  # > 0: announce more datasets than it lists (a short listing); < 0: fewer (a short count)
+        self.plugin_fq = ""  # " +dataset_type:dataset": appended to every fq, as search plugins do
+        self.readable_orgs: set[str] | None = None  # organizations whose private datasets the token reads (None: all)
+        self.organizations = {(p.get("organization") or {}).get("name") for p in self.packages} - {None}  # they outlive their datasets
         self.calls: list[tuple[str, dict]] = []
         self.patches: list[dict] = []
         super().__init__(CKANHandler)
+
+    def reads(self, package: dict) -> bool:
+        return self.readable_orgs is None or (package.get("organization") or {}).get("name") in self.readable_orgs
 
 
 def ckan_package(name: str, org: str, resources: list[tuple[str, str]], private: bool = False) -> dict:

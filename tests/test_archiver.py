@@ -311,8 +311,13 @@ def test_storage_failure_is_a_system_error(actx, server, monkeypatch):
     assert rec["failure_count"] == 1
 
 
+HOLD_SECONDS = 1.0
+
+
 class _MeetingHandler(BaseHTTPRequestHandler):
-    """Counts requests in flight; each waits (up to 5 s) until `meet` of them are in flight at once."""
+    """Counts requests in flight (`peak`). Each stays in flight until more than `meet` are in
+    flight at once (a limit broken: all let go) or HOLD_SECONDS have passed, so a request the
+    client should have held back has the time to show up while `meet` others are in flight."""
 
     protocol_version = "HTTP/1.1"
 
@@ -326,9 +331,10 @@ class _MeetingHandler(BaseHTTPRequestHandler):
             srv.inflight += 1
             srv.peak = max(srv.peak, srv.inflight)
             srv.cond.notify_all()
-            srv.cond.wait_for(lambda: srv.inflight >= meet, timeout=5)
+            srv.cond.wait_for(lambda: srv.inflight > meet, timeout=HOLD_SECONDS)
             # Counted out before the body is sent: the client still holds its slot until then.
             srv.inflight -= 1
+            srv.cond.notify_all()
         body = b"x" * 8
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -352,11 +358,11 @@ def meeting_server():
 @pytest.mark.parametrize("limit", [1, 2])
 def test_per_host_concurrency_holds_across_threads(actx, meeting_server, limit):
     """The server sees exactly `limit` requests at once from 4 threads: never more, and the limit is used."""
-    actx.settings = actx.settings.replace(archiver_host_concurrency=limit)
+    actx.settings = actx.settings.replace(archiver_host_concurrency=limit, archiver_read_timeout=10 * HOLD_SECONDS)
     actx.__dict__.pop("_archiver_slots", None)
     url = f"http://127.0.0.1:{meeting_server.server_address[1]}"
-    # Each request waits at the server until `limit` are in flight, so the limit is reached;
-    # a 5th, 6th... would only show up if the archiver let more than `limit` through.
+    # Each request stays in flight at the server for a while, so the others start meanwhile:
+    # `limit` of them reach it at once, and one more would if the archiver let it through.
     ids = [upsert_url(actx, f"{url}/r{i}.bin?meet={limit}") for i in range(4)]
     threads = [threading.Thread(target=archive_resource, args=(actx, rid)) for rid in ids]
     for t in threads:
@@ -399,6 +405,7 @@ def test_per_host_concurrency_holds_across_processes(pg_ctx, meeting_server, tmp
         EXPORTER_ARCHIVER_ALLOW_NETWORKS="127.0.0.1/32",
         EXPORTER_ARCHIVER_HOST_CONCURRENCY="2",
         EXPORTER_ARCHIVER_HOST_DELAY_MS="0",
+        EXPORTER_ARCHIVER_READ_TIMEOUT=str(10 * HOLD_SECONDS),
     )
     procs = [subprocess.Popen([sys.executable, "-c", CHILD, *pair], env=env) for pair in (ids[:2], ids[2:])]
     for p in procs:

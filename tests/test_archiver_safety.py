@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from exporter import jobs, runner
 from exporter.archiver.archive import archive_resource
-from exporter.archiver.ckan import CKANClient, CKANError, IncompleteEnumeration, resource_rows
+from exporter.archiver.ckan import CKANClient, CKANError, IncompleteEnumeration, client_for, resource_rows
 from exporter.archiver.models import Archival, ArchiveVersion, Resource, resource_id_for
 from exporter.archiver.portals import add_portal
 from exporter.archiver.prune import prune
@@ -46,10 +46,37 @@ def test_a_dataset_deleted_mid_sweep_makes_no_other_skipped(site):
     assert names == [f"ds-{i:02d}" for i in range(20)]  # offset paging would have skipped ds-05
 
 
+def test_datasets_added_mid_sweep_make_no_other_listed_twice(site):
+    """Two datasets appear after the first page: one sorts before what was read (it waits for
+    the next sweep), one after (listed now); offset paging would list ds-04 twice."""
+    names = []
+    for pkg in CKANClient(site.url, safe_session(LOCAL), token=TOKEN).iter_packages(rows=5):
+        names.append(pkg["name"])
+        if len(names) == 5:
+            site.packages = [ckan_package("ds-00a", "org", [("r-00a", "http://127.0.0.1:9/a.csv")]), *site.packages]
+            site.packages.append(ckan_package("ds-19a", "org", [("r-19a", "http://127.0.0.1:9/b.csv")]))
+    assert names == [f"ds-{i:02d}" for i in range(20)] + ["ds-19a"]
+
+
+def test_keyset_filter_holds_when_a_plugin_appends_to_fq(site):
+    """A search plugin appends " +dataset_type:dataset" to fq: an unmarked range clause would then
+    be optional under Lucene's OR (every page the first again); the client marks it required."""
+    site.plugin_fq = " +dataset_type:dataset"
+    names = [p["name"] for p in CKANClient(site.url, safe_session(LOCAL), token=TOKEN).iter_packages(rows=5)]
+    assert names == [f"ds-{i:02d}" for i in range(20)]
+
+
 def test_a_short_count_is_an_incomplete_listing(site):
     site.count_bonus = 3
     with pytest.raises(IncompleteEnumeration, match="remain"):
         list(CKANClient(site.url, safe_session(LOCAL), token=TOKEN).iter_packages(rows=5))
+
+
+def test_a_count_lower_than_the_truth_does_not_end_the_listing_early(site):
+    """The portal announces 12 datasets fewer than it has: every page still comes, to the empty one."""
+    site.count_bonus = -12
+    names = [p["name"] for p in CKANClient(site.url, safe_session(LOCAL), token=TOKEN).iter_packages(rows=5)]
+    assert names == [f"ds-{i:02d}" for i in range(20)]
 
 
 def test_a_portal_ignoring_the_keyset_filter_is_refused(site, monkeypatch):
@@ -125,6 +152,55 @@ def test_a_token_that_lost_access_marks_nothing_gone(actx, nginx):
         rows = s.scalars(select(Resource).where(Resource.external_id.like("pr-%"))).all()
         assert len(rows) == 6 and all(r.gone_at is None and r.missing_sweeps == 0 for r in rows)
         assert sorted(r.private for r in rows) == [False] * 3 + [True] * 3
+
+
+def test_a_sweep_that_would_mark_too_much_gone_marks_nothing_and_says_so(actx, nginx):
+    """The portal's search index loses half of the datasets: the sweep job succeeds, marks
+    none gone, counts none missing, and its result says why."""
+    actx.settings = actx.settings.replace(archiver_gone_after_sweeps=1, archiver_gone_max_percent=10)
+    (nginx.root / "share.csv").write_bytes(b"s,1\n")
+    packages = [ckan_package(f"sh-{i:02d}", "org", [(f"sh-r-{i:02d}", f"{nginx.url}/share.csv")]) for i in range(20)]
+    site = FakeCKAN(packages, max_rows=6).start()
+    try:
+        add_portal(actx, "share", site.url)
+        assert run_sweep_job(actx, "share").result["gone"] == 0
+        site.packages = site.packages[::2]
+        job = run_sweep_job(actx, "share")
+    finally:
+        site.stop()
+    assert job.status == "succeeded" and (job.result["resources"], job.result["gone"], job.result["missing"]) == (10, 0, 0)
+    assert "10 of 20 resources would be marked gone, more than ARCHIVER_GONE_MAX_PERCENT=10%" in job.result["gone_refused"]
+    with actx.db.session() as s:
+        rows = s.scalars(select(Resource).where(Resource.external_id.like("sh-r-%"))).all()
+    assert len(rows) == 20 and all(r.gone_at is None and r.missing_sweeps == 0 for r in rows)
+
+
+def test_a_token_that_lost_one_organization_marks_none_of_its_private_resources_gone(actx, nginx):
+    """A small share of the portal (under the threshold) is private to an organization the token
+    no longer reads: absent from every listing, never counted missing; a private dataset the
+    token still reads and that was deleted is marked gone as usual."""
+    actx.settings = actx.settings.replace(archiver_gone_after_sweeps=2, archiver_gone_after_days=0, archiver_gone_max_percent=10)
+    (nginx.root / "org-loss.csv").write_bytes(b"o,1\n")
+    url = f"{nginx.url}/org-loss.csv"
+    packages = [ckan_package(f"pub-{i:02d}", "pub", [(f"ol-pub-{i:02d}", url)]) for i in range(18)]
+    packages += [ckan_package("alpha-secret", "alpha", [("ol-alpha", url)], private=True), ckan_package("beta-secret", "beta", [("ol-beta", url)], private=True)]
+    site = FakeCKAN(packages, token=TOKEN, max_rows=7).start()
+    try:
+        add_portal(actx, "org-loss", site.url, api_token=TOKEN)
+        assert run_sweep_job(actx, "org-loss").result["resources"] == 20
+        site.readable_orgs = {"pub", "alpha"}  # the token's user left organization beta
+        site.packages = [p for p in site.packages if p["name"] != "alpha-secret"]  # and alpha's dataset was deleted
+        results = [run_sweep_job(actx, "org-loss").result for _ in range(3)]
+        site.token = "rotated"  # then the token stops working altogether
+        results.append(run_sweep_job(actx, "org-loss").result)
+    finally:
+        site.stop()
+    assert [(r["resources"], r["gone"], r["unreadable"], r["gone_refused"]) for r in results] == [(18, 0, 1, None), (18, 1, 1, None), (18, 0, 1, None), (18, 0, 1, None)]
+    with actx.db.session() as s:
+        rows = {r.external_id: r for r in s.scalars(select(Resource).where(Resource.external_id.like("ol-%")))}
+    assert rows["ol-alpha"].gone_at is not None
+    assert rows["ol-beta"].gone_at is None and rows["ol-beta"].missing_sweeps == 0
+    assert all(r.gone_at is None for k, r in rows.items() if k.startswith("ol-pub-"))
 
 
 def _two_versions(ctx, srv: ScenarioServer, n: int) -> list[str]:
@@ -224,6 +300,22 @@ def test_a_huge_ckan_answer_is_refused_with_a_bounded_read():
         srv.stop()
 
 
+@pytest.mark.parametrize("part", ["headers", "body"])
+def test_a_portal_trickling_its_answer_is_cut_off_at_the_total_timeout(actx, part):
+    """Each read is quick, the whole answer is not: the CKAN client of a registered portal ends
+    the call at ARCHIVER_TOTAL_TIMEOUT instead of waiting as long as the portal likes."""
+    from tests.http_servers import TricklingServer
+
+    actx.settings = actx.settings.replace(archiver_total_timeout=1)
+    srv = TricklingServer(part).start()
+    try:
+        portal = add_portal(actx, f"trickle-{part}", srv.url)
+        with pytest.raises(CKANError, match="package_search on .*: no complete answer within 1s"):
+            client_for(actx, portal).action("package_search", {"q": "*:*"})
+    finally:
+        srv.stop()
+
+
 def test_a_private_datasets_copy_is_served_to_operators_only(api):
     """Swept from a fake portal whose token sees one private dataset: its cache URL answers
     404 without a token and to a read-only token, 302 to an operator; public ones stay open."""
@@ -255,6 +347,75 @@ def test_a_private_datasets_copy_is_served_to_operators_only(api):
     assert api.get(secret.removeprefix("/api/v1"), who="reader").status_code == 404
     served = api.get(secret.removeprefix("/api/v1"), who="operator")
     assert served.status_code == 302 and api.client.get(_path(served.headers["Location"])).data == b"secret"
+
+
+@pytest.fixture
+def served_api(api):
+    """The API app served over HTTP on 127.0.0.1, with the archiver allowed to reach 127.0.0.0/8."""
+    from exporter.config import as_networks
+    from tests.dumps_helpers import served
+
+    api.ctx.settings = api.ctx.settings.replace(archiver_allow_networks=as_networks("ARCHIVER_ALLOW_NETWORKS", "127.0.0.0/8"))
+    with served(api.ctx) as srv:
+        yield api, srv.url
+
+
+def test_over_http_a_copy_is_open_only_while_its_portal_lists_it_as_public(served_api):
+    """Over HTTP against the real routes, after real sweeps: a public resource's copy is open;
+    a private dataset's is a 404 without a token and to a read-only token, a 302 to an operator;
+    a public dataset the portal then hides from our token (made private to an organization the
+    token does not read) is for operators only from the next sweep on; an ad-hoc copy is reached
+    only by its keyed id, not by the uuid5 of its URL."""
+    import requests
+
+    from tests.test_api_archives import _path
+
+    api, base = served_api
+    files = ScenarioServer().start()
+    packages = [
+        ckan_package("open", "org", [("h-open", f"{files.url}/data.csv?body=open")]),
+        ckan_package("later", "later-org", [("h-later", f"{files.url}/data.csv?body=later")]),
+        ckan_package("secret", "org", [("h-secret", f"{files.url}/data.csv?body=secret")], private=True),
+    ]
+    site = FakeCKAN(packages, token=TOKEN).start()
+    adhoc_url = f"{files.url}/data.csv?body=adhoc"
+
+    def download(rid: str, who: str | None = None) -> requests.Response:
+        return requests.get(f"{base}/api/v1/resources/{rid}/download", headers=api.headers(who), allow_redirects=False, timeout=30)
+
+    def body(resp: requests.Response) -> bytes:
+        assert resp.status_code == 302, resp.text
+        return requests.get(base + _path(resp.headers["Location"]), timeout=30).content
+
+    try:
+        portal = add_portal(api.ctx, "http-private", site.url, api_token=TOKEN)
+        assert run_sweep_job(api.ctx, "http-private").result["checked"] == 3
+        ids = {ext: resource_id_for(portal.id, ext) for ext in ("h-open", "h-later", "h-secret")}
+        assert body(download(ids["h-open"])) == b"open" and body(download(ids["h-later"])) == b"later"
+        for who in (None, "reader", "sp_a"):
+            hidden = download(ids["h-secret"], who)
+            assert hidden.status_code == 404 and hidden.json()["error"] == f"no archive resource {ids['h-secret']}"
+        assert body(download(ids["h-secret"], "operator")) == b"secret"
+        record = requests.get(f"{base}/api/v1/resources/{ids['h-secret']}", headers=api.headers("reader"), timeout=30)
+        assert record.status_code == 404 and requests.get(f"{base}/api/v1/resources/{ids['h-secret']}", headers=api.headers("operator"), timeout=30).json()["resource"]["private"]
+        report = {who: requests.get(f"{base}/api/v1/reports/broken-links", headers=api.headers(who), timeout=30).json()["totals"]["resources"] for who in ("reader", "operator")}
+        assert report == {"reader": 2, "operator": 3}
+
+        next(p for p in site.packages if p["name"] == "later")["private"] = True
+        site.readable_orgs = {"org"}  # private to an organization the token does not read: gone from the listing
+        assert run_sweep_job(api.ctx, "http-private").result["missing"] == 1
+        assert download(ids["h-later"]).status_code == 404 and download(ids["h-later"], "reader").status_code == 404
+        assert requests.get(f"{base}/api/v1/resources/{ids['h-later']}", headers=api.headers("reader"), timeout=30).status_code == 404
+        assert body(download(ids["h-later"], "operator")) == b"later"
+        assert body(download(ids["h-open"])) == b"open"
+
+        adhoc = upsert_url(api.ctx, adhoc_url)
+        assert archive_resource(api.ctx, adhoc)["archival"]["status_id"] == 0
+    finally:
+        site.stop()
+        files.stop()
+    assert download(resource_id_for(None, adhoc_url)).status_code == 404  # the uuid5 of the URL reaches nothing
+    assert body(download(adhoc)) == b"adhoc"
 
 
 def test_ad_hoc_resource_ids_are_not_computable_from_the_url(actx):

@@ -148,3 +148,24 @@ def test_every_long_running_service_has_a_health_check(project_root):
     for name in ("web", "flower"):
         probe = services[name]["healthcheck"]["test"]
         assert probe[:2] == ["CMD", "python"] and "urllib.request" in probe[-1]
+
+
+@pytest.mark.parametrize("entry", ["web", "celery"])
+def test_service_entry_points_outside_the_cli_refuse_production_settings_without_a_secret(project_root, tmp_path, entry):
+    """docker-compose runs the web as `gunicorn web:create_app()` and Flower/workers load
+    `workers.app`: neither goes through the CLI's check, so each entry point checks itself."""
+    import os
+    import subprocess
+    import sys
+
+    bin_dir = os.path.dirname(sys.executable)
+    argv = {"web": [os.path.join(bin_dir, "gunicorn"), "--check-config", "web:create_app()"], "celery": [os.path.join(bin_dir, "celery"), "-A", "workers.app", "report"]}[entry]
+    base = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTER_")}
+    base |= {
+        "PYTHONPATH": str(project_root), "EXPORTER_VAR_DIR": str(tmp_path / "var"),
+        "EXPORTER_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:5432/test", "EXPORTER_BROKER_URL": "redis://127.0.0.1:6379/0",
+    }
+    refused = subprocess.run(argv, env=base, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "EXPORTER_SECRET_KEY is not set" in refused.stdout + refused.stderr
+    started = subprocess.run(argv, env=base | {"EXPORTER_SECRET_KEY": "k" * 48}, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0, started.stdout + started.stderr

@@ -31,6 +31,7 @@ from exporter.models import Job
 from exporter.raids import registry
 from exporter.raids.datacite import to_datacite_xml
 from tests.dumps_helpers import AGENCY_ID, mirror, public_view, publish, served, tree
+from tests.http_servers import RedirectingServer, ScenarioServer
 from tests.raids_helpers import OTHER_AGENCY, OTHER_SP, SP, SP2, future, handle, past, record, run_export, save
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -516,3 +517,55 @@ def test_sync_json_prints_what_it_did_and_the_requests_it_made(pg_dctx, tmp_path
         result = CliRunner().invoke(_main(), ["sync", server.dump_url(), str(dest), "--json"])
         again = json.loads(result.stdout)
         assert again["requests"] == 1 and again["up_to_date"] and again["written"] == 0 and server.requests[-1][1] == 304
+
+
+@pytest.mark.parametrize("code", [302, 307])
+def test_sync_sources_send_no_credential_to_another_origin(monkeypatch, code):
+    """A dump source (S3 with session credentials, or HTTP with user:password in its URL) that
+    redirects to another port gets its credentials; the other origin gets none of them."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLEDUMPS")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "dump-secret-key")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "dump-session-token")
+    other = ScenarioServer().start()
+    target = f"{other.url}/data.csv"
+    origin = RedirectingServer(target, code).start()
+    try:
+        for source, credential in (
+            (S3Source("s3://bucket/exports/dumps/x", origin.url), "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLEDUMPS/"),
+            (HttpSource(f"http://mirror:pw@127.0.0.1:{origin.port}/dumps/x"), "Basic "),
+        ):
+            for method in ("latest", "get"):
+                body = source.latest(None)[0] if method == "latest" else source.get(layout.LATEST)
+                assert body == b"a,b\n1,2\n"
+                assert origin.seen[-1][2]["Authorization"].startswith(credential)
+                leaked = {k.lower() for k in _last(other, "/data.csv")} & {"authorization", "x-amz-security-token", "x-amz-date", "x-amz-content-sha256", "cookie"}
+                assert not leaked, leaked
+            source.close()
+        assert origin.seen[0][2]["X-Amz-Security-Token"] == "dump-session-token"
+    finally:
+        origin.stop()
+        other.stop()
+
+
+def _last(srv: ScenarioServer, path: str) -> dict[str, str]:
+    return next(h for p, h in reversed(srv.requests) if p == path)
+
+
+def test_a_manifest_or_latest_longer_than_the_cap_is_refused_not_read(pg_dctx, tmp_path, monkeypatch):
+    """LATEST.json and manifests are read whole, so their length is capped (MAX_LATEST, MAX_DOCUMENT);
+    the mirror stays as it was."""
+    from exporter.dumps import sources
+
+    registry_fixture(pg_dctx)
+    publish(pg_dctx)
+    dest = tmp_path / "mirror"
+    with served(pg_dctx) as server:
+        latest_size = len(pg_dctx.storage.read_bytes(layout.folder(AGENCY_ID) + layout.LATEST))
+        monkeypatch.setattr(sources, "MAX_LATEST", latest_size - 1)
+        with pytest.raises(SyncError, match=f"LATEST.json: {latest_size} bytes, larger than the limit of {latest_size - 1}"):
+            sync(HttpSource(server.dump_url()), dest)
+        monkeypatch.setattr(sources, "MAX_LATEST", latest_size)
+        monkeypatch.setattr(sources, "MAX_DOCUMENT", latest_size)
+        with pytest.raises(SyncError, match=r"/(changes|snapshots)/.*larger than the limit"):
+            sync(HttpSource(server.dump_url()), dest)
+    assert not dest.exists() or not any(dest.glob("*/*.json"))

@@ -12,6 +12,7 @@ from exporter.errors import ExporterError
 from exporter.netsafety import (
     BlockedAddress,
     TooManyRedirects,
+    UnsafeRedirect,
     UnsafeURL,
     blocked_reason,
     request_following,
@@ -190,11 +191,28 @@ def test_same_origin_redirect_keeps_credentials(server):
     assert final["Authorization"] == "portal-token" and final["Proxy-Authorization"] == "Basic eA=="
 
 
-def test_307_to_another_origin_keeps_the_body_but_not_the_token(server, other_server):
-    target = f"{other_server.url}/data.csv?post=307"
-    request_following(safe_session(LOCAL), "POST", f"{server.url}/redirect?code=307&to={target}", headers={"Authorization": "t"}, json={"a": 1}, timeout=5)
-    path, headers, body = other_server.posts[-1]
-    assert path == "/data.csv" and body == b'{"a": 1}' and "Authorization" not in headers
+@pytest.mark.parametrize("code", [307, 308])
+def test_307_308_to_another_origin_sends_neither_body_nor_token(server, other_server, code):
+    target = f"{other_server.url}/data.csv?post={code}"
+    with pytest.raises(UnsafeRedirect, match="another origin") as err:
+        request_following(safe_session(LOCAL), "POST", f"{server.url}/redirect?code={code}&to={target}", headers={"Authorization": "t"}, json={"a": 1}, timeout=5)
+    assert err.value.url == target and err.value.history[-1] == target
+    assert server.posts[-1][2] == b'{"a": 1}' and other_server.posts == [] and other_server.requests == []
+
+
+def test_307_on_the_same_origin_keeps_method_body_and_token(server):
+    request_following(safe_session(LOCAL), "POST", f"{server.url}/redirect?code=307&to=/data.csv?same307=1", headers={"Authorization": "t"}, json={"a": 1}, timeout=5)
+    (first, _h1, body1), (second, headers, body2) = server.posts[-2:]
+    assert (first, second) == ("/redirect", "/data.csv") and body1 == body2 == b'{"a": 1}' and headers["Authorization"] == "t"
+
+
+def test_a_cookie_set_by_one_port_is_not_sent_to_another(server, other_server):
+    """A cookie jar matches by host name only; safe sessions keep no cookie at all."""
+    session = safe_session(LOCAL)
+    target = f"{other_server.url}/data.csv?cookie-jar=1"
+    followed = request_following(session, "GET", f"{server.url}/redirect?cookie=sid=secret&to={target}", timeout=5)
+    assert followed.response.status_code == 200
+    assert "Cookie" not in _seen(other_server, "/data.csv") and len(session.cookies) == 0
 
 
 @pytest.mark.parametrize("code", [301, 302, 303])

@@ -506,3 +506,25 @@ def test_a_record_made_by_hand_is_adopted_and_continued(zpg, fake):
     assert rec["metadata"]["related_identifiers"][0]["identifier"] == by_hand["pids"]["doi"]["identifier"]
     with pytest.raises(InvalidRequest, match="cannot adopt another"):
         zenodo.adopt_record(zpg, AGENCY, by_hand["id"])
+
+
+@pytest.mark.parametrize("code", [302, 307, 308])
+def test_a_redirect_from_zenodo_is_not_followed_so_the_token_stays_home(code):
+    """Zenodo's API does not redirect; a 3xx (to another port here) is refused as it stands:
+    neither the token nor a body goes to the Location."""
+    from exporter.netsafety import safe_session
+    from tests.http_servers import RedirectingServer, ScenarioServer
+
+    other = ScenarioServer().start()
+    api = RedirectingServer(f"{other.url}/data.csv", code).start()
+    try:
+        client = ZenodoClient(api.url + "/api", TOKEN, safe_session((ipaddress.ip_network("127.0.0.1/32"),)), sleep=lambda s: None)
+        with pytest.raises(ZenodoError, match=f"\\({code}\\)"):
+            client.call("GET", "/records/1")
+        with pytest.raises(ZenodoError, match=f"\\({code}\\)"):
+            client.create_draft({"metadata": {"title": "t"}})
+    finally:
+        api.stop()
+        other.stop()
+    assert [(m, h["Authorization"]) for m, _p, h, _b in api.seen] == [("GET", f"Bearer {TOKEN}"), ("POST", f"Bearer {TOKEN}")]
+    assert other.requests == [] and other.posts == []

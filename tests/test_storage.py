@@ -297,3 +297,36 @@ def test_of_two_compare_and_set_writers_one_wins(storage):
         t.join()
     [won] = [o for o in outcomes if o.startswith("won")]
     assert outcomes.count("lost") == 3 and storage.read_bytes("race/LATEST.json") == won.split()[1].encode()
+
+
+def test_local_writes_survive_deletes_that_remove_emptied_folders(make_settings):
+    """One thread writes and deletes race/a/x (each delete removes race/a, then race, when empty)
+    while others write race/b/<n> and create-only race/c/<n>: the folder a writer just made may
+    vanish before its file lands, and the write must still succeed."""
+    import threading
+
+    storage = open_storage(make_settings())
+    errors: list[str] = []
+    rounds = 1500
+
+    def churn() -> None:
+        for _ in range(rounds):
+            storage.write("race/a/x", b"1")
+            storage.delete("race/a/x")
+
+    def write(folder: str, create_only: bool) -> None:
+        for i in range(rounds):
+            key = f"race/{folder}/{i}"
+            try:
+                storage.put_if(key, b"2", None) if create_only else storage.write(key, b"2")
+                storage.delete(key)
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(f"{key}: {exc!r}")
+
+    threads = [threading.Thread(target=churn), threading.Thread(target=write, args=("b", False)), threading.Thread(target=write, args=("c", True))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    assert list(storage.list("race/")) == [] and not (storage.root / "race").exists()

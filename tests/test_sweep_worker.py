@@ -60,3 +60,46 @@ def test_two_sweeps_at_once_finish_on_prefork_workers(pg_ctx, nginx, tmp_path, c
         versions = Counter(s.scalars(select(ArchiveVersion.resource_id).where(ArchiveVersion.resource_id.in_(ids))))
     assert len(ids) == 2 * DATASETS
     assert all(versions[rid] == 1 for rid in ids), versions
+
+
+def test_sweeps_on_a_prefork_worker_mark_nothing_gone_that_the_token_no_longer_reads(pg_ctx, nginx, tmp_path):  # noqa: F811
+    """Sweeps run by a real worker process: after the portal's token loses one organization (a
+    share of the portal under ARCHIVER_GONE_MAX_PERCENT), three more sweeps mark none of its
+    private resources gone; a dataset really deleted is marked gone after two."""
+    ctx = pg_ctx
+    ctx.settings = ctx.settings.replace(**ARCHIVER_TEST_SETTINGS)
+    broker = redis_broker(REDIS_DB)
+    ctx.enqueue = sender(broker)
+    run = uuid.uuid4().hex[:6]
+    token = f"token-{run}"
+    (nginx.root / f"{run}.csv").write_bytes(b"w,1\n")
+    url = f"{nginx.url}/{run}.csv"
+    packages = [ckan_package(f"{run}-pub-{i}", "pub", [(f"{run}-pub-{i}-r", url)]) for i in range(18)]
+    packages += [ckan_package(f"{run}-alpha", "alpha", [(f"{run}-alpha-r", url)]), ckan_package(f"{run}-beta", "beta", [(f"{run}-beta-r", url)], private=True)]
+    site = FakeCKAN(packages, token=token, max_rows=7).start()
+    env = worker_env(
+        ctx.settings, broker, EXPORTER_ARCHIVER_ALLOW_NETWORKS="127.0.0.1/32", EXPORTER_ARCHIVER_HOST_DELAY_MS="0",
+        EXPORTER_ARCHIVER_GONE_AFTER_SWEEPS="2", EXPORTER_ARCHIVER_GONE_AFTER_DAYS="0", EXPORTER_ARCHIVER_GONE_MAX_PERCENT="10",
+    )
+    worker = WorkerProcess(env, tmp_path / "worker.log", queues="archive", pool="prefork", concurrency=2)
+    results = []
+    try:
+        name = f"lost-{run}"
+        add_portal(ctx, name, site.url, api_token=token)
+        for sweep in range(4):
+            if sweep == 1:
+                site.readable_orgs = {"pub", "alpha"}  # the token's user left organization beta
+                site.packages = [p for p in site.packages if p["name"] != f"{run}-alpha"]  # a public dataset deleted
+            job = jobs.submit(ctx, "sweep_portal", {"portal": name})
+            wait_for(lambda job=job: jobs.get(ctx, job.id).status in ("succeeded", "failed"), 60, f"sweep {sweep} to finish", interval=0.3)
+            done = jobs.get(ctx, job.id)
+            assert done.status == "succeeded", done.error
+            results.append((done.result["resources"], done.result["gone"], done.result["unreadable"]))
+    finally:
+        worker.stop()
+        site.stop()
+    assert results == [(20, 0, 0), (18, 0, 1), (18, 1, 1), (18, 0, 1)]
+    with ctx.db.session() as s:
+        rows = {r.external_id: r for r in s.scalars(select(Resource).where(Resource.external_id.like(f"{run}-%")))}
+    assert rows[f"{run}-alpha-r"].gone_at is not None
+    assert rows[f"{run}-beta-r"].gone_at is None and rows[f"{run}-beta-r"].missing_sweeps == 0 and rows[f"{run}-beta-r"].private

@@ -15,6 +15,7 @@ from exporter.db import utcnow
 from exporter.errors import InvalidRequest
 from exporter.webhooks import WebhookNotification
 
+from .http_servers import TricklingServer
 from .webhook_receiver import start_receiver
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.1/32"),)
@@ -44,6 +45,13 @@ def job_with_callbacks(ctx, urls, **params):
     with ctx.db.session() as s:
         webhooks.add_callbacks(s, job.id, urls)
     return job
+
+
+def deliver_once(ctx, url: str) -> webhooks.Outcome:
+    """A job with one callback to `url`, run, and its webhook's first delivery attempt."""
+    job = job_with_callbacks(ctx, [url])
+    runner.run_job(ctx, job.id)
+    return webhooks.deliver(ctx, int(sent_webhooks(ctx)[0]))
 
 
 def notifications(ctx, job_id):
@@ -284,3 +292,35 @@ def test_a_huge_answer_from_the_receiver_is_read_only_up_to_the_cap(hctx, receiv
     # The client closed the connection after a few KiB: the server could not send the rest.
     [sent] = receiver.sent
     assert sent < 32 * 1024 * 1024
+
+
+@pytest.mark.parametrize("code", [302, 307, 308])
+def test_a_receiver_redirecting_elsewhere_gets_no_second_delivery(hctx, code):
+    """Deliveries follow no redirect: the signed body is never re-sent to the Location (another
+    port here), and the attempt is recorded as the status it got."""
+    from tests.http_servers import RedirectingServer, ScenarioServer
+
+    other = ScenarioServer().start()
+    first = RedirectingServer(f"{other.url}/data.csv", code).start()
+    try:
+        outcome = deliver_once(hctx, first.url + "/hook")
+    finally:
+        first.stop()
+        other.stop()
+    assert (outcome.state, outcome.status_code, outcome.error) == ("retry", code, f"HTTP {code}")
+    [(method, path, headers, body)] = first.seen
+    assert (method, path) == ("POST", "/hook") and body and webhooks.SIGNATURE_HEADER in headers
+    assert other.requests == [] and other.posts == []
+
+
+@pytest.mark.parametrize("part", ["headers", "body"])
+def test_a_receiver_trickling_its_answer_is_cut_off_at_the_webhook_timeout(hctx, part):
+    """WEBHOOK_TIMEOUT bounds the whole call, not each read: a receiver sending its headers
+    (or its error body) a little at a time is hung up on, and the attempt is retried."""
+    hctx.settings = hctx.settings.replace(webhook_timeout=1)
+    srv = TricklingServer(part).start()
+    try:
+        outcome = deliver_once(hctx, srv.url + "/hook")
+    finally:
+        srv.stop()
+    assert (outcome.state, outcome.status_code, outcome.error) == ("retry", None, "no complete answer within 1s (WEBHOOK_TIMEOUT)")

@@ -6,6 +6,7 @@ import importlib
 
 from flask import Flask
 
+from exporter.config import require_production_secret
 from exporter.context import Context, get_context
 
 # Blueprints that join the app, as (module, attribute) pairs.
@@ -22,7 +23,9 @@ BLUEPRINTS: list[tuple[str, str]] = [
 
 def create_app(ctx: Context | None = None) -> Flask:
     """Build the web app around a context (default: the process context from EXPORTER_*)."""
-    ctx = ctx or get_context()
+    if ctx is None:
+        require_production_secret()
+        ctx = get_context()
     if ctx.enqueue.__name__ == "_no_dispatcher":
         from workers.app import send
 

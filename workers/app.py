@@ -7,6 +7,7 @@ import logging
 from celery import Celery
 from celery.signals import setup_logging, worker_process_init
 
+from exporter.config import require_production_secret
 from exporter.context import get_context
 from exporter.logs import configure_logging
 
@@ -21,6 +22,7 @@ def send(task: str, job_id: str, queue: str) -> None:
 def install_dispatcher() -> None:
     from .broker import inspect_held, probe_for
 
+    require_production_secret()
     ctx = get_context()
     ctx.enqueue = send
     ctx.queued_ids = probe_for(celery_app.conf.broker_url or "", celery_app.conf.broker_transport_options or {}, inspect_held(celery_app))

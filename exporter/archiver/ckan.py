@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import requests
@@ -16,7 +16,7 @@ import requests
 from ..context import Context
 from ..errors import ExporterError
 from ..jobs import record_task_status
-from ..netsafety import request_following
+from ..netsafety import Deadline, TooLarge, read_capped, request_following, safe_session
 from .models import Archival, Portal, Resource
 from .sessions import session_for
 
@@ -48,42 +48,54 @@ class CKANClient:
         timeout: float = 60,
         max_redirects: int = 5,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
+        call_seconds: float | None = None,
+        session_factory: Callable[[Callable[[Any], None]], requests.Session] | None = None,
     ):
+        """`timeout` bounds each read; with `call_seconds` and a `session_factory` (a safe_session
+        maker taking on_socket), each call gets a session of its own and ends within call_seconds
+        whatever the portal does (exporter.netsafety.Deadline)."""
         self.base_url = base_url.rstrip("/")
         self.session = session
         self.token = token
         self.timeout = timeout
         self.max_redirects = max_redirects
         self.max_response_bytes = max_response_bytes
+        self.call_seconds = call_seconds
+        self.session_factory = session_factory
 
     def _read_capped(self, name: str, resp: requests.Response) -> bytes:
         """The body, refused (CKANError) once it grows past max_response_bytes."""
-        declared = resp.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > self.max_response_bytes:
-            resp.close()
-            raise CKANError(f"{name} on {self.base_url}: answer of {int(declared)} bytes is larger than the limit of {self.max_response_bytes}")
-        body = bytearray()
         try:
-            for chunk in resp.iter_content(65536):
-                body += chunk
-                if len(body) > self.max_response_bytes:
-                    raise CKANError(f"{name} on {self.base_url}: answer larger than the limit of {self.max_response_bytes} bytes")
+            return read_capped(resp, self.max_response_bytes, f"{name} on {self.base_url}")
+        except TooLarge as exc:
+            raise CKANError(str(exc)) from None
         except requests.RequestException as exc:
             raise CKANError(f"{name} on {self.base_url}: reading the answer failed: {exc}") from None
-        finally:
-            resp.close()
-        return bytes(body)
 
     def action(self, name: str, params: dict[str, Any] | None = None, data: dict[str, Any] | None = None) -> Any:
         """Call an action (GET with params, POST with a JSON body) and unwrap `{"success": true, "result": ...}`."""
+        if self.call_seconds is None or self.session_factory is None:
+            return self._call(self.session, name, params, data)
+        with Deadline(self.call_seconds) as deadline, self.session_factory(deadline.watch) as session:
+            try:
+                result = self._call(session, name, params, data)
+            except CKANError:
+                if deadline.expired:
+                    raise CKANError(f"{name} on {self.base_url}: no complete answer within {self.call_seconds:g}s") from None
+                raise
+        if deadline.expired:  # cut off while headers arrived: what was read is not an answer
+            raise CKANError(f"{name} on {self.base_url}: no complete answer within {self.call_seconds:g}s")
+        return result
+
+    def _call(self, session: requests.Session, name: str, params: dict[str, Any] | None, data: dict[str, Any] | None) -> Any:
         url = f"{self.base_url}/api/3/action/{name}"
         headers = {"Accept": "application/json"}
         if self.token:
             headers["Authorization"] = self.token
         method, kwargs = ("POST", {"json": data}) if data is not None else ("GET", {"params": params or {}})
         try:
-            followed = request_following(self.session, method, url, max_redirects=self.max_redirects, headers=headers, timeout=self.timeout, stream=True, **kwargs)
-        except requests.RequestException as exc:
+            followed = request_following(session, method, url, max_redirects=self.max_redirects, headers=headers, timeout=self.timeout, stream=True, **kwargs)
+        except (requests.RequestException, ExporterError) as exc:  # a refused address or redirect too
             raise CKANError(f"{name} on {self.base_url} failed: {exc}") from None
         resp = followed.response
         body = self._read_capped(name, resp)
@@ -98,22 +110,31 @@ class CKANClient:
         return envelope.get("result")
 
     def iter_packages(self, include_private: bool = True, rows: int = PAGE_ROWS) -> Iterator[dict[str, Any]]:
-        """Every dataset, in id order, by keyset pages (`fq=id:{last TO *]`, sort `id asc`).
+        """Every dataset, in id order, by keyset pages (`fq=+id:{last TO *]`, sort `id asc`).
 
-        A dataset added or deleted during the sweep shifts no page, so none is skipped.
-        Raises IncompleteEnumeration when a page is short of the announced count or the
-        portal ignores the sort or filter: a caller must then treat the listing as partial.
+        A dataset added or deleted during the sweep shifts no page, so none is skipped. The
+        listing ends only at an empty page (one request more than the count implies), so a
+        count lower than the truth cannot cut it short. Raises IncompleteEnumeration when a
+        page is empty while datasets are announced, or the portal ignores the sort or filter:
+        a caller must then treat the listing as partial.
         """
         last: str | None = None
         while True:
             params: dict[str, Any] = {"q": "*:*", "rows": rows, "sort": STABLE_SORT}
             if last is not None:
-                params["fq"] = f"id:{{{_solr_quote(last)} TO *]"
+                # "+": a required clause even where a plugin appends its own "+dataset_type:..." to fq
+                # and the default operator is OR (Lucene makes an unmarked clause optional then).
+                params["fq"] = f"+id:{{{_solr_quote(last)} TO *]"
             if include_private and self.token:
                 params["include_private"] = "true"
             result = self.action("package_search", params)
-            page = result.get("results") or []
-            count = int(result.get("count") or 0)
+            page = result.get("results") if isinstance(result, dict) else None
+            try:
+                count = int(result.get("count") or 0) if isinstance(page, list) else -1
+            except (TypeError, ValueError):
+                count = -1
+            if count < 0:
+                raise CKANError(f"package_search on {self.base_url}: not a search result (results and count)")
             if not page:
                 if count:
                     raise IncompleteEnumeration(f"package_search on {self.base_url}: an empty page while {count} datasets remain")
@@ -124,8 +145,21 @@ class CKANClient:
                     raise IncompleteEnumeration(f"package_search on {self.base_url}: datasets out of id order ({pid!r} after {last!r}); the portal ignores sort or fq")
                 last = pid
                 yield pkg
-            if count <= len(page):
-                return
+
+    def readable_organizations(self) -> set[str] | None:
+        """Names of the organizations whose private datasets the token may read
+        (organization_list_for_user, permission read), or None when that is unknown: no token,
+        or the portal did not answer. An empty set is a token that reads no private dataset."""
+        if not self.token:
+            return None
+        try:
+            result = self.action("organization_list_for_user", {"permission": "read"})
+        except CKANError as exc:
+            log.warning("archiver: %s: cannot tell which organizations the token reads: %s", self.base_url, exc)
+            return None
+        if not isinstance(result, list):
+            return None
+        return {str(org["name"]) for org in result if isinstance(org, dict) and org.get("name")}
 
     def resource_patch(self, resource_id: str, **fields: Any) -> dict[str, Any]:
         return self.action("resource_patch", data={"id": resource_id, **fields})
@@ -157,7 +191,8 @@ def client_for(ctx: Context, portal: Portal) -> CKANClient:
     s = ctx.settings
     return CKANClient(
         portal.base_url, session_for(ctx), portal.api_token, timeout=s.archiver_read_timeout * 2, max_redirects=s.archiver_max_redirects,
-        max_response_bytes=s.archiver_ckan_max_response_bytes,
+        max_response_bytes=s.archiver_ckan_max_response_bytes, call_seconds=s.archiver_total_timeout,
+        session_factory=lambda on_socket: safe_session(s.archiver_allow_networks, s.archiver_user_agent, on_socket=on_socket),
     )
 
 

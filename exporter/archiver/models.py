@@ -7,7 +7,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, select
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, and_, or_, select
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from ..db import Base, UTCDateTime, utcnow
@@ -95,6 +96,19 @@ class Resource(Base):
     missing_sweeps: Mapped[int] = mapped_column(Integer, default=0)  # complete sweeps in a row that did not list it
     missing_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
+    @hybrid_property
+    def open_to_all(self) -> bool:
+        """Whether its stored copy may be served without a token: not from a private dataset and,
+        for a portal's resource, listed by the portal's last complete sweep. A dataset that left
+        the listing may have been made private (to organizations our token does not read) or
+        withdrawn; its copies are then for operators until the portal lists it as public again."""
+        return not self.private and (self.portal_id is None or (self.gone_at is None and not self.missing_sweeps))
+
+    @open_to_all.inplace.expression
+    @classmethod
+    def _open_to_all_expression(cls):
+        return and_(cls.private.is_(False), or_(cls.portal_id.is_(None), and_(cls.gone_at.is_(None), cls.missing_sweeps == 0)))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -111,6 +125,8 @@ class Resource(Base):
             "updated_at": _iso(self.updated_at),
             "gone_at": _iso(self.gone_at),
             "private": self.private,
+            "missing_sweeps": self.missing_sweeps or 0,
+            "open_to_all": self.open_to_all,
         }
 
 

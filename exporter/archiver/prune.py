@@ -47,8 +47,7 @@ def prune(ctx: Context, keep: int | None = None, dry_run: bool = False, batch: i
     grace = timedelta(days=ctx.settings.archiver_gone_grace_days)
     now = utcnow()
     versions_deleted = objects_deleted = resources_seen = 0
-    gone_resources: set[str] = set()
-    kept_in_grace = 0
+    gone_resources = kept_in_grace = 0  # counts, not sets: memory stays flat however many there are
     keys: list[str] = []
     for page in _resource_pages(ctx, batch):
         resources_seen += len(page)
@@ -70,11 +69,10 @@ def prune(ctx: Context, keep: int | None = None, dry_run: bool = False, batch: i
                 kept_in_grace += 1
             else:
                 kept = 0
+            gone_resources += gone and len(versions) > kept
             for v in versions[kept:]:
                 doomed.append((v.id, v.key, rid, gone))
         for vid, key, rid, gone in doomed:
-            if gone:
-                gone_resources.add(rid)
             if len(keys) < 1000:
                 keys.append(key)
             if dry_run:
@@ -95,11 +93,11 @@ def prune(ctx: Context, keep: int | None = None, dry_run: bool = False, batch: i
     warc_files = 0 if dry_run else prune_warc(ctx, now)
     log.info(
         "archiver: prune %s %d stored copies (%d of %d resources gone from their portal; %d gone ones keep their last copy for the grace period)",
-        "would delete" if dry_run else "deleted", versions_deleted, len(gone_resources), resources_seen, kept_in_grace,
+        "would delete" if dry_run else "deleted", versions_deleted, gone_resources, resources_seen, kept_in_grace,
     )
     return {
         "keep": keep, "dry_run": dry_run, "versions_deleted": versions_deleted, "objects_deleted": objects_deleted,
-        "gone_resources": len(gone_resources), "gone_kept_for_grace": kept_in_grace, "keys": keys, "warc_files_deleted": warc_files,
+        "gone_resources": gone_resources, "gone_kept_for_grace": kept_in_grace, "keys": keys, "warc_files_deleted": warc_files,
     }
 
 

@@ -21,8 +21,12 @@ NO_ORG = "(no organisation)"
 REPORT_BATCH = 1000
 
 
-def broken_links(ctx: Context, organization: str | None = None, portal: str | None = None, batch: int = REPORT_BATCH) -> dict[str, Any]:
+def broken_links(
+    ctx: Context, organization: str | None = None, portal: str | None = None, batch: int = REPORT_BATCH, open_only: bool = False,
+) -> dict[str, Any]:
     """Per organisation: resource counts (checked, broken, unknown) and one row per broken resource.
+    With `open_only`, only resources open to all (Resource.open_to_all: none of a private
+    dataset, none its portal stopped listing), for readers who are not operators.
 
     Rows are streamed from the database `batch` at a time; only counts and broken rows are kept."""
     q = (
@@ -31,6 +35,8 @@ def broken_links(ctx: Context, organization: str | None = None, portal: str | No
         .where(Resource.gone_at.is_(None))
         .order_by(Resource.organization, Resource.package_name, Resource.url)
     )
+    if open_only:
+        q = q.where(Resource.open_to_all)
     if organization:
         q = q.where(Resource.organization == organization)
     if portal:

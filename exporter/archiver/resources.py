@@ -131,17 +131,30 @@ def _is_due_gone(missing_sweeps: int, missing_since: datetime | None, now: datet
     return bool(after_days) and missing_since is not None and now - missing_since >= timedelta(days=after_days)
 
 
-def sweep_gone(ctx: Context, portal_id: str, seen: set[str], now: datetime, complete: bool = True, batch: int = GONE_BATCH) -> dict[str, Any]:
+def _unreadable(private: bool, organization: str | None, readable_orgs: set[str] | None) -> bool:
+    """A private resource the sweep could not have listed: the token may not read its organization
+    (or nobody knows what the token may read). Its absence proves nothing."""
+    return bool(private) and (readable_orgs is None or organization not in readable_orgs)
+
+
+def sweep_gone(
+    ctx: Context, portal_id: str, seen: set[str], now: datetime, complete: bool = True, batch: int = GONE_BATCH,
+    readable_orgs: set[str] | None = None,
+) -> dict[str, Any]:
     """Count one more absence for each live resource the sweep did not list, and mark gone
     those absent from ARCHIVER_GONE_AFTER_SWEEPS complete sweeps (or ARCHIVER_GONE_AFTER_DAYS).
 
     An incomplete enumeration changes nothing; neither does a sweep that would mark more
     than ARCHIVER_GONE_MAX_PERCENT of the portal's live resources gone (logged, and
-    `refused` says why). Returns {"gone", "missing", "live", "refused"}.
+    `refused` says why). A resource of a private dataset counts as absent only when the
+    portal's token may still read its organization (`readable_orgs`, the names CKAN's
+    organization_list_for_user gives; None: unknown, so no private resource counts): a
+    token that lost access hides datasets that still exist. Those are counted in `unreadable`.
+    Returns {"gone", "missing", "live", "unreadable", "refused"}.
     """
     st = ctx.settings
     after_sweeps, after_days, max_percent = st.archiver_gone_after_sweeps, st.archiver_gone_after_days, st.archiver_gone_max_percent
-    outcome: dict[str, Any] = {"gone": 0, "missing": 0, "live": 0, "refused": None}
+    outcome: dict[str, Any] = {"gone": 0, "missing": 0, "live": 0, "unreadable": 0, "refused": None}
     if not complete:
         outcome["refused"] = "the portal's listing was incomplete; no resource is counted missing"
         log.warning("archiver: portal %s: %s", portal_id, outcome["refused"])
@@ -153,8 +166,16 @@ def sweep_gone(ctx: Context, portal_id: str, seen: set[str], now: datetime, comp
         if not absent:
             continue
         with ctx.db.session() as s:
-            for row in s.execute(select(Resource.missing_sweeps, Resource.missing_since).where(Resource.id.in_(absent))):
+            for row in s.execute(select(Resource.missing_sweeps, Resource.missing_since, Resource.private, Resource.organization).where(Resource.id.in_(absent))):
+                if _unreadable(row.private, row.organization, readable_orgs):
+                    outcome["unreadable"] += 1
+                    continue
                 would_be_gone += _is_due_gone((row.missing_sweeps or 0) + 1, row.missing_since or now, now, after_sweeps, after_days)
+    if outcome["unreadable"]:
+        log.warning(
+            "archiver: portal %s: %d resource(s) of private datasets are not listed and the token may not read their organization; "
+            "not counted missing (check the portal's token)", portal_id, outcome["unreadable"],
+        )
     outcome["live"] = live
     if would_be_gone and would_be_gone * 100 > max_percent * live:
         outcome["refused"] = (
@@ -169,6 +190,8 @@ def sweep_gone(ctx: Context, portal_id: str, seen: set[str], now: datetime, comp
             continue
         with ctx.db.session() as s:
             for res in s.scalars(select(Resource).where(Resource.id.in_(absent))):
+                if _unreadable(res.private, res.organization, readable_orgs):
+                    continue
                 res.missing_sweeps = (res.missing_sweeps or 0) + 1
                 res.missing_since = res.missing_since or now
                 outcome["missing"] += 1
@@ -176,11 +199,6 @@ def sweep_gone(ctx: Context, portal_id: str, seen: set[str], now: datetime, comp
                     res.gone_at = now
                     outcome["gone"] += 1
     return outcome
-
-
-def mark_gone(ctx: Context, portal_id: str, seen: set[str], now: datetime, complete: bool = True) -> int:
-    """sweep_gone, returning only how many resources were newly marked gone."""
-    return sweep_gone(ctx, portal_id, seen, now, complete=complete)["gone"]
 
 
 def due_ids(ctx: Context, portal_id: str | None, now: datetime, all_: bool = False) -> list[str]:

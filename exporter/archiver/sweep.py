@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -30,7 +30,7 @@ from .ckan import client_for, resource_rows
 from .models import Archival, Portal, Resource, resource_id_for
 from .params import normalize_sweep
 from .portals import get_portal
-from .resources import ANALYZE_EVERY, due_ids, mark_gone, refresh_statistics, upsert_portal_resources, upsert_url
+from .resources import ANALYZE_EVERY, due_ids, refresh_statistics, sweep_gone, upsert_portal_resources, upsert_url
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +47,19 @@ def archive_part(ctx: Context, job: Job, ids: list[str], seq: int) -> None:
         log.exception("job %s: part %d: writing the WARC file failed", job.id, seq)
 
 
-def _status_counts(ctx: Context, ids: Sequence[str]) -> tuple[dict[str, int], int]:
-    """Archival statuses of `ids`, and how many of them a 304 settled (no body fetched)."""
+def _status_counts(ctx: Context, batches: Iterable[Sequence[str]]) -> tuple[dict[str, int], int, int]:
+    """Archival statuses of the ids in `batches`, how many of them a 304 settled (no body
+    fetched), and how many ids there were; one batch (a part's items) in memory at a time."""
     counts: Counter[str] = Counter()
-    not_modified = 0
-    with ctx.db.session() as s:
-        for i in range(0, len(ids), 500):
-            for status, status_id, reason in s.execute(select(Archival.status, Archival.status_id, Archival.reason).where(Archival.resource_id.in_(list(ids[i : i + 500])))):
-                counts[status or "unchecked"] += 1
-                not_modified += status_id == 1 and reason is None
-    return dict(counts), not_modified
+    not_modified = total = 0
+    for ids in batches:
+        total += len(ids)
+        with ctx.db.session() as s:
+            for i in range(0, len(ids), 500):
+                for status, status_id, reason in s.execute(select(Archival.status, Archival.status_id, Archival.reason).where(Archival.resource_id.in_(list(ids[i : i + 500])))):
+                    counts[status or "unchecked"] += 1
+                    not_modified += status_id == 1 and reason is None
+    return dict(counts), not_modified, total
 
 
 def run_sweep(job: JobRun) -> dict[str, Any]:
@@ -89,27 +92,30 @@ def run_sweep(job: JobRun) -> dict[str, Any]:
     flush()
     if new >= ANALYZE_EVERY:
         refresh_statistics(ctx)  # the parts look resources up by id too
-    gone = mark_gone(ctx, portal.id, seen, now)
+    readable = client.readable_organizations()
+    absence = sweep_gone(ctx, portal.id, seen, now, readable_orgs=readable)
+    gone = absence["gone"]
     due = due_ids(ctx, portal.id, now, all_=job.params["recheck"] == "all")
     job.log.info("portal %s: %d datasets, %d resources (%d new, %d changed, %d gone); %d due", portal.name, packages, len(seen), new, changed, gone, len(due))
+    if absence["refused"]:
+        job.log.warning("portal %s: nothing marked gone: %s", portal.name, absence["refused"])
     state = {
         "portal_id": portal.id, "portal": portal.name, "datasets": packages, "resources": len(seen), "new": new, "changed": changed,
-        "gone": gone, "due": due,
-    }
+        "gone": gone, "missing": absence["missing"], "unreadable": absence["unreadable"], "gone_refused": absence["refused"],
+    }  # the due ids live in the parts only (a portal's first sweep: every resource)
     return parts.fan_out(ctx, job.job_id, due, ctx.settings.archiver_batch_size, state, total=len(due))
 
 
 def finish_sweep(ctx: Context, job: Job, state: dict[str, Any]) -> dict[str, Any]:
     """The sweep's summary, once every archive part is done; records when the portal was swept."""
-    due = state["due"]
     with ctx.db.session() as s:
         p = s.get(Portal, state["portal_id"])
         p.last_swept_at = utcnow()
         p.last_sweep_job_id = job.id
-    statuses, not_modified = _status_counts(ctx, due)
+    statuses, not_modified, due = _status_counts(ctx, parts.part_items(ctx, job.id))
     return {
         "portal": state["portal"], "datasets": state["datasets"], "resources": state["resources"], "new": state["new"], "changed": state["changed"],
-        "gone": state["gone"], "due": len(due), "checked": sum(n for k, n in statuses.items() if k != "unchecked"), "not_modified": not_modified, "statuses": statuses,
+        "gone": state["gone"], "missing": state.get("missing", 0), "unreadable": state.get("unreadable", 0), "gone_refused": state.get("gone_refused"), "due": due, "checked": sum(n for k, n in statuses.items() if k != "unchecked"), "not_modified": not_modified, "statuses": statuses,
     }
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import threading
 from typing import BinaryIO, Protocol
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, urlsplit
 
 from ..errors import ExporterError
+from ..netsafety import TooLarge, read_capped, refuse_cookies, request_following, same_origin
 from . import layout
 
 CHUNK = 1024 * 1024
@@ -56,10 +57,6 @@ def _capped_retry():
     return CappedRetry(total=3, backoff_factor=0.5, status_forcelist=(429, 500, 502, 503, 504), allowed_methods=("GET",))
 
 
-def _origin(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    return parts.scheme.lower(), parts.netloc.lower()
-
 
 class _Counter:
     def __init__(self) -> None:
@@ -72,7 +69,11 @@ class _Counter:
 
 
 class HttpSource:
-    """A dump served over HTTP (e.g. Exporter's /public/dumps/<agency>/), through one pooled session."""
+    """A dump served over HTTP (e.g. Exporter's /public/dumps/<agency>/), through one pooled session.
+
+    Redirects are followed by exporter.netsafety.request_following, so credentials (user:password
+    in the URL, S3's signature) never reach another scheme, host or port; no cookie is kept; a
+    LATEST.json longer than MAX_LATEST or a manifest longer than MAX_DOCUMENT is refused, not read."""
 
     def __init__(self, url: str, timeout: tuple[float, float] = (10, 60), pool: int = 16):
         import requests
@@ -85,6 +86,7 @@ class HttpSource:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = "exporter-sync/1"
+        refuse_cookies(self.session)
         self._counter = _Counter()
         self.session.hooks["response"].append(self._counter.count)
         self._errors = requests.RequestException
@@ -94,22 +96,10 @@ class HttpSource:
         return self._counter.requests
 
     def _get(self, key: str, **kwargs):
-        """GET a key of the dump; a redirect is followed only on the dump's own origin (nothing, credentials least, goes elsewhere)."""
-        url = self.base + key
-        for _ in range(MAX_REDIRECTS + 1):
-            try:
-                response = self.session.get(url, timeout=self.timeout, allow_redirects=False, **kwargs)
-            except self._errors as exc:
-                raise SyncError(f"{url}: {exc}") from None
-            if not response.is_redirect:
-                break
-            target = urljoin(url, response.headers.get("Location", ""))
-            response.close()
-            if _origin(target) != _origin(self.base):
-                raise SyncError(f"{self.base + key}: redirected to {target}, another origin; not followed")
-            url = target
-        else:
-            raise SyncError(f"{self.base + key}: more than {MAX_REDIRECTS} redirects")
+        try:
+            response = request_following(self.session, "GET", self.base + key, max_redirects=MAX_REDIRECTS, timeout=self.timeout, **kwargs).response
+        except (self._errors, ExporterError) as exc:
+            raise SyncError(f"{self.base + key}: {exc}") from None
         if response.status_code == 404:
             response.close()
             raise Missing(f"{self.base + key}: not found (404)")
@@ -123,25 +113,19 @@ class HttpSource:
         if response.status_code == 304:
             response.close()
             return None
-        return self._read(response, layout.LATEST, MAX_LATEST), response.headers.get("ETag")
+        return self._small(layout.LATEST, response, MAX_LATEST), response.headers.get("ETag")
 
     def get(self, key: str) -> bytes:
-        return self._read(self._get(key, stream=True), key, MAX_DOCUMENT)
+        return self._small(key, self._get(key, stream=True), MAX_DOCUMENT)
 
-    def _read(self, response, key: str, cap: int) -> bytes:
+    def _small(self, key: str, response, cap: int) -> bytes:
         """A small document whole, refused beyond `cap` bytes (a hostile or broken server cannot fill the memory)."""
-        with response:
-            if int(response.headers.get("Content-Length") or 0) > cap:
-                raise SyncError(f"{self.base + key}: larger than {cap} bytes; not read")
-            out = bytearray()
-            try:
-                for chunk in response.iter_content(CHUNK):
-                    out += chunk
-                    if len(out) > cap:
-                        raise SyncError(f"{self.base + key}: larger than {cap} bytes; not read")
-            except self._errors as exc:
-                raise SyncError(f"{self.base + key}: the download broke off: {exc}") from None
-        return bytes(out)
+        try:
+            return read_capped(response, cap, self.base + key)
+        except TooLarge as exc:
+            raise SyncError(str(exc)) from None
+        except self._errors as exc:
+            raise SyncError(f"{self.base + key}: the download broke off: {exc}") from None
 
     def download(self, key: str, fh: BinaryIO, limit: int) -> None:
         with self._get(key, stream=True) as response:
@@ -181,10 +165,13 @@ class S3Source(HttpSource):
             base = f"https://{bucket}.s3.{region}.amazonaws.com/"
         super().__init__(base + (quote(prefix, safe="/~") + "/" if prefix else ""), pool=pool)
         credentials = session.get_credentials()
+        origin = self.base
 
         def sign(request):
             if credentials is None:
                 return request  # a public bucket
+            if not same_origin(request.url, origin):
+                return request  # a redirect elsewhere: never signed, so no credential goes there
             signed = AWSRequest(method=request.method, url=request.url, headers={k: v for k, v in request.headers.items() if k.lower() == "if-none-match"})
             S3SigV4Auth(credentials.get_frozen_credentials(), "s3", region).add_auth(signed)
             for name in ("Authorization", "X-Amz-Date", "X-Amz-Content-SHA256", "X-Amz-Security-Token"):

@@ -9,7 +9,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +44,27 @@ def _load_syncfs():
 
 
 _syncfs = _load_syncfs()
+
+
+PLACE_ATTEMPTS = 50
+
+
+def _into_folder(source: str, dest: Path, place: Callable[[], object]) -> None:
+    """Make dest's folder and run `place` (which puts `source` at dest). Deleting an object removes
+    the folders it empties (LocalStorage._prune), so another thread or process may remove the
+    folder between the two steps: both are tried again until the file is in place."""
+    for _attempt in range(PLACE_ATTEMPTS):
+        try:
+            os.makedirs(dest.parent, exist_ok=True)
+        except (FileNotFoundError, FileExistsError):  # a parent removed (or made and removed) meanwhile
+            continue
+        try:
+            place()
+            return
+        except FileNotFoundError:
+            if not os.path.exists(source):
+                raise  # not the folder: the source itself is missing
+    raise FileNotFoundError(f"{dest.parent}: removed {PLACE_ATTEMPTS} times while a file was put in it")
 
 
 def _may_hold(folder: str, prefix: str) -> bool:
@@ -81,8 +102,7 @@ class LocalStorage(Storage):
 
     def _commit(self, tmp: str, key: str) -> Path:
         dest = self.path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, dest)
+        _into_folder(tmp, dest, lambda: os.replace(tmp, dest))
         return dest
 
     @contextmanager
@@ -135,14 +155,13 @@ class LocalStorage(Storage):
                         fh.write(chunk)
                     fh.flush()
                     os.fsync(fh.fileno())
-                dest.parent.mkdir(parents=True, exist_ok=True)
                 if etag is None:
                     try:
-                        os.link(tmp, dest)  # fails if anything (even a writer without the lock) got there first
+                        _into_folder(tmp, dest, lambda: os.link(tmp, dest))  # fails if anything (even a writer without the lock) got there first
                     except FileExistsError:
                         raise PreconditionFailed(f"{key}: it exists already") from None
                 else:
-                    os.replace(tmp, dest)
+                    _into_folder(tmp, dest, lambda: os.replace(tmp, dest))
             finally:
                 Path(tmp).unlink(missing_ok=True)
         h = reader.hasher

@@ -18,7 +18,7 @@ from .exports import check_rate, created, creates_jobs, job_view
 
 # Issue 4's archiver, wired here: "module:function".
 ARCHIVAL_RECORD = "exporter.archiver.archive:archival_record"  # (ctx, resource_id) -> dict
-BROKEN_LINKS = "exporter.archiver.reports:broken_links"  # (ctx, organization=None) -> dict
+BROKEN_LINKS = "exporter.archiver.reports:broken_links"  # (ctx, organization=None, open_only=False) -> dict
 BROKEN_LINKS_CSV = "exporter.archiver.reports:broken_links_csv"  # (report dict) -> str
 GET_PORTAL = "exporter.archiver.portals:get_portal"  # (ctx, name or id) -> Portal; NotFound
 
@@ -74,12 +74,15 @@ def get_archive(jobId: str):
 @bp.fails((404, "No such resource."))
 @require("operator", "read_only")
 def get_resource(resourceId: str):
-    """A resource's archival record and stored versions."""
+    """A resource's archival record and stored versions (one of a private dataset, or one its portal no longer lists: operators only)."""
     record = archiver(ARCHIVAL_RECORD)
     try:
-        return record(ctx(), resourceId)
+        found = record(ctx(), resourceId)
     except NotFound as exc:
         raise ApiError(404, str(exc)) from None
+    if not found["resource"].get("open_to_all") and current_principal().role != "operator":
+        raise ApiError(404, f"no archive resource {resourceId}")
+    return found
 
 
 @bp.get("/resources/<id:resourceId>/download")
@@ -89,14 +92,15 @@ def get_resource(resourceId: str):
 def download_resource(resourceId: str):
     """Redirect to an expiring URL of the resource's latest stored copy (its cache URL).
 
-    No token needed, except for a resource of a private dataset: operators only, 404 to anyone else.
+    No token needed for a resource its portal lists as public; a resource of a private dataset, or
+    one its portal no longer lists (made private or withdrawn, maybe), is for operators only: 404 to anyone else.
     """
     principal = current_principal()
     try:
         record = archiver(ARCHIVAL_RECORD)(ctx(), resourceId, versions=False)
     except NotFound:
         record = None
-    if record is None or (record["resource"].get("private") and not (principal and principal.role == "operator")):
+    if record is None or (not record["resource"].get("open_to_all") and not (principal and principal.role == "operator")):
         raise ApiError(404, f"no archive resource {resourceId}")
     key = (record.get("archival") or {}).get("cache_key")
     if not key:
@@ -114,8 +118,8 @@ def download_resource(resourceId: str):
 @bp.fails((404, "No such organization, or no archiver in this installation."))
 @require("operator", "read_only")
 def broken_links(query: dict):
-    """Broken links by organization and dataset, as JSON or CSV."""
-    report = archiver(BROKEN_LINKS)(ctx(), organization=query.get("organization"))
+    """Broken links by organization and dataset, as JSON or CSV (resources of private datasets, or no longer listed: for operators only)."""
+    report = archiver(BROKEN_LINKS)(ctx(), organization=query.get("organization"), open_only=current_principal().role != "operator")
     if query["format"] == "csv":
         text = archiver(BROKEN_LINKS_CSV)(report)
         return Response(text, mimetype="text/csv", headers={"Content-Disposition": 'attachment; filename="broken-links.csv"'})
