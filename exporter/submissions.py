@@ -150,9 +150,10 @@ def request_job(
                 dup = None
             if dup is None:
                 dup = policy.find_cached(s, ctx, kind, params, now)
+        tell = None
         if dup is not None:
             if urls:
-                webhooks.add_callbacks(s, dup.id, urls)
+                tell = webhooks.attach(ctx, s, dup.id, urls)
             if dup.status == "succeeded":
                 outcome = "cached"
             else:
@@ -181,8 +182,8 @@ def request_job(
             log.exception("job %s: enqueue failed; the reaper will enqueue it again", job_id)
     else:
         log.info("job %s: %s by an equal request from %s", job_id, outcome, requested_by or "-")
-        if outcome == "cached" and urls:
-            webhooks.job_finished(ctx, job_id, "succeeded")  # tell the new URLs at once
+    if tell is not None:
+        tell()  # the job had already ended: its notifications for the new URLs were committed above
     return Submission(job=_load(ctx, job_id), outcome=outcome)
 
 

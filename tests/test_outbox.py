@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import text
 
-from exporter import cleanup, jobs, reaper, runner, webhooks
+from exporter import cleanup, jobs, reaper, runner, submissions, webhooks
 from exporter.db import utcnow
 
 from .test_webhooks import LOOPBACK, job_with_callbacks, notifications, sent_webhooks
@@ -83,3 +84,39 @@ def test_a_lost_delivery_message_is_resent_by_the_sweep(octx, monkeypatch):
     [n] = notifications(octx, job.id)
     monkeypatch.undo()
     assert webhooks.sweep(octx, now=utcnow() + timedelta(minutes=5)) == [n.id]
+
+
+ENDING = threading.Event()
+RELEASE = threading.Event()
+
+
+def pause_in_the_final_transaction(ctx, session, job_id, status):
+    """An ON_FINAL hook that holds the final status' transaction open (after the outbox rows are written)."""
+    ENDING.set()
+    assert RELEASE.wait(30)
+
+
+def test_a_callback_attached_while_the_job_ends_is_told(octx, monkeypatch):
+    """Two at once: a request joins a running job with a new callback URL while the runner
+    commits the job's success; whichever commits first, the new URL gets its notification."""
+    ENDING.clear()
+    RELEASE.clear()
+    params = {"size": 8, "steps": 1}
+    first = submissions.request_job(octx, "synthetic", params, callback_urls=[URL], enqueue=False)
+    token = jobs.claim(octx, first.job.id)
+    monkeypatch.setattr(jobs, "ON_FINAL", ["exporter.webhooks:on_final", f"{__name__}:pause_in_the_final_transaction"])
+    ending = threading.Thread(target=jobs.succeed, args=(octx, first.job.id, token, {}, []))
+    ending.start()
+    assert ENDING.wait(30)  # the success and the first URL's outbox row are written, not committed
+    joined: dict = {}
+    joining = threading.Thread(target=lambda: joined.setdefault("s", submissions.request_job(octx, "synthetic", params, callback_urls=[URL + "/late"])))
+    joining.start()
+    joining.join(2)  # with the fix it waits for the final status' commit; without, it joins at once
+    RELEASE.set()
+    ending.join(30)
+    joining.join(30)
+    assert joined["s"].job.id == first.job.id
+    assert jobs.get(octx, first.job.id).status == "succeeded"
+    told = {(n.url, n.event) for n in notifications(octx, first.job.id)}
+    assert told == {(URL, "succeeded"), (URL + "/late", "succeeded")}
+    assert len(sent_webhooks(octx)) == 2
