@@ -27,6 +27,10 @@ if _s.is_embedded_broker:
 else:
     # Longer than the longest job: Redis redelivers an unacked message after this.
     broker_transport_options = {"visibility_timeout": _s.task_time_limit + 3600}
+    if _s.broker_url.split(":", 1)[0].lower() in ("amqp", "amqps", "pyamqp"):
+        # A send returns once RabbitMQ has taken the message, so `sent_at` means it is queued
+        # (the reaper cannot ask AMQP what it holds; see exporter.reaper.still_queued).
+        broker_transport_options["confirm_publish"] = True
 
 # The jobs table is the source of truth; Celery keeps no results.
 task_ignore_result = True

@@ -74,9 +74,17 @@ def dedupe_key(kind: str, params: dict[str, Any]) -> str:
 
 
 def dispatch(ctx: Context, job: Job) -> None:
+    """Send the job's message, then record that the broker took it (`sent_at`).
+
+    A job left pending with no `sent_at` was never sent (the broker refused it, or the
+    process died between the commit and the send): the reaper sends it even where the
+    broker cannot be asked what it holds (AMQP).
+    """
     kind = get_kind(job.kind)
     ctx.enqueue(kind.task, job.id, kind.queue)
     log.info("job %s: enqueued %s on queue %s", job.id, kind.task, kind.queue)
+    with ctx.db.session() as s:
+        s.execute(update(Job).where(Job.id == job.id).values(sent_at=utcnow()))
 
 
 def new_job(kind: str, params: dict[str, Any], requested_by: str | None = None, description: str | None = None) -> Job:

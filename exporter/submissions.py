@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session, selectinload
 from . import admission, webhooks
 from .db import utcnow
 from .expiry import cache_fresh
-from .jobs import canonical_json, dedupe_key
+from .jobs import canonical_json, dedupe_key, dispatch
 from .kinds import get_kind
 from .models import ACTIVE_STATUSES, Job
 from .visibility import AGENCY_PARAM, SERVICE_POINT_PARAM
@@ -177,7 +177,7 @@ def request_job(
         log.info("job %s: submitted (%s) by %s", job_id, kind, requested_by or "-")
     if outcome == "created" and enqueue:
         try:
-            ctx.enqueue(spec.task, job_id, spec.queue)
+            dispatch(ctx, _load(ctx, job_id))
         except Exception:
             log.exception("job %s: enqueue failed; the reaper will enqueue it again", job_id)
     else:
