@@ -24,6 +24,7 @@ if _s.is_embedded_broker:
         "store_processed": True,
         "polling_interval": 0.02,
     }
+    broker_transport = "workers.fsbroker:Transport"  # atomic message files (see workers/fsbroker.py)
 else:
     # Longer than the longest job: Redis redelivers an unacked message after this.
     broker_transport_options = {"visibility_timeout": _s.task_time_limit + 3600}

@@ -51,3 +51,60 @@ def test_an_unacked_message_counts_only_while_a_live_worker_holds_it():
     assert probe_for(broker, {}, lambda: set())(["engine"]) == set()  # nobody has it: lost
     assert probe_for(broker, {}, lambda: None)(["engine"]) == set()  # no worker answered at all
     client.delete("unacked")
+
+
+def _produce(transport, options: dict, name: str, n: int, each: int, fields: int) -> None:
+    from kombu import Connection
+
+    with Connection("filesystem://", transport=transport, transport_options=options) as conn:
+        queue = conn.SimpleQueue(name)
+        for i in range(each):
+            queue.put({"id": f"{n}-{i}", "pad": [f"v{k}" for k in range(fields)]})
+
+
+def produce_while_a_worker_reads(tmp_path, transport, producers: int = 3, each: int = 40, fields: int = 20000) -> tuple[set, list]:
+    """Processes send messages through `transport` while one consumer takes them as they
+    appear; returns (the ids of the messages read whole, the errors the consumer met)."""
+    import multiprocessing
+    import uuid
+    from queue import Empty
+
+    from kombu import Connection
+
+    folder = tmp_path / "queue"
+    options = {"data_folder_in": str(folder), "data_folder_out": str(folder), "control_folder": str(tmp_path / "control"), "processed_folder": str(tmp_path / "processed"), "store_processed": True, "polling_interval": 0}
+    for name in ("queue", "control", "processed"):
+        (tmp_path / name).mkdir()
+    name = f"q{uuid.uuid4().hex[:8]}"  # kombu's in-process exchange table outlives a connection
+    procs = [multiprocessing.get_context("fork").Process(target=_produce, args=(transport, options, name, n, each, fields)) for n in range(producers)]
+    got, errors = set(), []
+    with Connection("filesystem://", transport=transport, transport_options=options) as conn:
+        queue = conn.SimpleQueue(name)
+        for p in procs:
+            p.start()
+        while any(p.is_alive() for p in procs) or any(folder.glob("*.msg")):
+            try:
+                message = queue.get(timeout=0.2)
+            except Empty:
+                continue
+            except ValueError as exc:  # an empty or partial file: the stock transport's race
+                errors.append(exc)
+                continue
+            got.add(message.payload["id"])
+            message.ack()
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    return got, errors
+
+
+def test_the_embedded_broker_never_hands_a_worker_a_half_written_message(tmp_path):
+    """Under `exporter up` a worker polls the queue folder while parts are being sent: every
+    message it takes must be whole (kombu's own transport creates the file, then writes it)."""
+    from workers.fsbroker import Transport
+
+    assert Celery("conf", config_source="celeryconfig").conf.broker_transport == "workers.fsbroker:Transport"
+    got, errors = produce_while_a_worker_reads(tmp_path, Transport)
+    assert errors == []
+    assert got == {f"{n}-{i}" for n in range(3) for i in range(40)}
+    assert not list((tmp_path / "queue").iterdir())
