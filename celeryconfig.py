@@ -13,18 +13,10 @@ _s = load_settings()
 
 broker_url = _s.broker_url
 if _s.is_embedded_broker:
-    _folder = _s.broker_folder
-    for _sub in ("queue", "processed", "control"):
-        (_folder / _sub).mkdir(parents=True, exist_ok=True)
-    broker_transport_options = {
-        "data_folder_in": str(_folder / "queue"),
-        "data_folder_out": str(_folder / "queue"),
-        "control_folder": str(_folder / "control"),
-        "processed_folder": str(_folder / "processed"),
-        "store_processed": True,
-        "polling_interval": 0.02,
-    }
-    broker_transport = "workers.fsbroker:Transport"  # atomic message files (see workers/fsbroker.py)
+    from workers.fsbroker import TRANSPORT, transport_options
+
+    broker_transport_options = transport_options(_s.broker_folder)
+    broker_transport = TRANSPORT  # atomic message files (see workers/fsbroker.py)
 else:
     # Longer than the longest job: Redis redelivers an unacked message after this.
     broker_transport_options = {"visibility_timeout": _s.task_time_limit + 3600}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import redis
 from celery import Celery
@@ -13,6 +14,7 @@ from kombu import Connection
 from exporter import jobs, reaper
 from exporter.db import utcnow
 from workers.broker import message_id_arg, probe_for, redis_probe
+from workers.fsbroker import TRANSPORT, transport_options
 
 from .conftest import require_service
 from .workers import WorkerProcess, redis_broker, sender, wait_for, worker_env
@@ -136,3 +138,36 @@ def test_on_rabbitmq_a_backlog_waits_and_a_message_never_sent_is_sent_once(pg_ct
         worker.stop()
     assert [jobs.get(ctx, j.id).attempts for j in (long, waiting, never)] == [1, 1, 1]
     assert jobs.get(ctx, never.id).recoveries == 1 and jobs.get(ctx, waiting.id).recoveries == 0
+
+
+def test_on_the_embedded_filesystem_broker_a_backlog_waits_and_a_lost_message_is_sent_again(pg_ctx, tmp_path):
+    """The broker `exporter up` uses by default: its queue is a folder of message files."""
+    ctx = pg_ctx
+    ctx.settings = ctx.settings.replace(pending_timeout_seconds=1)
+    options = transport_options(ctx.settings.broker_folder)
+    folder = Path(options["data_folder_in"])
+    app = Celery("test-fs-sender", broker="filesystem://")
+    app.conf.broker_transport, app.conf.broker_transport_options = TRANSPORT, options
+    ctx.enqueue = lambda task, job_id, queue: app.send_task(task, args=[job_id], queue=queue)
+    ctx.queued_ids = probe_for("filesystem://", options)
+
+    def files_for(job_id: str) -> list[Path]:
+        return [p for p in folder.glob(f"*.{QUEUE}.msg") if message_id_arg(p.read_bytes()) == job_id]
+
+    worker = WorkerProcess(worker_env(ctx.settings, "filesystem://"), tmp_path / "worker.log", queues=QUEUE, pool="prefork", concurrency=1)
+    try:
+        long = jobs.submit(ctx, "synthetic", {"size": 20, "steps": 20, "delay": 0.5}, description="occupies the only worker process")
+        wait_for(lambda: jobs.get(ctx, long.id).status == "running", 30, "the long job to start")
+        waiting = jobs.submit(ctx, "synthetic", {"size": 5}, description="queued behind it")
+        lost = jobs.submit(ctx, "synthetic", {"size": 6}, description="its message file is deleted")
+        [message] = files_for(lost.id)
+        message.unlink()
+        assert len(files_for(waiting.id)) == 1
+        assert reap_while_the_backlog_stands(ctx, long, waiting, lambda: len(files_for(waiting.id)) == 1) == [lost.id]
+        assert len(files_for(lost.id)) == 1
+        wait_for(lambda: all(jobs.get(ctx, j.id).status == "succeeded" for j in (long, waiting, lost)), 60, "all three jobs to succeed", interval=0.3)
+        assert list(folder.glob("*.msg")) == []
+    finally:
+        worker.stop()
+    assert [jobs.get(ctx, j.id).attempts for j in (long, waiting, lost)] == [1, 1, 1]
+    assert jobs.get(ctx, lost.id).recoveries == 1 and jobs.get(ctx, waiting.id).recoveries == 0

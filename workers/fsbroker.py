@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from pathlib import Path
 from time import monotonic
 
 from kombu.exceptions import ChannelError
@@ -19,6 +20,7 @@ from kombu.transport import filesystem
 from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps
 
+TRANSPORT = "workers.fsbroker:Transport"  # Celery's broker_transport for filesystem://
 PARTIAL = ".part"  # what `<name>.msg.part` is until the rename; no consumer reads it
 
 
@@ -37,3 +39,18 @@ class Channel(filesystem.Channel):
 
 class Transport(filesystem.Transport):
     Channel = Channel
+
+
+def transport_options(folder: Path) -> dict:
+    """The embedded broker's transport options: its folders under `folder` (made if missing),
+    processed messages kept, polled every 20 ms (1 s, kombu's default, makes each task wait)."""
+    for sub in ("queue", "processed", "control"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    return {
+        "data_folder_in": str(folder / "queue"),
+        "data_folder_out": str(folder / "queue"),
+        "control_folder": str(folder / "control"),
+        "processed_folder": str(folder / "processed"),
+        "store_processed": True,
+        "polling_interval": 0.02,
+    }
