@@ -1,9 +1,10 @@
 """Turning a client's request into a job: duplicates, admission, callbacks, and what it made.
 
 `request_job` is what the API (and the operator pages) call instead of `jobs.submit`:
-- a request whose kind and canonical params match a succeeded, unexpired job younger than
-  the kind's cache max age (`CACHE_MAX_AGE_SECONDS`, `KIND_CACHE_MAX_AGE`, measured from
-  its `finished_at`) returns that job at once ("cached"). A cache hit never changes the
+- a request whose kind and canonical params match a succeeded job younger than the kind's
+  cache max age (`CACHE_MAX_AGE_SECONDS`, `KIND_CACHE_MAX_AGE`, measured from its
+  `finished_at`) and kept for longer than the download links it hands out
+  (`DOWNLOAD_URL_TTL`) returns that job at once ("cached"). A cache hit never changes the
   job's `expires_at`: a result's life is fixed when it finishes, so cleanup's
   compare-and-set on `expires_at` never races a hit, and a client asking again later
   gets a new result once the old one is too old. An incremental request (params
@@ -29,7 +30,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, text, update
@@ -105,7 +106,10 @@ def find_active_or_fresh_duplicate(session: Session, kind: str, key: str, now: d
             continue
         if settings is not None and not cache_fresh(settings, kind, job.finished_at, now):
             continue
-        if (job.expires_at is None or job.expires_at > now) and all(a.deleted_at is None for a in job.artifacts):
+        # A hit hands out download links valid for DOWNLOAD_URL_TTL: the result must outlive them,
+        # or cleanup expires it under a client just told "completed" (410 on download).
+        usable_until = now + timedelta(seconds=settings.download_url_ttl) if settings is not None else now
+        if (job.expires_at is None or job.expires_at > usable_until) and all(a.deleted_at is None for a in job.artifacts):
             return job
     return None
 

@@ -75,3 +75,19 @@ def test_an_incremental_export_request_always_makes_a_new_delta_and_full_ones_ob
     assert (submissions.request_job(ctx, "export_public", full).outcome, submissions.request_job(ctx, "export_public", full).job.id) == ("cached", made.job.id)
     _age(ctx, made.job.id, 61)  # older than export_public's own age, younger than the default
     assert submissions.request_job(ctx, "export_public", full, enqueue=False).outcome == "created"
+
+
+def test_a_result_about_to_expire_is_not_handed_out_as_cached(ctx):
+    """A hit's download links (DOWNLOAD_URL_TTL) must not outlive the result: cleanup would
+    expire it under a client just told "completed", and the download would be a 410."""
+    first = submissions.request_job(ctx, "synthetic", PARAMS)
+    assert runner.run_job(ctx, first.job.id) == "succeeded"
+    now = utcnow()
+    with ctx.db.session() as s:
+        s.execute(update(Job).where(Job.id == first.job.id).values(expires_at=now + timedelta(seconds=ctx.settings.download_url_ttl - 5)))
+    again = submissions.request_job(ctx, "synthetic", PARAMS, now=now)
+    assert again.outcome == "created" and again.job.id != first.job.id
+    assert runner.run_job(ctx, again.job.id) == "succeeded"
+    hit = submissions.request_job(ctx, "synthetic", PARAMS)
+    assert (hit.outcome, hit.job.id) == ("cached", again.job.id)
+    assert hit.job.expires_at > utcnow() + timedelta(seconds=ctx.settings.download_url_ttl)
