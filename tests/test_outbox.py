@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from exporter import cleanup, jobs, reaper, runner, submissions, webhooks
+from exporter import cleanup, jobs, parts, reaper, runner, submissions, webhooks
 from exporter.db import utcnow
 
 from .test_webhooks import LOOPBACK, job_with_callbacks, notifications, sent_webhooks
@@ -120,3 +120,20 @@ def test_a_callback_attached_while_the_job_ends_is_told(octx, monkeypatch):
     told = {(n.url, n.event) for n in notifications(octx, first.job.id)}
     assert told == {(URL, "succeeded"), (URL + "/late", "succeeded")}
     assert len(sent_webhooks(octx)) == 2
+
+
+def test_a_fanned_out_job_ends_with_its_webhook_whether_its_last_part_or_the_reaper_finishes_it(octx, monkeypatch):
+    from tests.test_parts import _fan_out
+
+    job_id, ids = _fan_out(octx, 2, 1)
+    with octx.db.session() as s:
+        webhooks.add_callbacks(s, job_id, [URL])
+    assert parts.run_part(octx, ids[0]) == "done"
+    monkeypatch.setattr(jobs, "ON_FINAL", ["exporter.webhooks:on_final", f"{__name__}:broken_database"], raising=False)
+    with pytest.raises(Exception, match="no_such_table"):
+        parts.run_part(octx, ids[1])  # the last part's finish: its success and failure both roll back
+    assert jobs.get(octx, job_id).status == "running" and notifications(octx, job_id) == []
+    monkeypatch.setattr(jobs, "ON_FINAL", ["exporter.webhooks:on_final"])
+    assert reaper.reap_parts(octx).finished == [job_id]  # every part done, the parent not: the reaper finishes it
+    assert jobs.get(octx, job_id).status == "succeeded"
+    assert [(n.url, n.event) for n in notifications(octx, job_id)] == [(URL, "succeeded")]
