@@ -108,3 +108,29 @@ def test_the_embedded_broker_never_hands_a_worker_a_half_written_message(tmp_pat
     assert errors == []
     assert got == {f"{n}-{i}" for n in range(3) for i in range(40)}
     assert not list((tmp_path / "queue").iterdir())
+
+
+def test_a_live_worker_says_it_holds_the_tasks_it_runs_reserves_or_keeps_for_a_countdown(pg_ctx, tmp_path):
+    """A job released after a transient error waits for Celery's retry countdown inside a
+    worker (its message unacked in Redis): the reaper must count it as held, not lost."""
+    import redis
+
+    from exporter import jobs
+    from workers.broker import inspect_held
+
+    from .workers import WorkerProcess, wait_for, worker_env
+
+    broker = redis_broker(REDIS_DB)
+    app = Celery("probe-inspect", broker=broker)
+    worker = WorkerProcess(worker_env(pg_ctx.settings, broker), tmp_path / "worker.log", queues="engine", pool="prefork", concurrency=2)
+    try:
+        pg_ctx.enqueue = sender(broker)
+        running = jobs.submit(pg_ctx, "synthetic", {"size": 20, "steps": 20, "delay": 0.5})
+        wait_for(lambda: jobs.get(pg_ctx, running.id).status == "running", 30, "the job to start")
+        app.send_task("exporter.write_synthetic", args=["job-in-a-countdown"], queue="engine", countdown=300)
+        wait_for(lambda: not redis.Redis.from_url(broker).llen("engine"), 30, "the worker to take the countdown's message")
+        assert inspect_held(app)() >= {running.id, "job-in-a-countdown"}
+        assert jobs.get(pg_ctx, running.id).status == "running"
+        assert probe_for(broker, {}, inspect_held(app))(["engine"]) >= {running.id, "job-in-a-countdown"}
+    finally:
+        worker.stop()

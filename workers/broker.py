@@ -76,12 +76,14 @@ def redis_probe(broker_url: str, held_by_workers: Held | None = None) -> QueuedI
 
 
 def inspect_held(app) -> Held:
-    """What live workers hold, from Celery's remote control (reserved and active tasks' first argument)."""
+    """What live workers hold, from Celery's remote control: the first argument of their
+    reserved, active and scheduled tasks (a retry's countdown waits in the worker's memory,
+    its message unacked in Redis, for up to RETRY_BACKOFF_MAX)."""
 
     def held() -> set[str] | None:
         try:
             inspect = app.control.inspect(timeout=1.0)
-            replies = [inspect.reserved() or {}, inspect.active() or {}]
+            replies = [inspect.reserved() or {}, inspect.active() or {}, inspect.scheduled() or {}]
         except Exception:
             log.exception("broker probe: asking the workers what they hold failed")
             return None
@@ -89,7 +91,7 @@ def inspect_held(app) -> Held:
         for reply in replies:
             for tasks in reply.values():
                 for task in tasks or []:
-                    args = task.get("args")
+                    args = (task.get("request") or {}).get("args") if "request" in task else task.get("args")
                     if isinstance(args, (list, tuple)) and args:
                         ids.add(str(args[0]))
         return ids
