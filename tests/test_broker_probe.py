@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+import redis
 from celery import Celery
 
 from workers.broker import probe_for
@@ -110,27 +112,35 @@ def test_the_embedded_broker_never_hands_a_worker_a_half_written_message(tmp_pat
     assert not list((tmp_path / "queue").iterdir())
 
 
-def test_a_live_worker_says_it_holds_the_tasks_it_runs_reserves_or_keeps_for_a_countdown(pg_ctx, tmp_path):
+@pytest.mark.parametrize("kind", ["redis", "filesystem"])
+def test_a_live_worker_says_it_holds_the_tasks_it_runs_reserves_or_keeps_for_a_countdown(pg_ctx, tmp_path, kind):
     """A job released after a transient error waits for Celery's retry countdown inside a
-    worker (its message unacked in Redis): the reaper must count it as held, not lost."""
-    import redis
-
+    worker (on Redis its message unacked, on the filesystem broker only in the worker's
+    memory): the reaper must count it as held, not lost."""
     from exporter import jobs
     from workers.broker import inspect_held
+    from workers.fsbroker import TRANSPORT, transport_options
 
     from .workers import WorkerProcess, wait_for, worker_env
 
-    broker = redis_broker(REDIS_DB)
-    app = Celery("probe-inspect", broker=broker)
+    if kind == "redis":
+        broker, options = redis_broker(REDIS_DB), {}
+        app = Celery("probe-inspect", broker=broker)
+        queued = lambda: redis.Redis.from_url(broker).llen("engine")  # noqa: E731
+    else:
+        broker, options = "filesystem://", transport_options(pg_ctx.settings.broker_folder)
+        app = Celery("probe-inspect", broker=broker)
+        app.conf.broker_transport, app.conf.broker_transport_options = TRANSPORT, options
+        queued = lambda: list(pg_ctx.settings.broker_folder.glob("queue/*.msg"))  # noqa: E731
     worker = WorkerProcess(worker_env(pg_ctx.settings, broker), tmp_path / "worker.log", queues="engine", pool="prefork", concurrency=2)
     try:
-        pg_ctx.enqueue = sender(broker)
+        pg_ctx.enqueue = lambda task, job_id, queue: app.send_task(task, args=[job_id], queue=queue)
         running = jobs.submit(pg_ctx, "synthetic", {"size": 20, "steps": 20, "delay": 0.5})
         wait_for(lambda: jobs.get(pg_ctx, running.id).status == "running", 30, "the job to start")
         app.send_task("exporter.write_synthetic", args=["job-in-a-countdown"], queue="engine", countdown=300)
-        wait_for(lambda: not redis.Redis.from_url(broker).llen("engine"), 30, "the worker to take the countdown's message")
+        wait_for(lambda: not queued(), 30, "the worker to take the countdown's message")
         assert inspect_held(app)() >= {running.id, "job-in-a-countdown"}
         assert jobs.get(pg_ctx, running.id).status == "running"
-        assert probe_for(broker, {}, inspect_held(app))(["engine"]) >= {running.id, "job-in-a-countdown"}
+        assert probe_for(broker, options, inspect_held(app))(["engine"]) >= {running.id, "job-in-a-countdown"}
     finally:
         worker.stop()

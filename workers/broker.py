@@ -99,8 +99,10 @@ def inspect_held(app) -> Held:
     return held
 
 
-def filesystem_probe(folder: Path) -> QueuedIds:
-    """Ids of the message files kombu's filesystem transport has not handed to a worker yet."""
+def filesystem_probe(folder: Path, held_by_workers: Held | None = None) -> QueuedIds:
+    """Ids of the message files kombu's filesystem transport has not handed to a worker yet,
+    and those a live worker has taken (reserved, running or kept for a countdown): the
+    transport keeps a taken message only in that worker's memory."""
 
     def queued_ids(queues: Sequence[str]) -> set[str] | None:
         wanted = tuple(f".{q}.msg" for q in queues)
@@ -114,6 +116,8 @@ def filesystem_probe(folder: Path) -> QueuedIds:
                 found |= _ids([path.read_bytes()])
             except OSError:
                 continue  # taken by a worker meanwhile
+        if held_by_workers is not None:
+            found |= held_by_workers() or set()
         return found
 
     return queued_ids
@@ -125,5 +129,5 @@ def probe_for(broker_url: str, transport_options: dict, held_by_workers: Held | 
     if scheme in ("redis", "rediss"):
         return redis_probe(broker_url, held_by_workers)
     if scheme == "filesystem" and transport_options.get("data_folder_in"):
-        return filesystem_probe(Path(transport_options["data_folder_in"]))
+        return filesystem_probe(Path(transport_options["data_folder_in"]), held_by_workers)
     return None
