@@ -194,4 +194,6 @@ def test_kills_and_a_broker_restart_lose_nothing_and_leave_nothing(pg_ctx, own_r
     cleanup.run(ctx, temporary_age_seconds=0, orphan_grace_seconds=0)
     stray = stored_keys(ctx) - named_keys(ctx)
     assert stray == set(), f"objects no row names: {sorted(stray)[:10]}"
+    missing = named_keys(ctx) - stored_keys(ctx)
+    assert missing == set(), f"rows naming objects cleanup removed or no run wrote: {sorted(missing)[:10]}"
     assert list(ctx.storage.list(STAGING + "/")) == []
