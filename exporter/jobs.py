@@ -57,13 +57,6 @@ def after_commit(job_id: str, actions: list[Callable[[], None]]) -> None:
             log.exception("job %s: post-commit action failed", job_id)
 
 
-def finished(ctx: Context, job_id: str, status: str) -> None:
-    """Run the ON_FINAL hooks in a transaction of their own, for a final status committed elsewhere."""
-    with ctx.db.session() as s:
-        actions = on_final(ctx, s, job_id, status)
-    after_commit(job_id, actions)
-
-
 def canonical_json(params: dict[str, Any]) -> str:
     return json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
