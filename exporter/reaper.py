@@ -110,7 +110,7 @@ def reap_jobs(ctx: Context, now: datetime | None = None) -> ReapReport:
                 continue
             cond = [Job.id == job.id, Job.status == was]
             cond.append(Job.heartbeat_at == job.heartbeat_at if was == "running" else Job.queued_at == job.queued_at)
-            if was == "running" and (job.attempts >= cfg.max_attempts or job.recoveries >= cfg.max_attempts):
+            if was == "running" and job.attempts >= cfg.max_attempts:  # its own runs died; lost messages never count
                 reason = f"gave up after {job.attempts} attempt(s): the worker stopped heart-beating"
                 res = s.execute(update(Job).where(*cond).values(status="failed", finished_at=now, claim_token=None, error=reason))
                 if res.rowcount == 1:

@@ -171,3 +171,18 @@ def test_on_the_embedded_filesystem_broker_a_backlog_waits_and_a_lost_message_is
         worker.stop()
     assert [jobs.get(ctx, j.id).attempts for j in (long, waiting, lost)] == [1, 1, 1]
     assert jobs.get(ctx, lost.id).recoveries == 1 and jobs.get(ctx, waiting.id).recoveries == 0
+
+
+def test_messages_the_broker_lost_do_not_count_against_a_job_whose_worker_then_dies(ctx):
+    """A job re-sent because the broker lost its message (restarts) has waited, not failed:
+    only its own runs that died count towards MAX_ATTEMPTS."""
+    ctx.queued_ids = lambda queues: set()  # every message is lost
+    job = jobs.submit(ctx, "synthetic", {"size": 3})
+    later = utcnow()
+    for _ in range(ctx.settings.max_attempts + 1):
+        later += timedelta(seconds=ctx.settings.pending_timeout_seconds + 1)
+        assert reaper.reap_jobs(ctx, now=later).requeued == [job.id]
+    assert jobs.claim(ctx, job.id)  # at last a worker takes it, and dies
+    report = reaper.reap_jobs(ctx, now=later + timedelta(seconds=ctx.settings.stale_after_seconds + 1))
+    assert (report.requeued, report.failed) == ([job.id], [])
+    assert jobs.get(ctx, job.id).status == "pending"
