@@ -101,28 +101,22 @@ def reap_jobs(ctx: Context, now: datetime | None = None) -> ReapReport:
         ).all()
     waiting = [job for job in candidates if job.status == "pending"]
     in_broker = held_by_broker(ctx.queued_ids, sorted({get_kind(job.kind).queue for job in waiting}), {job.id for job in waiting}) if waiting else None
-    with ctx.db.session() as s:
-        for job in candidates:
-            was = job.status
-            if was == "pending" and still_queued(in_broker, job.id, job.sent_at):
-                report.waiting.append(job.id)
-                log.info("job %s: pending since %s, %s", job.id, job.queued_at, "its message is still queued" if in_broker is not None else "the broker took its message (it cannot say more)")
-                continue
-            cond = [Job.id == job.id, Job.status == was]
-            cond.append(Job.heartbeat_at == job.heartbeat_at if was == "running" else Job.queued_at == job.queued_at)
-            if was == "running" and job.attempts >= cfg.max_attempts:  # its own runs died; lost messages never count
-                reason = f"gave up after {job.attempts} attempt(s): the worker stopped heart-beating"
-                res = s.execute(update(Job).where(*cond).values(status="failed", finished_at=now, claim_token=None, error=reason))
-                if res.rowcount == 1:
-                    report.failed.append(job.id)
-                    after_reap += jobs.on_final(ctx, s, job.id, "failed")
-                    log.warning("job %s: reaper failed it: %s", job.id, reason)
-            else:
-                res = s.execute(update(Job).where(*cond).values(status="pending", claim_token=None, queued_at=now, sent_at=None, recoveries=Job.recoveries + 1))
-                if res.rowcount == 1:
-                    report.requeued.append(job.id)
-                    to_enqueue.append(job)
-                    log.warning("job %s: reaper re-enqueues it (was %s)%s", job.id, was, "" if was == "running" else ": its message is not in the broker")
+    for job in candidates:
+        was = job.status
+        if was == "pending" and still_queued(in_broker, job.id, job.sent_at):
+            report.waiting.append(job.id)
+            log.info("job %s: pending since %s, %s", job.id, job.queued_at, "its message is still queued" if in_broker is not None else "the broker took its message (it cannot say more)")
+            continue
+        try:
+            outcome = _settle(ctx, job, now, after_reap)  # a transaction per job: one that fails stops no other
+        except Exception:
+            log.exception("job %s: the reaper could not settle it; it tries again at its next run", job.id)
+            continue
+        if outcome == "failed":
+            report.failed.append(job.id)
+        elif outcome == "requeued":
+            report.requeued.append(job.id)
+            to_enqueue.append(job)
     jobs.after_commit("reaped", after_reap)
     for job in to_enqueue:
         try:
@@ -130,6 +124,30 @@ def reap_jobs(ctx: Context, now: datetime | None = None) -> ReapReport:
         except Exception:
             log.exception("job %s: re-enqueue failed; will try at the next reaper run", job.id)
     return report
+
+
+def _settle(ctx: Context, job: Job, now: datetime, after_reap: list[Callable[[], None]]) -> str | None:
+    """Fail or re-queue one stale or lost job (compare-and-set on what was read); the outcome, or None if it moved meanwhile."""
+    cfg = ctx.settings
+    was = job.status
+    cond = [Job.id == job.id, Job.status == was]
+    cond.append(Job.heartbeat_at == job.heartbeat_at if was == "running" else Job.queued_at == job.queued_at)
+    with ctx.db.session() as s:
+        if was == "running" and job.attempts >= cfg.max_attempts:  # its own runs died; lost messages never count
+            reason = f"gave up after {job.attempts} attempt(s): the worker stopped heart-beating"
+            if s.execute(update(Job).where(*cond).values(status="failed", finished_at=now, claim_token=None, error=reason)).rowcount != 1:
+                return None
+            after = jobs.on_final(ctx, s, job.id, "failed")
+            log.warning("job %s: reaper failed it: %s", job.id, reason)
+            outcome = "failed"
+        else:
+            if s.execute(update(Job).where(*cond).values(status="pending", claim_token=None, queued_at=now, sent_at=None, recoveries=Job.recoveries + 1)).rowcount != 1:
+                return None
+            after = []
+            log.warning("job %s: reaper re-enqueues it (was %s)%s", job.id, was, "" if was == "running" else ": its message is not in the broker")
+            outcome = "requeued"
+    after_reap += after
+    return outcome
 
 
 @dataclass
