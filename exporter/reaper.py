@@ -196,6 +196,9 @@ def reap_parts(ctx: Context, now: datetime | None = None, queued_ids: Callable[[
             )
         )
     for job_id in done_parents:
-        if parts.finish_if_complete(ctx, job_id):
-            report.finished.append(job_id)
+        try:
+            if parts.finish_if_complete(ctx, job_id):
+                report.finished.append(job_id)
+        except Exception:  # its final transaction failed and rolled back alone; the others go on
+            log.exception("job %s: the reaper could not finish it; it tries again at its next run", job_id)
     return report

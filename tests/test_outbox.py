@@ -67,8 +67,7 @@ def test_expiry_and_its_webhook_commit_together(octx, monkeypatch):
     keys = [a.key for a in jobs.get(octx, job.id).artifacts]
     later = utcnow() + timedelta(days=3650)
     monkeypatch.setattr(jobs, "ON_FINAL", ["exporter.webhooks:on_final", f"{__name__}:broken_database"], raising=False)
-    with pytest.raises(Exception, match="no_such_table"):
-        cleanup.run(octx, now=later)
+    assert cleanup.run(octx, now=later)["expired_jobs"] == 0  # rolled back and logged; cleanup goes on
     assert jobs.get(octx, job.id).status == "succeeded"
     assert [n.event for n in notifications(octx, job.id)] == ["succeeded"]
     assert all(octx.storage.stat(k) is not None for k in keys)
@@ -137,6 +136,7 @@ def test_a_fanned_out_job_ends_with_its_webhook_whether_its_last_part_or_the_rea
     with pytest.raises(Exception, match="no_such_table"):
         parts.run_part(octx, ids[1])  # the last part's finish: its success and failure both roll back
     assert jobs.get(octx, job_id).status == "running" and notifications(octx, job_id) == []
+    assert reaper.reap_parts(octx).finished == []  # the same error in the reaper: logged, its pass goes on
     monkeypatch.setattr(jobs, "ON_FINAL", ["exporter.webhooks:on_final"])
     assert reaper.reap_parts(octx).finished == [job_id]  # every part done, the parent not: the reaper finishes it
     assert jobs.get(octx, job_id).status == "succeeded"
@@ -160,3 +160,14 @@ def test_a_job_whose_final_transaction_fails_stops_no_other_job_the_reaper_settl
     assert report.failed == [other.id]
     assert jobs.get(octx, other.id).status == "failed"
     assert jobs.get(octx, poisoned.id).status == "running"  # rolled back alone; tried again at the next run
+
+
+def test_a_job_whose_expiry_fails_stops_no_other_expiry(octx, monkeypatch):
+    done = []
+    for description in ("poisoned", "fine"):
+        job = jobs.submit(octx, "synthetic", {"size": 5}, description=description)
+        assert runner.run_job(octx, job.id) == "succeeded"
+        done.append(job.id)
+    monkeypatch.setattr(jobs, "ON_FINAL", ["exporter.webhooks:on_final", f"{__name__}:broken_for_marked_jobs"])
+    assert cleanup.run(octx, now=utcnow() + timedelta(days=3650))["expired_jobs"] == 1
+    assert [jobs.get(octx, j).status for j in done] == ["succeeded", "expired"]
