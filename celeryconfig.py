@@ -13,20 +13,17 @@ _s = load_settings()
 
 broker_url = _s.broker_url
 if _s.is_embedded_broker:
-    _folder = _s.broker_folder
-    for _sub in ("queue", "processed", "control"):
-        (_folder / _sub).mkdir(parents=True, exist_ok=True)
-    broker_transport_options = {
-        "data_folder_in": str(_folder / "queue"),
-        "data_folder_out": str(_folder / "queue"),
-        "control_folder": str(_folder / "control"),
-        "processed_folder": str(_folder / "processed"),
-        "store_processed": True,
-        "polling_interval": 0.02,
-    }
+    from workers.fsbroker import TRANSPORT, transport_options
+
+    broker_transport_options = transport_options(_s.broker_folder)
+    broker_transport = TRANSPORT  # atomic message files (see workers/fsbroker.py)
 else:
     # Longer than the longest job: Redis redelivers an unacked message after this.
     broker_transport_options = {"visibility_timeout": _s.task_time_limit + 3600}
+    if _s.broker_url.split(":", 1)[0].lower() in ("amqp", "amqps", "pyamqp"):
+        # A send returns once RabbitMQ has taken the message, so `sent_at` means it is queued
+        # (the reaper cannot ask AMQP what it holds; see exporter.reaper.still_queued).
+        broker_transport_options["confirm_publish"] = True
 
 # The jobs table is the source of truth; Celery keeps no results.
 task_ignore_result = True

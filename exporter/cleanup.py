@@ -74,7 +74,11 @@ def run(ctx: Context, now=None, temporary_age_seconds: float = 86400, orphan_gra
     expired = 0
     deleted = 0
     for job_id, expires_at in expiry_due(ctx, now):
-        keys = expire(ctx, job_id, expires_at, now)
+        try:
+            keys = expire(ctx, job_id, expires_at, now)
+        except Exception:  # rolled back alone: one job's error stops no other's expiry
+            log.exception("job %s: could not expire it; cleanup tries again at its next run", job_id)
+            continue
         if keys is None:
             log.info("job %s: expiry moved while cleaning up; kept", job_id)
             continue

@@ -222,7 +222,7 @@ SETTINGS: list[Setting] = [
     Setting("JOB_EXPIRY_SECONDS", "604800", "How long a finished job's artifacts are kept, unless its kind sets its own.", as_positive_int),
     Setting("LOG_LEVEL", "INFO", "Logging level: DEBUG, INFO, WARNING or ERROR.", as_log_level),
     Setting("KIND_EXPIRY", "", "Per-kind artifact expiry overriding JOB_EXPIRY_SECONDS: `kind=seconds` pairs, comma-separated (e.g. `export_private=86400`); 0 keeps them forever.", as_kind_seconds),
-    Setting("CACHE_MAX_AGE_SECONDS", "86400", "An equal request is answered with a finished job's result only while that result is younger than this (from when the job finished); 0 reuses it until it expires.", as_int),
+    Setting("CACHE_MAX_AGE_SECONDS", "86400", "An equal request is answered with a finished job's result only while that result is younger than this (from when the job finished) and kept longer than DOWNLOAD_URL_TTL still; 0: no age limit.", as_int),
     Setting("KIND_CACHE_MAX_AGE", "", "Per-kind CACHE_MAX_AGE_SECONDS: `kind=seconds` pairs, comma-separated (e.g. `export_public=3600`); 0 reuses a result until it expires.", as_kind_seconds),
     Setting("WEBHOOK_SECRET", "", "Key of the HMAC-SHA256 signature on webhook calls; empty means SECRET_KEY."),
     Setting("WEBHOOK_ALLOW_NETWORKS", "", "Networks callback URLs may reach although private/loopback (CIDR, comma-separated, e.g. `10.0.0.0/8`).", as_networks),

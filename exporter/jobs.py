@@ -57,13 +57,6 @@ def after_commit(job_id: str, actions: list[Callable[[], None]]) -> None:
             log.exception("job %s: post-commit action failed", job_id)
 
 
-def finished(ctx: Context, job_id: str, status: str) -> None:
-    """Run the ON_FINAL hooks in a transaction of their own, for a final status committed elsewhere."""
-    with ctx.db.session() as s:
-        actions = on_final(ctx, s, job_id, status)
-    after_commit(job_id, actions)
-
-
 def canonical_json(params: dict[str, Any]) -> str:
     return json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -74,9 +67,17 @@ def dedupe_key(kind: str, params: dict[str, Any]) -> str:
 
 
 def dispatch(ctx: Context, job: Job) -> None:
+    """Send the job's message, then record that the broker took it (`sent_at`).
+
+    A job left pending with no `sent_at` was never sent (the broker refused it, or the
+    process died between the commit and the send): the reaper sends it even where the
+    broker cannot be asked what it holds (AMQP).
+    """
     kind = get_kind(job.kind)
     ctx.enqueue(kind.task, job.id, kind.queue)
     log.info("job %s: enqueued %s on queue %s", job.id, kind.task, kind.queue)
+    with ctx.db.session() as s:
+        s.execute(update(Job).where(Job.id == job.id).values(sent_at=utcnow()))
 
 
 def new_job(kind: str, params: dict[str, Any], requested_by: str | None = None, description: str | None = None) -> Job:

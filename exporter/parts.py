@@ -70,6 +70,7 @@ class JobPart(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     recoveries: Mapped[int] = mapped_column(Integer, default=0)
     queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)  # as Job.sent_at
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -141,6 +142,9 @@ def enqueue(ctx: Context, part_id: int, queue: str) -> None:
         ctx.enqueue(PART_TASK, str(part_id), queue)
     except Exception:
         log.exception("part %s: enqueue failed; the reaper will enqueue it again", part_id)
+        return
+    with ctx.db.session() as s:
+        s.execute(update(JobPart).where(JobPart.id == part_id).values(sent_at=utcnow()))
 
 
 def claim(ctx: Context, part_id: int) -> str | None:

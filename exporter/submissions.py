@@ -1,9 +1,10 @@
 """Turning a client's request into a job: duplicates, admission, callbacks, and what it made.
 
 `request_job` is what the API (and the operator pages) call instead of `jobs.submit`:
-- a request whose kind and canonical params match a succeeded, unexpired job younger than
-  the kind's cache max age (`CACHE_MAX_AGE_SECONDS`, `KIND_CACHE_MAX_AGE`, measured from
-  its `finished_at`) returns that job at once ("cached"). A cache hit never changes the
+- a request whose kind and canonical params match a succeeded job younger than the kind's
+  cache max age (`CACHE_MAX_AGE_SECONDS`, `KIND_CACHE_MAX_AGE`, measured from its
+  `finished_at`) and kept for longer than the download links it hands out
+  (`DOWNLOAD_URL_TTL`) returns that job at once ("cached"). A cache hit never changes the
   job's `expires_at`: a result's life is fixed when it finishes, so cleanup's
   compare-and-set on `expires_at` never races a hit, and a client asking again later
   gets a new result once the old one is too old. An incremental request (params
@@ -29,7 +30,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, text, update
@@ -38,7 +39,7 @@ from sqlalchemy.orm import Session, selectinload
 from . import admission, webhooks
 from .db import utcnow
 from .expiry import cache_fresh
-from .jobs import canonical_json, dedupe_key
+from .jobs import canonical_json, dedupe_key, dispatch
 from .kinds import get_kind
 from .models import ACTIVE_STATUSES, Job
 from .visibility import AGENCY_PARAM, SERVICE_POINT_PARAM
@@ -105,7 +106,10 @@ def find_active_or_fresh_duplicate(session: Session, kind: str, key: str, now: d
             continue
         if settings is not None and not cache_fresh(settings, kind, job.finished_at, now):
             continue
-        if (job.expires_at is None or job.expires_at > now) and all(a.deleted_at is None for a in job.artifacts):
+        # A hit hands out download links valid for DOWNLOAD_URL_TTL: the result must outlive them,
+        # or cleanup expires it under a client just told "completed" (410 on download).
+        usable_until = now + timedelta(seconds=settings.download_url_ttl) if settings is not None else now
+        if (job.expires_at is None or job.expires_at > usable_until) and all(a.deleted_at is None for a in job.artifacts):
             return job
     return None
 
@@ -150,9 +154,10 @@ def request_job(
                 dup = None
             if dup is None:
                 dup = policy.find_cached(s, ctx, kind, params, now)
+        tell = None
         if dup is not None:
             if urls:
-                webhooks.add_callbacks(s, dup.id, urls)
+                tell = webhooks.attach(ctx, s, dup.id, urls)
             if dup.status == "succeeded":
                 outcome = "cached"
             else:
@@ -176,13 +181,13 @@ def request_job(
         log.info("job %s: submitted (%s) by %s", job_id, kind, requested_by or "-")
     if outcome == "created" and enqueue:
         try:
-            ctx.enqueue(spec.task, job_id, spec.queue)
+            dispatch(ctx, _load(ctx, job_id))
         except Exception:
             log.exception("job %s: enqueue failed; the reaper will enqueue it again", job_id)
     else:
         log.info("job %s: %s by an equal request from %s", job_id, outcome, requested_by or "-")
-        if outcome == "cached" and urls:
-            webhooks.job_finished(ctx, job_id, "succeeded")  # tell the new URLs at once
+    if tell is not None:
+        tell()  # the job had already ended: its notifications for the new URLs were committed above
     return Submission(job=_load(ctx, job_id), outcome=outcome)
 
 

@@ -181,6 +181,21 @@ def add_callbacks(session: Session, job_id: str, urls: Iterable[str]) -> list[Jo
     return added
 
 
+def attach(ctx: Context, session: Session, job_id: str, urls: Iterable[str]) -> Callable[[], None] | None:
+    """Attach callback URLs to an existing job in the caller's transaction; returns what to run after the commit.
+
+    The job's row is locked first (FOR UPDATE; on SQLite the caller already holds the write
+    lock), so a final status written at the same moment is ordered with this: either its
+    transaction comes after and its outbox rows include these URLs, or it came first and the
+    status read here is final, and this transaction writes their notifications itself. A URL
+    attached while the job ends is never left untold.
+    """
+    status = session.scalar(select(Job.status).where(Job.id == job_id).with_for_update())
+    add_callbacks(session, job_id, urls)
+    ids = write_notifications(session, job_id, status) if status in FINAL_STATUSES else []
+    return (lambda: send_notifications(ctx, job_id, status, ids)) if ids else None
+
+
 def callbacks_of(ctx: Context, job_id: str) -> list[str]:
     with ctx.db.session() as s:
         return list(s.scalars(select(JobCallback.url).where(JobCallback.job_id == job_id).order_by(JobCallback.id)))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import event, update
 
 from exporter import cleanup, jobs, runner
@@ -47,8 +46,7 @@ def test_a_failing_commit_leaves_the_objects_in_place(ctx):
 
     event.listen(ctx.db.sessionmaker, "before_flush", refuse)
     try:
-        with pytest.raises(RuntimeError, match="went away"):
-            cleanup.run(ctx, now=later)
+        assert cleanup.run(ctx, now=later)["deleted_objects"] == 0  # rolled back and logged; cleanup goes on
     finally:
         event.remove(ctx.db.sessionmaker, "before_flush", refuse)
     job = jobs.get(ctx, job_id)

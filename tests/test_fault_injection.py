@@ -198,10 +198,11 @@ def test_kills_and_a_broker_restart_lose_nothing_and_leave_nothing(pg_ctx, own_r
             worker = WorkerProcess(env, tmp_path / f"worker-{n}.log", pool="prefork", concurrency=2)
             logs.append(worker)
             time.sleep(rng.uniform(1.5, 3.0))
+            if n == 1:  # under the working worker's feet: every queued and unacked message is lost
+                own_redis.restart()
+                time.sleep(rng.uniform(1.5, 3.0))
             worker.kill()
             worker.stop()
-            if n == 1:
-                own_redis.restart()
         worker = WorkerProcess(env, tmp_path / "worker-last.log", pool="prefork", concurrency=2)
         logs.append(worker)
 
@@ -227,7 +228,8 @@ def test_kills_and_a_broker_restart_lose_nothing_and_leave_nothing(pg_ctx, own_r
     for job_id, kind in submitted.items():
         job = jobs.get(ctx, job_id)
         assert job.status == "succeeded", (kind, job.status, job.error)
-        assert text.count(f"job {job_id}: succeeded") == 1, f"{kind} job {job_id} finished more than once"
+        # Succeeded (above) and never twice: a worker killed just after the commit may not have logged it.
+        assert text.count(f"job {job_id}: succeeded") <= 1, f"{kind} job {job_id} finished more than once"
         names = [a.name for a in job.artifacts]
         assert len(names) == len(set(names)), f"{kind} job {job_id} has two sets of artifacts: {names}"
         for art in job.artifacts:
@@ -243,4 +245,6 @@ def test_kills_and_a_broker_restart_lose_nothing_and_leave_nothing(pg_ctx, own_r
     cleanup.run(ctx, temporary_age_seconds=0, orphan_grace_seconds=0)
     stray = stored_keys(ctx) - named_keys(ctx)
     assert stray == set(), f"objects no row names: {sorted(stray)[:10]}"
+    missing = named_keys(ctx) - stored_keys(ctx)
+    assert missing == set(), f"rows naming objects cleanup removed or no run wrote: {sorted(missing)[:10]}"
     assert list(ctx.storage.list(STAGING + "/")) == []

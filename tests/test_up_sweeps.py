@@ -1,5 +1,5 @@
 # ruff: noqa: F811 - fixtures come from tests.archiver_fixtures
-"""`exporter up` with one worker process and two portals swept at once: both sweeps finish.
+"""`exporter up` with one worker process, two portals swept and two URL lists archived at once: all four finish.
 
 This is the path the review reproduced the deadlock on (a sweep waiting inside a worker for
 its own archive tasks): the embedded filesystem broker and a prefork worker of `up`.
@@ -32,7 +32,7 @@ def _cli(env, *args) -> dict:
     return json.loads(out.stdout) if out.stdout.strip().startswith("{") else {}
 
 
-def test_two_portals_swept_at_once_finish_on_one_worker_process_of_exporter_up(tmp_path, nginx):
+def test_two_sweeps_and_two_url_lists_at_once_finish_on_one_worker_process_of_exporter_up(tmp_path, nginx):
     run = uuid.uuid4().hex[:6]
     sites = []
     for tag in ("north", "south"):
@@ -56,12 +56,13 @@ def test_two_portals_swept_at_once_finish_on_one_worker_process_of_exporter_up(t
         for tag, site in zip(("north", "south"), sites, strict=True):
             _cli(env, "portals", "add", f"{tag}-{run}", site.url)
         sweeps = [_cli(env, "portals", "sweep", f"{tag}-{run}")["id"] for tag in ("north", "south")]
+        lists = [_cli(env, "jobs", "submit", "archive_urls", "--params", json.dumps({"urls": [f"{nginx.url}/{tag}{run}-{i}.csv" for i in range(DATASETS)]}))["id"] for tag in ("north", "south")]
 
         def ended() -> list[dict] | None:
-            shown = [_cli(env, "jobs", "show", job_id) for job_id in sweeps]
+            shown = [_cli(env, "jobs", "show", job_id) for job_id in sweeps + lists]
             return shown if all(j["status"] not in ("pending", "running") for j in shown) else None
 
-        done = wait_for(ended, 120, "both sweeps to end on one worker process", interval=1)
+        done = wait_for(ended, 120, "both sweeps and both URL lists to end on one worker process", interval=1)
     finally:
         if up.poll() is None:
             up.send_signal(signal.SIGINT)
@@ -74,4 +75,8 @@ def test_two_portals_swept_at_once_finish_on_one_worker_process_of_exporter_up(t
             site.stop()
     for job in done:
         assert job["status"] == "succeeded", job.get("error")
-        assert job["result"]["checked"] == DATASETS and job["result"]["statuses"] == {"Archived successfully": DATASETS}
+        assert job["result"]["checked"] == DATASETS
+    for job in done[:2]:
+        assert job["result"]["statuses"] == {"Archived successfully": DATASETS}
+    for job in done[2:]:
+        assert [r["status"] for r in job["result"]["results"]] == ["Archived successfully"] * DATASETS

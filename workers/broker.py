@@ -76,12 +76,14 @@ def redis_probe(broker_url: str, held_by_workers: Held | None = None) -> QueuedI
 
 
 def inspect_held(app) -> Held:
-    """What live workers hold, from Celery's remote control (reserved and active tasks' first argument)."""
+    """What live workers hold, from Celery's remote control: the first argument of their
+    reserved, active and scheduled tasks (a retry's countdown waits in the worker's memory,
+    its message unacked in Redis, for up to RETRY_BACKOFF_MAX)."""
 
     def held() -> set[str] | None:
         try:
             inspect = app.control.inspect(timeout=1.0)
-            replies = [inspect.reserved() or {}, inspect.active() or {}]
+            replies = [inspect.reserved() or {}, inspect.active() or {}, inspect.scheduled() or {}]
         except Exception:
             log.exception("broker probe: asking the workers what they hold failed")
             return None
@@ -89,7 +91,7 @@ def inspect_held(app) -> Held:
         for reply in replies:
             for tasks in reply.values():
                 for task in tasks or []:
-                    args = task.get("args")
+                    args = (task.get("request") or {}).get("args") if "request" in task else task.get("args")
                     if isinstance(args, (list, tuple)) and args:
                         ids.add(str(args[0]))
         return ids
@@ -97,8 +99,10 @@ def inspect_held(app) -> Held:
     return held
 
 
-def filesystem_probe(folder: Path) -> QueuedIds:
-    """Ids of the message files kombu's filesystem transport has not handed to a worker yet."""
+def filesystem_probe(folder: Path, held_by_workers: Held | None = None) -> QueuedIds:
+    """Ids of the message files kombu's filesystem transport has not handed to a worker yet,
+    and those a live worker has taken (reserved, running or kept for a countdown): the
+    transport keeps a taken message only in that worker's memory."""
 
     def queued_ids(queues: Sequence[str]) -> set[str] | None:
         wanted = tuple(f".{q}.msg" for q in queues)
@@ -112,6 +116,8 @@ def filesystem_probe(folder: Path) -> QueuedIds:
                 found |= _ids([path.read_bytes()])
             except OSError:
                 continue  # taken by a worker meanwhile
+        if held_by_workers is not None:
+            found |= held_by_workers() or set()
         return found
 
     return queued_ids
@@ -123,5 +129,5 @@ def probe_for(broker_url: str, transport_options: dict, held_by_workers: Held | 
     if scheme in ("redis", "rediss"):
         return redis_probe(broker_url, held_by_workers)
     if scheme == "filesystem" and transport_options.get("data_folder_in"):
-        return filesystem_probe(Path(transport_options["data_folder_in"]))
+        return filesystem_probe(Path(transport_options["data_folder_in"]), held_by_workers)
     return None
