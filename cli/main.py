@@ -98,6 +98,8 @@ def require_migrated(url: str) -> None:
 
     try:
         missing = migrate.missing_heads(url)
+    except ExporterError:
+        raise
     except Exception as exc:
         raise click.ClickException(f"database {url.split('@')[-1]} cannot be read: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
     if missing:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from exporter import migrate
 
@@ -69,3 +70,16 @@ def test_the_cli_is_quiet_by_default_and_verbose_on_request(tmp_path):
 def test_production_settings_without_a_secret_refuse_to_start(tmp_path, command, production):
     one_line_error(run(tmp_path, *command, **production), "EXPORTER_SECRET_KEY is not set")
     assert not (tmp_path / "var" / "secret_key").exists()
+
+
+def test_a_database_migrated_by_a_newer_version_or_a_revision_no_script_names_is_one_line(tmp_path):
+    url = f"sqlite:///{tmp_path / 'var' / 'exporter.db'}"
+    (tmp_path / "var").mkdir()
+    one_line_error(run(tmp_path, "db", "upgrade", "--revision", "no_such_rev"), "no_such_rev")
+    migrate.upgrade(url)
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO alembic_version (version_num) VALUES ('future_0001')"))
+    engine.dispose()
+    for argv in (["db", "upgrade"], ["up", "-c", "1"], ["jobs", "list"]):
+        one_line_error(run(tmp_path, *argv), "future_0001", "newer version")
