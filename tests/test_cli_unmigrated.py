@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, text
 
 from exporter import migrate
 
+from .conftest import free_port
 from .workers import ROOT
 
 
@@ -83,3 +84,12 @@ def test_a_database_migrated_by_a_newer_version_or_a_revision_no_script_names_is
     engine.dispose()
     for argv in (["db", "upgrade"], ["up", "-c", "1"], ["jobs", "list"]):
         one_line_error(run(tmp_path, *argv), "future_0001", "newer version")
+
+
+def test_a_sync_from_a_server_that_is_down_is_one_line_without_urllib3s_retry_warnings(tmp_path):
+    source = f"http://127.0.0.1:{free_port()}/dumps/038sjwq14/"
+    failed = run(tmp_path, "sync", source, str(tmp_path / "dest"))
+    one_line_error(failed, "LATEST.json", "Connection refused")
+    assert "Retrying" not in failed.stderr
+    verbose = run(tmp_path, "-v", "sync", source, str(tmp_path / "dest"))
+    assert "Retrying" in verbose.stderr and verbose.returncode != 0

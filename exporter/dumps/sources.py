@@ -10,7 +10,7 @@ import threading
 from typing import BinaryIO, Protocol
 from urllib.parse import quote, urlsplit
 
-from ..errors import ExporterError
+from ..errors import ExporterError, short_message
 from . import layout
 
 CHUNK = 1024 * 1024
@@ -77,7 +77,7 @@ class HttpSource:
         try:
             response = self.session.get(self.base + key, timeout=self.timeout, **kwargs)
         except self._errors as exc:
-            raise SyncError(f"{self.base + key}: {exc}") from None
+            raise SyncError(f"{self.base + key}: {short_message(exc)}") from None
         if response.status_code == 404:
             response.close()
             raise Missing(f"{self.base + key}: not found (404)")
@@ -105,7 +105,7 @@ class HttpSource:
                         raise SyncError(f"{self.base + key}: longer than the manifest says ({limit} bytes)")
                     fh.write(chunk)
             except self._errors as exc:
-                raise SyncError(f"{self.base + key}: the download broke off: {exc}") from None
+                raise SyncError(f"{self.base + key}: the download broke off: {short_message(exc)}") from None
 
     def close(self) -> None:
         self.session.close()
