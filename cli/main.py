@@ -75,8 +75,15 @@ def main(ctx: click.Context, verbose: bool) -> None:
         problem = production_secret_problem()
         if problem:
             raise click.ClickException(problem)
-    settings = load_settings()
-    if verbose:
+    try:
+        settings = load_settings()
+    except ConfigError:
+        if ctx.invoked_subcommand != "check":  # `check` lists every bad setting, one line each
+            raise
+        settings = None
+    if settings is None:
+        level = "INFO" if verbose else "WARNING"
+    elif verbose:
         level = "DEBUG" if settings.log_level == "DEBUG" else "INFO"
     elif os.environ.get(PREFIX + "LOG_LEVEL"):
         level = settings.log_level
@@ -141,8 +148,15 @@ def config_cmd(markdown: bool) -> None:
 @main.command("check")
 def check_cmd() -> None:
     """Check a deployment's settings and services; one line per check, non-zero exit if any is wrong."""
+    from exporter.config import setting_problems
     from exporter.health import check_deployment
 
+    problems = setting_problems()
+    if problems:
+        for problem in problems:
+            click.echo(f"FAIL settings: {problem}")
+        click.echo("FAIL services: not checked until the settings above can be used")
+        sys.exit(1)
     checks = check_deployment(context())
     for c in checks:
         click.echo(f"{'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}")

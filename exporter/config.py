@@ -383,24 +383,42 @@ def flower_credentials(settings: Settings) -> tuple[str, str]:
     return "operator", kept_secret(settings.var_dir, "flower_password", 18)
 
 
-def load_settings(env: dict[str, str] | None = None) -> Settings:
-    """Read and validate every setting; raise ConfigError naming the first bad one."""
-    env = os.environ if env is None else env
+def _read_settings(env: Mapping[str, str]) -> tuple[dict[str, Any], list[ConfigError]]:
+    """Every setting parsed, and a ConfigError for each one that cannot be used."""
     var_dir = as_path("VAR_DIR", env.get(PREFIX + "VAR_DIR") or "./var")
     values: dict[str, Any] = {}
+    problems: list[ConfigError] = []
     for setting in SETTINGS:
         raw = env.get(PREFIX + setting.name)
         if raw is None or (raw == "" and setting.default):
             raw = setting.default
         raw = raw.replace("{VAR_DIR}", str(var_dir))
-        values[setting.name] = setting.parse(setting.name, raw)
-    values["SECRET_KEY"] = _secret_key(values["SECRET_KEY"], var_dir)
-    if values["TASK_TIME_LIMIT"] <= values["TASK_SOFT_TIME_LIMIT"]:
-        raise ConfigError(
-            f"{PREFIX}TASK_TIME_LIMIT ({values['TASK_TIME_LIMIT']}) must be greater than "
-            f"{PREFIX}TASK_SOFT_TIME_LIMIT ({values['TASK_SOFT_TIME_LIMIT']})"
-        )
+        try:
+            values[setting.name] = setting.parse(setting.name, raw)
+        except ConfigError as exc:
+            problems.append(exc)
+    if "SECRET_KEY" in values:
+        try:
+            values["SECRET_KEY"] = _secret_key(values["SECRET_KEY"], var_dir)
+        except ConfigError as exc:
+            problems.append(exc)
+    limits = values.get("TASK_TIME_LIMIT"), values.get("TASK_SOFT_TIME_LIMIT")
+    if None not in limits and limits[0] <= limits[1]:
+        problems.append(ConfigError(f"{PREFIX}TASK_TIME_LIMIT ({limits[0]}) must be greater than {PREFIX}TASK_SOFT_TIME_LIMIT ({limits[1]})"))
+    return values, problems
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raise ConfigError naming the first bad one."""
+    values, problems = _read_settings(os.environ if env is None else env)
+    if problems:
+        raise problems[0]
     return Settings(values)
+
+
+def setting_problems(env: Mapping[str, str] | None = None) -> list[str]:
+    """What is wrong with each setting that cannot be used (load_settings stops at the first)."""
+    return [str(exc) for exc in _read_settings(os.environ if env is None else env)[1]]
 
 
 def settings_markdown() -> str:
