@@ -206,7 +206,7 @@ SETTINGS: list[Setting] = [
     Setting("S3_ENDPOINT_URL", "", "S3-compatible endpoint (MinIO, moto, ...); empty means AWS. Credentials come from the usual AWS_* variables."),
     Setting("S3_REGION", "us-east-1", "Region for the S3 client."),
     Setting("SECRET_KEY", "", "Signs local download URLs and webhooks; empty means generate one once and keep it in VAR_DIR/secret_key."),
-    Setting("PUBLIC_URL", "http://127.0.0.1:8000", "Base URL users reach the web app on; local download links are built from it.", as_http_url),
+    Setting("PUBLIC_URL", "http://{WEB_HOST}:{WEB_PORT}", "Base URL users reach the web app on; local download links are built from it. The default follows WEB_HOST and WEB_PORT (the embedded mode).", as_http_url),
     Setting("WEB_HOST", "127.0.0.1", "Address `exporter up` serves the web app on."),
     Setting("WEB_PORT", "8000", "Port `exporter up` serves the web app on.", as_positive_int),
     Setting("DOWNLOAD_URL_TTL", "3600", "Seconds a download link stays valid.", as_positive_int),
@@ -301,6 +301,7 @@ SETTINGS: list[Setting] = [
     Setting("OAI_PAGE_SIZE", "100", "Records (or identifiers) per OAI-PMH ListRecords/ListIdentifiers response; the rest follows through a resumption token.", as_positive_int),
     Setting("OAI_TOKEN_TTL", "86400", "Seconds an OAI-PMH resumption token stays valid (its expirationDate).", as_positive_int),
 ]
+BY_NAME = {s.name: s for s in SETTINGS}
 
 
 class Settings:
@@ -393,6 +394,8 @@ def _read_settings(env: Mapping[str, str]) -> tuple[dict[str, Any], list[ConfigE
         if raw is None or (raw == "" and setting.default):
             raw = setting.default
         raw = raw.replace("{VAR_DIR}", str(var_dir))
+        for other in ("WEB_HOST", "WEB_PORT"):  # PUBLIC_URL's default: where `exporter up` serves
+            raw = raw.replace("{" + other + "}", env.get(PREFIX + other) or BY_NAME[other].default)
         try:
             values[setting.name] = setting.parse(setting.name, raw)
         except ConfigError as exc:
