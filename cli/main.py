@@ -7,6 +7,7 @@ import importlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -296,17 +297,36 @@ def _gunicorn_version() -> tuple[int, ...]:
     return tuple(gunicorn.version_info)
 
 
+def flower_bind(settings, address: str | None = None) -> tuple[str, int]:
+    """Where Flower listens: FLOWER_URL's port, on its host if that is local, else on every address."""
+    from urllib.parse import urlsplit
+
+    url = urlsplit(settings.flower_url)
+    return address or (url.hostname if url.hostname in ("127.0.0.1", "localhost", "::1") else "0.0.0.0"), url.port or 80
+
+
+def port_taken(host: str, port: int) -> bool:
+    """Something listens on host:port already (bound the way gunicorn and Flower bind, SO_REUSEADDR)."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError:
+            return True
+    return False
+
+
 def flower_argv(settings, address: str | None = None) -> tuple[list[str], dict[str, str]]:
     """`celery flower` on FLOWER_URL's host and port, and the environment giving it basic auth (kept out of `ps`)."""
     from urllib.parse import urlsplit
 
     from exporter.config import flower_credentials
 
-    url = urlsplit(settings.flower_url)
     user, password = flower_credentials(settings)
-    address = address or (url.hostname if url.hostname in ("127.0.0.1", "localhost", "::1") else "0.0.0.0")
-    argv = _celery_argv("flower", f"--port={url.port or 80}", f"--address={address}")
-    prefix = url.path.strip("/")
+    address, port = flower_bind(settings, address)
+    argv = _celery_argv("flower", f"--port={port}", f"--address={address}")
+    prefix = urlsplit(settings.flower_url).path.strip("/")
     if prefix:
         argv.append(f"--url-prefix={prefix}")
     return argv, {"FLOWER_BASIC_AUTH": f"{user}:{password}"}
@@ -338,6 +358,10 @@ def up(concurrency: int, no_migrate: bool) -> None:
     from exporter import migrate
 
     ctx = context()
+    web_at, flower_at = (ctx.settings.web_host, ctx.settings.web_port), flower_bind(ctx.settings)
+    for (host, port), setting in ((web_at, "WEB_PORT"), (flower_at, "FLOWER_URL")):
+        if port_taken(host, port):
+            raise click.ClickException(f"{host}:{port} is in use (another `exporter up`?): stop what listens there or set EXPORTER_{setting}")
     if not no_migrate:
         migrate.upgrade(ctx.settings.database_url)
     from exporter.config import flower_credentials

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -93,3 +94,16 @@ def test_a_sync_from_a_server_that_is_down_is_one_line_without_urllib3s_retry_wa
     assert "Retrying" not in failed.stderr
     verbose = run(tmp_path, "-v", "sync", source, str(tmp_path / "dest"))
     assert "Retrying" in verbose.stderr and verbose.returncode != 0
+
+
+@pytest.mark.parametrize("setting", ["EXPORTER_WEB_PORT", "EXPORTER_FLOWER_URL"])
+def test_up_on_a_port_something_listens_on_is_one_line_and_starts_nothing(tmp_path, setting):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = {"EXPORTER_WEB_PORT": str(free_port()), "EXPORTER_FLOWER_URL": f"http://127.0.0.1:{free_port()}"}
+        ports[setting] = str(port) if setting == "EXPORTER_WEB_PORT" else f"http://127.0.0.1:{port}"
+        result = run(tmp_path, "up", "-c", "1", **ports)
+    one_line_error(result, f"127.0.0.1:{port} is in use", setting)
+    assert not (tmp_path / "var" / "exporter.db").exists()  # stopped before migrating or starting anything
