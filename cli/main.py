@@ -198,8 +198,14 @@ def jobs_list(status, kind, limit, as_json) -> None:
         return
     if not rows:
         click.echo("no jobs")
+        return
+    from exporter.raids.registry import scope_labels
+
+    with context().db.session() as session:
+        covers = scope_labels(session, rows)
     for j in rows:
-        click.echo(f"{j.id}  {j.kind:<16} {j.status:<10} {j.percentage:>3}%  {j.created_at:%Y-%m-%d %H:%M:%S}  {j.error or ''}")
+        scope = covers[j.id][1] if j.id in covers else ""
+        click.echo(f"{j.id}  {j.kind:<16} {j.status:<10} {j.percentage:>3}%  {j.created_at:%Y-%m-%d %H:%M:%S}  {scope}  {j.error or ''}".rstrip())
 
 
 @jobs.command("show")

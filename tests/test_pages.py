@@ -9,8 +9,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import func, select
 
+from cli.main import main
 from exporter import access, jobs, runner, webhooks
 from exporter.access import AuditLog
 from exporter.archiver.portals import add_portal
@@ -288,6 +290,10 @@ def test_pages_show_the_agency_or_service_point_name_beside_its_id(app, operator
     assert '<th>Registration agency</th><td id="scope">Australian Research Data Commons (038sjwq14)</td>' in page
     page = operator.get(f"/pages/jobs/{private.id}").get_data(as_text=True)
     assert '<td id="scope">ARDC service desk (20000001) of Australian Research Data Commons (038sjwq14)</td>' in page
+    listed = {line.split()[0]: line for line in CliRunner().invoke(main, ["jobs", "list"]).output.splitlines()}  # and on the command line
+    assert "Australian Research Data Commons (038sjwq14)" in listed[public.id]
+    assert "ARDC service desk (20000001) of Australian Research Data Commons (038sjwq14)" in listed[private.id]
+    assert "40000000 (not registered)" in listed[orphan.id]
 
     _row, raw = access.create_token(ctx, "service_point", service_point_id="20000001")
     client = app.test_client()

@@ -41,7 +41,6 @@ from exporter.models import ACTIVE_STATUSES, JOB_STATUSES, Job
 from exporter.publish import client as zenodo_client
 from exporter.publish import zenodo
 from exporter.raids import registry
-from exporter.raids.models import RegistrationAgency, ServicePoint
 
 bp = Blueprint("pages", __name__, url_prefix="/pages")
 
@@ -214,22 +213,14 @@ class Choice:
     label: str  # what a person reads
 
 
-def agency_label(agency: RegistrationAgency) -> str:
-    return f"{agency.name} ({agency.id})"
-
-
-def service_point_label(sp: ServicePoint, agency: RegistrationAgency) -> str:
-    return f"{sp.name} ({sp.id}) of {agency_label(agency)}"
-
-
 def _agency_choices(q: str | None, limit: int | None) -> list[Choice]:
     with ctx().db.session() as s:
-        return [Choice(a.id, agency_label(a)) for a in registry.list_agencies(s, q, limit)]
+        return [Choice(a.id, registry.agency_label(a)) for a in registry.list_agencies(s, q, limit)]
 
 
 def _service_point_choices(q: str | None, limit: int | None) -> list[Choice]:
     with ctx().db.session() as s:
-        return [Choice(str(sp.id), service_point_label(sp, ag)) for sp, ag in registry.list_service_points(s, q, limit)]
+        return [Choice(str(sp.id), registry.service_point_label(sp, ag)) for sp, ag in registry.list_service_points(s, q, limit)]
 
 
 def _portal_choices(q: str | None, limit: int | None) -> list[Choice]:
@@ -258,31 +249,10 @@ CHOICES: dict[str, ChoiceSource] = {
 }
 
 
-def _service_point_number(value: Any) -> int | None:
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        value = int(value)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def scope_labels(rows: Iterable[Job]) -> dict[str, tuple[str, str]]:
     """For each job that names an agency or a service point: (what it is, its name and id)."""
-    rows = list(rows)
-    agency_ids = {a for j in rows if isinstance(a := (j.params or {}).get(visibility.AGENCY_PARAM), str)}
-    sp_ids = {n for j in rows if (n := _service_point_number((j.params or {}).get(visibility.SERVICE_POINT_PARAM))) is not None}
-    if not agency_ids and not sp_ids:
-        return {}
     with ctx().db.session() as s:
-        agencies = registry.agencies_by_id(s, agency_ids)
-        points = registry.service_points_by_id(s, sp_ids)
-    labels = {}
-    for j in rows:
-        agency = (j.params or {}).get(visibility.AGENCY_PARAM)
-        number = _service_point_number((j.params or {}).get(visibility.SERVICE_POINT_PARAM))
-        if isinstance(agency, str):
-            labels[j.id] = ("Registration agency", agency_label(agencies[agency]) if agency in agencies else f"{agency} (not registered)")
-        elif number is not None:
-            labels[j.id] = ("Service point", service_point_label(*points[number]) if number in points else f"{number} (not registered)")
-    return labels
+        return registry.scope_labels(s, rows)
 
 
 @bp.get("/choices/<source>.json")
@@ -657,12 +627,12 @@ def sp_home():
         else:
             access.audit(ctx(), principal, "pages.create", job_id=sub.job.id, target=kind, ip=request.remote_addr, detail={"outcome": sub.outcome})
             return redirect(url_for("pages.sp_home"))
-    number = _service_point_number(principal.service_point_id)
+    number = registry.service_point_number(principal.service_point_id)
     with ctx().db.session() as s:
         known = registry.service_points_by_id(s, [number] if number is not None else []).get(number)
     sp_name = f"{known[0].name} ({known[0].id})" if known else f"service point {principal.service_point_id}"
     return render_template(
-        "pages/service_point.html", principal=principal, sp_name=sp_name, sp_agency=agency_label(known[1]) if known else None,
+        "pages/service_point.html", principal=principal, sp_name=sp_name, sp_agency=registry.agency_label(known[1]) if known else None,
         jobs=service_point_jobs(principal), error=error, modes=MODES, formats=FORMATS,
     ), status, headers
 
