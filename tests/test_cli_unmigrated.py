@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import pty
+import re
 import socket
 import subprocess
 import sys
@@ -107,3 +109,35 @@ def test_up_on_a_port_something_listens_on_is_one_line_and_starts_nothing(tmp_pa
         result = run(tmp_path, "up", "-c", "1", **ports)
     one_line_error(result, f"127.0.0.1:{port} is in use", setting)
     assert not (tmp_path / "var" / "exporter.db").exists()  # stopped before migrating or starting anything
+
+
+def run_in_a_terminal(folder: Path, *args: str) -> tuple[int, str]:
+    """The command with a terminal for stdout and stderr, as a person runs it (click draws bars only on a tty)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTER_")}
+    env.update({"EXPORTER_VAR_DIR": str(folder / "var"), "PYTHONPATH": str(ROOT), "COLUMNS": "120"})
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=secondary, stderr=secondary)
+    os.close(secondary)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # EIO: the command closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(primary)
+    return proc.wait(timeout=120), out.decode(errors="replace")
+
+
+def test_progress_bars_and_log_lines_never_share_a_line(tmp_path):
+    assert run(tmp_path, "db", "upgrade").returncode == 0
+    assert run(tmp_path, "raids", "generate", "40", "--agency", "038sjwq14").returncode == 0
+    code, quiet = run_in_a_terminal(tmp_path, "export", "public", "--agency", "038sjwq14")
+    assert code == 0 and "[####" in quiet and " INFO " not in quiet, quiet
+    code, verbose = run_in_a_terminal(tmp_path, "-v", "export", "public", "--agency", "038sjwq14")
+    assert code == 0 and " INFO " in verbose, verbose
+    segments = re.split(r"[\r\n]+", verbose)
+    assert not [s for s in segments if "export_public" in s and "[" in s and " INFO " in s], verbose
+    assert "[####" not in verbose  # with the logs on, the bar steps aside
