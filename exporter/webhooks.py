@@ -143,7 +143,7 @@ def validate_callback_url(ctx: Context, url: Any) -> str:
     except ValueError as exc:
         raise InvalidRequest(f"callback URL is malformed: {exc}", field=FIELD) from None
     if parts.scheme not in ("http", "https"):
-        raise InvalidRequest(f"callback URL must be http or https, got {parts.scheme or 'no scheme'!r}", field=FIELD)
+        raise InvalidRequest(f"callback URL {url[:200]!r} must be http or https (start with http:// or https://)", field=FIELD)
     if not parts.hostname:
         raise InvalidRequest("callback URL has no host", field=FIELD)
     if any(c.isspace() or ord(c) < 32 for c in url):
