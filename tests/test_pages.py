@@ -276,6 +276,17 @@ def test_unknown_or_malformed_choices_are_refused_naming_the_field(operator, ctx
         assert s.scalar(select(func.count()).select_from(Job)) == 0
 
 
+def test_a_description_the_api_would_refuse_is_refused_by_the_form_too(operator, ctx):
+    register(ctx, {ARDC: "Australian Research Data Commons"}, {})
+    for description, message in (("x" * 1001, "description must be at most 1000 characters, got 1001"), ("bell\x07", "description must not hold control characters")):
+        r = submit_form(operator, "public", agency=ARDC, mode="full", format="zip", description=description)
+        html = r.get_data(as_text=True)
+        assert r.status_code == 400 and message in html
+        assert re.search(r'<input[^>]*name="description"[^>]*class="field-error"', html)
+    with ctx.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Job)) == 0
+
+
 def test_pages_show_the_agency_or_service_point_name_beside_its_id(app, operator, ctx):
     register(ctx, {ARDC: "Australian Research Data Commons"}, {20000001: (ARDC, "ARDC service desk")})
     public = jobs.submit(ctx, "export_public", {"agency": ARDC}, enqueue=False)
