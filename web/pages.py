@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import importlib
 import json
 import math
 from collections.abc import Callable, Iterable
@@ -32,6 +31,7 @@ from exporter import access, jobs, ratelimit, submissions, visibility, webhooks
 from exporter.access import ApiToken, Principal
 from exporter.admission import InsufficientStorage
 from exporter.archiver.portals import count_portals, get_portal, list_portals
+from exporter.archiver.reports import broken_links as broken_links_report
 from exporter.config import kept_secret
 from exporter.context import Context
 from exporter.crypto import same
@@ -45,7 +45,6 @@ from exporter.raids import registry
 bp = Blueprint("pages", __name__, url_prefix="/pages")
 
 LOGIN_RATE = ratelimit.Rate(10, 60)  # failed-or-not login attempts per client address
-BROKEN_LINKS = "exporter.archiver.reports:broken_links"  # (ctx, organization=None) -> {"totals", "organizations": [{..., "rows"}]}
 MODES = ("full", "incremental")
 FORMATS = ("zip", "tar.gz")
 SELECT_MAX = 40  # a choice among more than this many gets a search box instead of a <select>
@@ -553,21 +552,12 @@ def submit(name: str):
 # --- reports ---------------------------------------------------------------------------------
 
 
-def _report_function() -> Callable | None:
-    module, _, attr = BROKEN_LINKS.partition(":")
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError):
-        return None
-
-
 @bp.get("/reports/broken-links")
 @operator_required
 def broken_links():
-    report = _report_function()
     organization = request.args.get("organization") or None
-    data = report(ctx(), organization=organization) if report else None
-    return render_template("pages/broken_links.html", report=data, available=report is not None, organization=organization)
+    data = broken_links_report(ctx(), organization=organization)
+    return render_template("pages/broken_links.html", report=data, organization=organization)
 
 
 # --- the service-point page --------------------------------------------------------------
