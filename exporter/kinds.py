@@ -32,6 +32,10 @@ class JobKind:
     normalize: Callable[[dict[str, Any]], dict[str, Any]]  # validate, fill defaults; raise InvalidRequest
     expiry_seconds: int | None = None  # None: the JOB_EXPIRY_SECONDS setting
     description: str = ""
+    # Bytes a job is expected to write, as estimate(ctx, kind, params); None: admitted without a size check.
+    estimate: Callable[[Any, str, dict[str, Any]], int | None] | None = None
+    # What its callback URLs receive, as callback_payload(ctx, job, status); None: the API's job shape.
+    callback_payload: Callable[[Any, Any, str], dict[str, Any]] | None = None
 
 
 KINDS: dict[str, JobKind] = {}

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import importlib
 import json
 import logging
 import socket
@@ -38,6 +37,7 @@ from .context import Context
 from .crypto import same
 from .db import Base, UTCDateTime, utcnow
 from .errors import InvalidRequest
+from .kinds import load_all
 from .models import FINAL_STATUSES, Job
 from .retrying import retry_delay
 from .visibility import API_STATUS, file_size
@@ -289,19 +289,14 @@ def api_status(status: str) -> str:
     return API_STATUS.get(status, status)
 
 
-# Job kinds whose callbacks have a shape of their own: kind -> "module:function", called as
-# fn(ctx, job, status) (the tiles family answers in MapColonies' shape).
-PAYLOADS: dict[str, str] = {"tiles": "exporter.tiles.mapcolonies:callback_payload"}
-
-
 def payload(ctx: Context, job: Job, status: str) -> dict[str, Any]:
     """What a callback URL receives: the outcome as the API shows it, with fresh signed download links.
 
     Call inside the session that loaded `job` (its artifacts are read).
     """
-    if job.kind in PAYLOADS:
-        module, _, attr = PAYLOADS[job.kind].partition(":")
-        return getattr(importlib.import_module(module), attr)(ctx, job, status)
+    spec = load_all().get(job.kind)
+    if spec is not None and spec.callback_payload is not None:  # a shape of its own (tiles: MapColonies')
+        return spec.callback_payload(ctx, job, status)
     links = download_links(ctx, job) if status == "succeeded" and job.status == "succeeded" else None
     return {
         "jobId": job.id,
