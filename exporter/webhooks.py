@@ -32,6 +32,7 @@ from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstra
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from . import netsafety
 from .access import download_links
 from .context import Context
 from .crypto import same
@@ -191,8 +192,6 @@ def callbacks_of(ctx: Context, job_id: str) -> list[str]:
 
 def _check_address(ctx: Context, host: str, port: int) -> None:
     """Refuse a host that is, or resolves to, an address the archiver's rules refuse."""
-    from . import netsafety
-
     allow = ctx.settings.webhook_allow_networks
     try:
         addresses = {info[4][0] for info in socket.getaddrinfo(host.strip("[]"), port, 0, socket.SOCK_STREAM)}
@@ -206,8 +205,6 @@ def _check_address(ctx: Context, host: str, port: int) -> None:
 
 
 def _session(ctx: Context) -> requests.Session:
-    from . import netsafety
-
     return netsafety.safe_session(ctx.settings.webhook_allow_networks, user_agent=USER_AGENT)
 
 
@@ -379,8 +376,6 @@ def _read_capped(resp: requests.Response, cap: int) -> bytes:
 
 def _post(ctx: Context, url: str, body: bytes, event: str, notification_id: int, attempt: int) -> tuple[int | None, str | None, bool]:
     """POST the body; returns (status code, error or None, whether the failure is permanent)."""
-    from . import netsafety
-
     timestamp = str(int(time.time()))
     headers = {
         "Content-Type": "application/json",
