@@ -395,7 +395,8 @@ def _read_settings(env: Mapping[str, str]) -> tuple[dict[str, Any], list[ConfigE
             raw = setting.default
         raw = raw.replace("{VAR_DIR}", str(var_dir))
         for other in ("WEB_HOST", "WEB_PORT"):  # PUBLIC_URL's default: where `exporter up` serves
-            raw = raw.replace("{" + other + "}", env.get(PREFIX + other) or BY_NAME[other].default)
+            value = env.get(PREFIX + other) or BY_NAME[other].default
+            raw = raw.replace("{" + other + "}", "127.0.0.1" if value in ("0.0.0.0", "::") else value)  # every address: this machine's
         try:
             values[setting.name] = setting.parse(setting.name, raw)
         except ConfigError as exc:
