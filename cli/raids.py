@@ -51,7 +51,9 @@ def import_cmd(file: str, strict: bool, as_json: bool) -> None:
 def generate_cmd(n: int, agency: str, service_points: tuple[int, ...], seed: int | None) -> None:
     """Insert N realistic synthetic raids (mixed access types, contributors, organisations)."""
     from exporter.raids.generator import generate
+    from exporter.raids.record import ror_id
 
+    ror_id(agency)  # a bad ROR is one line, before a progress bar is drawn
     with progressbar(length=n, label="generating raids") as bar:
         last = 0
 

@@ -68,6 +68,7 @@ def test_the_cli_is_quiet_by_default_and_verbose_on_request(tmp_path):
     by_setting = run(tmp_path, "db", "upgrade", EXPORTER_LOG_LEVEL="INFO")
     assert "Running upgrade" in by_setting.stderr
     one_line_error(run(tmp_path, "jobs", "show", "no-such-job"), "no-such-job")
+    one_line_error(run(tmp_path, "raids", "generate", "5", "--agency", "bad!!"), "'bad!!' is not a ROR id")
 
 
 @pytest.mark.parametrize("command", [["worker"], ["web"], ["beat"], ["up", "--no-migrate"]])
