@@ -143,3 +143,13 @@ def test_progress_bars_and_log_lines_never_share_a_line(tmp_path):
     segments = re.split(r"[\r\n]+", verbose)
     assert not [s for s in segments if "export_public" in s and "[" in s and " INFO " in s], verbose
     assert "[####" not in verbose  # with the logs on, the bar steps aside
+
+
+def test_a_job_run_here_that_fails_as_expected_prints_no_traceback(tmp_path):
+    """A refused address is an expected failure: the job's error and one warning, not the runner's traceback."""
+    assert run(tmp_path, "db", "upgrade").returncode == 0
+    assert run(tmp_path, "portals", "add", "local", f"http://127.0.0.1:{free_port()}/").returncode == 0
+    swept = run(tmp_path, "portals", "sweep", "local", "--wait")
+    assert swept.returncode == 1 and "Traceback" not in swept.stderr, swept.stderr
+    assert "refusing to connect to 127.0.0.1" in swept.stderr  # jobs.fail's warning, one line
+    assert '"status": "failed"' in swept.stdout
