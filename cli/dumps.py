@@ -8,6 +8,8 @@ import threading
 
 import click
 
+from cli.progress import progressbar
+
 
 def _ctx():
     from exporter.context import get_context
@@ -77,7 +79,7 @@ class _Bar:
         with self.lock:
             if self.bar is None or total != self.total or done < self.bar.pos:
                 self.close()
-                self.bar = click.progressbar(length=max(total, 1), label="syncing", file=sys.stderr, show_pos=True)
+                self.bar = progressbar(length=max(total, 1), label="syncing", show_pos=True)
                 self.bar.__enter__()
                 self.total = total
             self.bar.update(done - self.bar.pos)

@@ -7,6 +7,7 @@ import importlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -70,15 +71,21 @@ def main(ctx: click.Context, verbose: bool) -> None:
     if ctx.invoked_subcommand in CLIENT_COMMANDS:
         configure_logging("INFO" if verbose else "WARNING")
         return
-    from exporter.config import PREFIX, load_settings, require_production_secret
+    from exporter.config import PREFIX, load_settings, production_secret_problem
 
     if ctx.invoked_subcommand in SERVICES:
-        try:
-            require_production_secret()
-        except ConfigError as exc:
-            raise click.ClickException(str(exc)) from None
-    settings = load_settings()
-    if verbose:
+        problem = production_secret_problem()
+        if problem:
+            raise click.ClickException(problem)
+    try:
+        settings = load_settings()
+    except ConfigError:
+        if ctx.invoked_subcommand != "check":  # `check` lists every bad setting, one line each
+            raise
+        settings = None
+    if settings is None:
+        level = "INFO" if verbose else "WARNING"
+    elif verbose:
         level = "DEBUG" if settings.log_level == "DEBUG" else "INFO"
     elif os.environ.get(PREFIX + "LOG_LEVEL"):
         level = settings.log_level
@@ -100,6 +107,8 @@ def require_migrated(url: str) -> None:
 
     try:
         missing = migrate.missing_heads(url)
+    except ExporterError:
+        raise
     except Exception as exc:
         raise click.ClickException(f"database {url.split('@')[-1]} cannot be read: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
     if missing:
@@ -141,8 +150,15 @@ def config_cmd(markdown: bool) -> None:
 @main.command("check")
 def check_cmd() -> None:
     """Check a deployment's settings and services; one line per check, non-zero exit if any is wrong."""
+    from exporter.config import setting_problems
     from exporter.health import check_deployment
 
+    problems = setting_problems()
+    if problems:
+        for problem in problems:
+            click.echo(f"FAIL settings: {problem}")
+        click.echo("FAIL services: not checked until the settings above can be used")
+        sys.exit(1)
     checks = check_deployment(context())
     for c in checks:
         click.echo(f"{'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}")
@@ -183,8 +199,14 @@ def jobs_list(status, kind, limit, as_json) -> None:
         return
     if not rows:
         click.echo("no jobs")
+        return
+    from exporter.raids.registry import scope_labels
+
+    with context().db.session() as session:
+        covers = scope_labels(session, rows)
     for j in rows:
-        click.echo(f"{j.id}  {j.kind:<16} {j.status:<10} {j.percentage:>3}%  {j.created_at:%Y-%m-%d %H:%M:%S}  {j.error or ''}")
+        scope = covers[j.id][1] if j.id in covers else ""
+        click.echo(f"{j.id}  {j.kind:<16} {j.status:<10} {j.percentage:>3}%  {j.created_at:%Y-%m-%d %H:%M:%S}  {scope}  {j.error or ''}".rstrip())
 
 
 @jobs.command("show")
@@ -282,17 +304,36 @@ def _gunicorn_version() -> tuple[int, ...]:
     return tuple(gunicorn.version_info)
 
 
+def flower_bind(settings, address: str | None = None) -> tuple[str, int]:
+    """Where Flower listens: FLOWER_URL's port, on its host if that is local, else on every address."""
+    from urllib.parse import urlsplit
+
+    url = urlsplit(settings.flower_url)
+    return address or (url.hostname if url.hostname in ("127.0.0.1", "localhost", "::1") else "0.0.0.0"), url.port or 80
+
+
+def port_taken(host: str, port: int) -> bool:
+    """Something listens on host:port already (bound the way gunicorn and Flower bind, SO_REUSEADDR)."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError:
+            return True
+    return False
+
+
 def flower_argv(settings, address: str | None = None) -> tuple[list[str], dict[str, str]]:
     """`celery flower` on FLOWER_URL's host and port, and the environment giving it basic auth (kept out of `ps`)."""
     from urllib.parse import urlsplit
 
     from exporter.config import flower_credentials
 
-    url = urlsplit(settings.flower_url)
     user, password = flower_credentials(settings)
-    address = address or (url.hostname if url.hostname in ("127.0.0.1", "localhost", "::1") else "0.0.0.0")
-    argv = _celery_argv("flower", f"--port={url.port or 80}", f"--address={address}")
-    prefix = url.path.strip("/")
+    address, port = flower_bind(settings, address)
+    argv = _celery_argv("flower", f"--port={port}", f"--address={address}")
+    prefix = urlsplit(settings.flower_url).path.strip("/")
     if prefix:
         argv.append(f"--url-prefix={prefix}")
     return argv, {"FLOWER_BASIC_AUTH": f"{user}:{password}"}
@@ -324,6 +365,10 @@ def up(concurrency: int, no_migrate: bool) -> None:
     from exporter import migrate
 
     ctx = context()
+    web_at, flower_at = (ctx.settings.web_host, ctx.settings.web_port), flower_bind(ctx.settings)
+    for (host, port), setting in ((web_at, "WEB_PORT"), (flower_at, "FLOWER_URL")):
+        if port_taken(host, port):
+            raise click.ClickException(f"{host}:{port} is in use (another `exporter up`?): stop what listens there or set EXPORTER_{setting}")
     if not no_migrate:
         migrate.upgrade(ctx.settings.database_url)
     from exporter.config import flower_credentials

@@ -8,6 +8,8 @@ import threading
 
 import click
 
+from cli.progress import progressbar
+
 
 def _ctx():
     from exporter.context import get_context
@@ -49,8 +51,10 @@ def import_cmd(file: str, strict: bool, as_json: bool) -> None:
 def generate_cmd(n: int, agency: str, service_points: tuple[int, ...], seed: int | None) -> None:
     """Insert N realistic synthetic raids (mixed access types, contributors, organisations)."""
     from exporter.raids.generator import generate
+    from exporter.raids.record import ror_id
 
-    with click.progressbar(length=n, label="generating raids") as bar:
+    ror_id(agency)  # a bad ROR is one line, before a progress bar is drawn
+    with progressbar(length=n, label="generating raids") as bar:
         last = 0
 
         def advance(done: int) -> None:
@@ -83,7 +87,7 @@ def _run(kind: str, params: dict, enqueue: bool, links: bool) -> None:
     outcome: dict = {}
     worker = threading.Thread(target=lambda: outcome.setdefault("status", runner.run_job(ctx, job.id)), daemon=True)
     worker.start()
-    with click.progressbar(length=1, label=f"{kind} {job.id[:8]}", show_pos=True) as bar:
+    with progressbar(length=1, label=f"{kind} {job.id[:8]}", show_pos=True) as bar:
         while worker.is_alive():
             worker.join(0.25)
             current = jobs.get(ctx, job.id)

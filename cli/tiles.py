@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from cli.progress import progressbar
+
 from .raids import export
 
 
@@ -89,7 +91,7 @@ def export_tiles(layer: str, roi_file: str, description: str | None, wait: bool)
     else:
         worker = threading.Thread(target=runner.run_job, args=(ctx, job.id), daemon=True)
         worker.start()
-        with click.progressbar(length=params["tileCount"], label=f"tiles {job.id[:8]}", show_pos=True) as bar:
+        with progressbar(length=params["tileCount"], label=f"tiles {job.id[:8]}", show_pos=True) as bar:
             while worker.is_alive():
                 worker.join(0.25)
                 bar.update(jobs.get(ctx, job.id).progress_done - bar.pos)

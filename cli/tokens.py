@@ -22,13 +22,18 @@ def tokens() -> None:
 
 @tokens.command("create")
 @click.option("--role", required=True, type=click.Choice(ROLES), help="operator: all jobs; service_point: its own private exports; read_only: reads; approver: approves or declines collection batches.")
-@click.option("--service-point", "service_point", help="The service point a service_point token belongs to.")
+@click.option("--service-point", "service_point", type=click.IntRange(1), help="The registered service point a service_point token belongs to.")
 @click.option("--name", help="Who or what the token is for.")
-def tokens_create(role: str, service_point: str | None, name: str | None) -> None:
+def tokens_create(role: str, service_point: int | None, name: str | None) -> None:
     """Make a token and print it once."""
     from exporter.access import create_token
+    from exporter.raids.registry import get_service_point
 
-    row, raw = create_token(_ctx(), role, service_point_id=service_point, name=name)
+    ctx = _ctx()
+    if service_point is not None:
+        with ctx.db.session() as session:
+            get_service_point(session, service_point)  # a token for a service point no raid can have would see nothing
+    row, raw = create_token(ctx, role, service_point_id=None if service_point is None else str(service_point), name=name)
     click.echo(raw)
     click.echo(f"token {row.id} ({role}{', service point ' + row.service_point_id if row.service_point_id else ''}): keep it now, it is not shown again", err=True)
 

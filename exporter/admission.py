@@ -8,9 +8,7 @@ away what pending and running jobs are still expected to write: their estimate (
 
 from __future__ import annotations
 
-import importlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,20 +17,11 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .db import Base
 from .errors import ExporterError
+from .kinds import load_all
 from .models import ACTIVE_STATUSES, Artifact, Job
 
 log = logging.getLogger(__name__)
 
-Estimator = Callable[[Any, str, dict[str, Any]], int | None]
-
-# Estimated bytes a job of a kind will write, as "module:function" (called as fn(ctx, kind, params))
-# or a callable. A kind without one is admitted without a size check.
-ESTIMATORS: dict[str, str | Estimator] = {
-    "synthetic": lambda ctx, kind, params: int(params["size"]),
-    "export_public": "exporter.raids.export:estimate_size",
-    "export_private": "exporter.raids.export:estimate_size",
-    "tiles": "exporter.tiles.requests:estimate_size",
-}
 
 
 class JobEstimate(Base):
@@ -74,17 +63,10 @@ def human(n: int) -> str:
 
 def estimate(ctx, kind: str, params: dict[str, Any]) -> int | None:
     """Bytes a job of `kind` with these (normalized) params is expected to write, if known."""
-    fn = ESTIMATORS.get(kind)
-    if fn is None:
+    spec = load_all().get(kind)
+    if spec is None or spec.estimate is None:  # the kind says nothing: admitted without a size check
         return None
-    if isinstance(fn, str):
-        module, _, attr = fn.partition(":")
-        try:
-            fn = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError):
-            log.warning("no size estimator %s for kind %s yet; admitting without a size check", ESTIMATORS[kind], kind)
-            return None
-    value = fn(ctx, kind, params)
+    value = spec.estimate(ctx, kind, params)
     return None if value is None else max(0, int(value))
 
 

@@ -206,7 +206,7 @@ SETTINGS: list[Setting] = [
     Setting("S3_ENDPOINT_URL", "", "S3-compatible endpoint (MinIO, moto, ...); empty means AWS. Credentials come from the usual AWS_* variables."),
     Setting("S3_REGION", "us-east-1", "Region for the S3 client."),
     Setting("SECRET_KEY", "", "Signs local download URLs and webhooks; empty means generate one once and keep it in VAR_DIR/secret_key."),
-    Setting("PUBLIC_URL", "http://127.0.0.1:8000", "Base URL users reach the web app on; local download links are built from it.", as_http_url),
+    Setting("PUBLIC_URL", "http://{WEB_HOST}:{WEB_PORT}", "Base URL users reach the web app on; local download links are built from it. The default follows WEB_HOST and WEB_PORT (the embedded mode).", as_http_url),
     Setting("WEB_HOST", "127.0.0.1", "Address `exporter up` serves the web app on."),
     Setting("WEB_PORT", "8000", "Port `exporter up` serves the web app on.", as_positive_int),
     Setting("DOWNLOAD_URL_TTL", "3600", "Seconds a download link stays valid.", as_positive_int),
@@ -324,6 +324,7 @@ SETTINGS: list[Setting] = [
     Setting("SMTP_TIMEOUT", "30", "Seconds one SMTP conversation may take.", as_seconds),
     Setting("EMAIL_MAX_ATTEMPTS", "12", "Attempts per e-mail before giving up (waits double from WEBHOOK_RETRY_BASE up to WEBHOOK_RETRY_CAP).", as_positive_int),
 ]
+BY_NAME = {s.name: s for s in SETTINGS}
 
 
 class Settings:
@@ -415,24 +416,45 @@ def flower_credentials(settings: Settings) -> tuple[str, str]:
     return "operator", kept_secret(settings.var_dir, "flower_password", 18)
 
 
-def load_settings(env: dict[str, str] | None = None) -> Settings:
-    """Read and validate every setting; raise ConfigError naming the first bad one."""
-    env = os.environ if env is None else env
+def _read_settings(env: Mapping[str, str]) -> tuple[dict[str, Any], list[ConfigError]]:
+    """Every setting parsed, and a ConfigError for each one that cannot be used."""
     var_dir = as_path("VAR_DIR", env.get(PREFIX + "VAR_DIR") or "./var")
     values: dict[str, Any] = {}
+    problems: list[ConfigError] = []
     for setting in SETTINGS:
         raw = env.get(PREFIX + setting.name)
         if raw is None or (raw == "" and setting.default):
             raw = setting.default
         raw = raw.replace("{VAR_DIR}", str(var_dir))
-        values[setting.name] = setting.parse(setting.name, raw)
-    values["SECRET_KEY"] = _secret_key(values["SECRET_KEY"], var_dir)
-    if values["TASK_TIME_LIMIT"] <= values["TASK_SOFT_TIME_LIMIT"]:
-        raise ConfigError(
-            f"{PREFIX}TASK_TIME_LIMIT ({values['TASK_TIME_LIMIT']}) must be greater than "
-            f"{PREFIX}TASK_SOFT_TIME_LIMIT ({values['TASK_SOFT_TIME_LIMIT']})"
-        )
+        for other in ("WEB_HOST", "WEB_PORT"):  # PUBLIC_URL's default: where `exporter up` serves
+            value = env.get(PREFIX + other) or BY_NAME[other].default
+            raw = raw.replace("{" + other + "}", "127.0.0.1" if value in ("0.0.0.0", "::") else value)  # every address: this machine's
+        try:
+            values[setting.name] = setting.parse(setting.name, raw)
+        except ConfigError as exc:
+            problems.append(exc)
+    if "SECRET_KEY" in values:
+        try:
+            values["SECRET_KEY"] = _secret_key(values["SECRET_KEY"], var_dir)
+        except ConfigError as exc:
+            problems.append(exc)
+    limits = values.get("TASK_TIME_LIMIT"), values.get("TASK_SOFT_TIME_LIMIT")
+    if None not in limits and limits[0] <= limits[1]:
+        problems.append(ConfigError(f"{PREFIX}TASK_TIME_LIMIT ({limits[0]}) must be greater than {PREFIX}TASK_SOFT_TIME_LIMIT ({limits[1]})"))
+    return values, problems
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raise ConfigError naming the first bad one."""
+    values, problems = _read_settings(os.environ if env is None else env)
+    if problems:
+        raise problems[0]
     return Settings(values)
+
+
+def setting_problems(env: Mapping[str, str] | None = None) -> list[str]:
+    """What is wrong with each setting that cannot be used (load_settings stops at the first)."""
+    return [str(exc) for exc in _read_settings(os.environ if env is None else env)[1]]
 
 
 def settings_markdown() -> str:

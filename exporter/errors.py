@@ -1,5 +1,7 @@
 """Exceptions with messages a user can act on."""
 
+import re
+
 
 class ExporterError(Exception):
     """Base class for every error Exporter raises on purpose."""
@@ -27,3 +29,13 @@ class JobLost(ExporterError):
 
 class TransientError(ExporterError):
     """A failure worth retrying later (a service briefly down); the job goes back to pending."""
+
+
+def short_message(exc: BaseException) -> str:
+    """The useful end of requests' and urllib3's nested error messages ("[Errno 111] Connection refused")."""
+    text = str(exc)
+    for pattern in (r"(\[Errno [^\]]+\][^'\")]*)", r"(Read timed out[^'\")]*)", r"(IncompleteRead\([^)]*\))", r"(Connection broken: [^'\")]*)"):
+        m = re.search(pattern, text)
+        if m:
+            return m.group(1).strip()
+    return text[:500]

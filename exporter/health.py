@@ -10,6 +10,7 @@ import requests
 from kombu import Connection
 from sqlalchemy import inspect, text
 
+from . import migrate
 from .config import PREFIX, Settings, is_production
 from .context import Context
 
@@ -82,8 +83,6 @@ def check_public_url(settings: Settings, env: Mapping[str, str]) -> Check:
 
 
 def check_migrations(settings: Settings) -> Check:
-    from . import migrate
-
     try:
         missing = migrate.missing_heads(settings.database_url)
     except Exception as exc:

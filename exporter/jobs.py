@@ -9,7 +9,6 @@ number of times, then failed with a reason.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import logging
 import uuid
@@ -21,11 +20,12 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
+from . import webhooks
 from .context import Context
 from .db import utcnow
 from .errors import JobLost, NotFound
 from .expiry import expires_at
-from .kinds import get_kind
+from .kinds import get_kind, load_all
 from .models import ACTIVE_STATUSES, Artifact, Job, TaskStatus
 
 log = logging.getLogger(__name__)
@@ -34,15 +34,17 @@ log = logging.getLogger(__name__)
 # Run as hook(ctx, session, job_id, status) in the transaction that writes a job's final status
 # (succeeded, failed, cancelled, reaped, expired); whatever it writes commits or rolls back with
 # that status (a transactional outbox). It returns a callable to run after the commit, or None.
-ON_FINAL: list[str] = ["exporter.webhooks:on_final", "exporter.publish.zenodo:on_export_final", "exporter.dumps.kinds:on_final", "exporter.collections.hooks:on_final"]
+# The webhooks' hook is the engine's; a family appends its own where it registers its kinds.
+FinalHook = Callable[[Context, Session, str, str], Callable[[], None] | None]
+ON_FINAL: list[FinalHook] = [webhooks.on_final]
 
 
 def on_final(ctx: Context, session: Session, job_id: str, status: str) -> list[Callable[[], None]]:
     """Run the ON_FINAL hooks inside `session`; an error rolls the final status back too."""
+    load_all()  # every family's kinds module, and with it its hooks
     after = []
-    for name in ON_FINAL:
-        module, _, attr = name.partition(":")
-        action = getattr(importlib.import_module(module), attr)(ctx, session, job_id, status)
+    for hook in ON_FINAL:
+        action = hook(ctx, session, job_id, status)
         if action is not None:
             after.append(action)
     return after

@@ -33,6 +33,13 @@ class JobKind:
     normalize: Callable[[dict[str, Any]], dict[str, Any]]  # validate, fill defaults; raise InvalidRequest
     expiry_seconds: int | None = None  # None: the JOB_EXPIRY_SECONDS setting
     description: str = ""
+    # Bytes a job is expected to write, as estimate(ctx, kind, params); None: admitted without a size check.
+    estimate: Callable[[Any, str, dict[str, Any]], int | None] | None = None
+    # What its callback URLs receive, as callback_payload(ctx, job, status); None: the API's job shape.
+    callback_payload: Callable[[Any, Any, str], dict[str, Any]] | None = None
+    # Its events are its family's own steps, named `<namespace>.<event>` in the X-Exporter-Event
+    # header (and in its payload's `event`); None: `job.<status>`.
+    event_namespace: str | None = None
 
 
 KINDS: dict[str, JobKind] = {}

@@ -15,5 +15,8 @@ def configure_logging(level: str = "INFO") -> None:
         handler._exporter = True
         root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("botocore", "boto3", "s3transfer", "urllib3", "kombu", "amqp"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # Libraries' own warnings (urllib3's "Retrying ...") are for a verbose run or a service's log;
+    # a quiet command line shows only the error it ends with.
+    libraries = logging.WARNING if root.level <= logging.INFO else logging.ERROR
+    for noisy in ("botocore", "boto3", "s3transfer", "urllib3", "kombu", "amqp", "alembic.runtime.plugins"):
+        logging.getLogger(noisy).setLevel(max(libraries, root.level))

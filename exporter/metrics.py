@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from sqlalchemy import Float, case, cast, func, select
 
+from .admission import storage_usage
 from .kinds import QUEUES, load_all
 from .models import Job
 
@@ -119,8 +120,6 @@ class _Collector:
             up.add_metric([], 0)
         yield up
         yield depth
-
-        from .admission import storage_usage
 
         usage = storage_usage(self.ctx)
         for name, value, help_ in (

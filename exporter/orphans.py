@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .context import Context
+from .kinds import load_all
 from .models import Artifact
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,6 @@ def register(prefix: str, named: Named) -> None:
 
 
 def owners() -> dict[str, Named]:
-    from .kinds import load_all
-
     load_all()  # the families register their prefixes when their kinds load
     return dict(_owners)
 

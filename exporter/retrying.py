@@ -21,7 +21,8 @@ def retry_after(value: str | None, cap: float) -> float | None:
 def retry_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
     """Seconds to wait after failed attempt number `attempt` (1-based): doubling, capped, half jittered.
 
-    By hand on purpose for waits kept in a row (webhooks' `next_attempt_at`, waited out by the
-    broker's countdown), which an in-process retry library such as tenacity cannot hold."""
+    Webhooks keep this wait in a row (`next_attempt_at`, waited out by the broker's countdown),
+    which an in-process retry library cannot hold; the Zenodo client hands it to tenacity as the
+    wait between attempts when Zenodo names none, so both back off alike."""
     step = min(cap, base * 2 ** max(0, attempt - 1))
     return step / 2 + (rng or random).uniform(0, step / 2)

@@ -22,7 +22,7 @@ from typing import Any
 
 from . import jobs
 from .context import Context
-from .errors import JobLost, TransientError
+from .errors import ExporterError, JobLost, TransientError
 from .kinds import get_kind
 from .models import Job
 from .parts import FANNED_OUT
@@ -203,7 +203,8 @@ def run_job(ctx: Context, job_id: str) -> str:
         jobs.release(ctx, job_id, token, f"transient: {exc}")
         raise
     except Exception as exc:
-        log.exception("job %s: failed", job_id)
+        if not isinstance(exc, ExporterError):  # a bug: its traceback; an expected error is jobs.fail's one line
+            log.exception("job %s: failed", job_id)
         run.discard()
         error = f"{type(exc).__name__}: {exc}"
         if jobs.fail(ctx, job_id, token, error):

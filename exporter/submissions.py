@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,11 +39,27 @@ from sqlalchemy.orm import Session, selectinload
 
 from . import admission, webhooks
 from .db import utcnow
+from .errors import InvalidRequest
 from .expiry import cache_fresh
 from .jobs import canonical_json, dedupe_key, dispatch
 from .kinds import get_kind
 from .models import ACTIVE_STATUSES, Job
 from .visibility import AGENCY_PARAM, SERVICE_POINT_PARAM
+
+MAX_DESCRIPTION = 1000
+# No control characters except tab, newline and carriage return.
+PRINTABLE = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f]*$"
+
+
+def check_description(description: str | None) -> str | None:
+    """A job's description as a person wrote it: at most MAX_DESCRIPTION printable characters."""
+    if description is None:
+        return None
+    if len(description) > MAX_DESCRIPTION:
+        raise InvalidRequest(f"description must be at most {MAX_DESCRIPTION} characters, got {len(description)}", field="description")
+    if not re.match(PRINTABLE, description):
+        raise InvalidRequest("description must not hold control characters", field="description")
+    return description
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +158,7 @@ def request_job(
     Raises InvalidRequest (bad params or callback URLs) or admission.InsufficientStorage.
     """
     spec = get_kind(kind)
+    description = check_description(description)
     params = json.loads(canonical_json(spec.normalize(dict(params or {}))))
     key = dedupe_key(kind, params)
     urls = webhooks.validate_callback_urls(ctx, list(callback_urls)) if callback_urls else []

@@ -53,5 +53,5 @@ def run(job: JobRun) -> dict[str, Any]:
     return {"bytes": art.size, "sha256": art.sha256}
 
 
-register(JobKind(name="synthetic", task="exporter.write_synthetic", queue="engine", run=run, normalize=normalize, description="writes N bytes in steps to test the engine"))
+register(JobKind(name="synthetic", task="exporter.write_synthetic", queue="engine", run=run, normalize=normalize, description="writes N bytes in steps to test the engine", estimate=lambda ctx, kind, params: int(params["size"])))
 orphans.register("synthetic/", orphans.artifact_keys)

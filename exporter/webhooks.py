@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import importlib
 import json
 import logging
 import socket
@@ -33,11 +32,13 @@ from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstra
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from . import netsafety
 from .access import download_links
 from .context import Context
 from .crypto import same
 from .db import Base, UTCDateTime, utcnow
 from .errors import InvalidRequest
+from .kinds import load_all
 from .models import FINAL_STATUSES, Job
 from .retrying import retry_delay
 from .visibility import API_STATUS, file_size
@@ -143,7 +144,7 @@ def validate_callback_url(ctx: Context, url: Any) -> str:
     except ValueError as exc:
         raise InvalidRequest(f"callback URL is malformed: {exc}", field=FIELD) from None
     if parts.scheme not in ("http", "https"):
-        raise InvalidRequest(f"callback URL must be http or https, got {parts.scheme or 'no scheme'!r}", field=FIELD)
+        raise InvalidRequest(f"callback URL {url[:200]!r} must be http or https (start with http:// or https://)", field=FIELD)
     if not parts.hostname:
         raise InvalidRequest("callback URL has no host", field=FIELD)
     if any(c.isspace() or ord(c) < 32 for c in url):
@@ -206,8 +207,6 @@ def callbacks_of(ctx: Context, job_id: str) -> list[str]:
 
 def _check_address(ctx: Context, host: str, port: int) -> None:
     """Refuse a host that is, or resolves to, an address the archiver's rules refuse."""
-    from . import netsafety
-
     allow = ctx.settings.webhook_allow_networks
     try:
         addresses = {info[4][0] for info in socket.getaddrinfo(host.strip("[]"), port, 0, socket.SOCK_STREAM)}
@@ -221,8 +220,6 @@ def _check_address(ctx: Context, host: str, port: int) -> None:
 
 
 def _session(ctx: Context, on_socket=None) -> requests.Session:
-    from . import netsafety
-
     return netsafety.safe_session(ctx.settings.webhook_allow_networks, user_agent=USER_AGENT, on_socket=on_socket)
 
 
@@ -233,7 +230,7 @@ def write_notifications(session: Session, job_id: str, status: str, events: Iter
     """In the caller's transaction: a notification row for each callback of the job not yet told `status`.
 
     `status` is a final status of the job, or one of `events` (a family's own steps, such as a
-    collection batch's `approved`; the kind's PAYLOADS entry says what they carry)."""
+    collection batch's `approved`; the kind's callback_payload says what they carry)."""
     if status not in FINAL_STATUSES and status not in events:
         return []
     now = utcnow()
@@ -307,19 +304,11 @@ def api_status(status: str) -> str:
     return API_STATUS.get(status, status)
 
 
-# Job kinds whose callbacks have a shape of their own: kind -> "module:function", called as
-# fn(ctx, job, status) (the tiles family answers in MapColonies' shape).
-_COLLECTION_PAYLOAD = "exporter.collections.notify:webhook_payload"
-PAYLOADS: dict[str, str] = {"tiles": "exporter.tiles.mapcolonies:callback_payload", "collect_batch": _COLLECTION_PAYLOAD, "publish_collection": _COLLECTION_PAYLOAD, "import_collection": _COLLECTION_PAYLOAD}
-
-# Job kinds whose events are a family's own steps, named `<namespace>.<event>` in the
-# X-Exporter-Event header (and in their payload's `event`); every other kind's are `job.<status>`.
-EVENT_NAMESPACES: dict[str, str] = {"collect_batch": "collection", "publish_collection": "collection", "import_collection": "collection"}
-
-
 def event_name(kind: str, event: str) -> str:
-    """The event as the X-Exporter-Event header names it: `job.<API status>`, or `<namespace>.<event>` for EVENT_NAMESPACES."""
-    namespace = EVENT_NAMESPACES.get(kind)
+    """The event as the X-Exporter-Event header names it: `job.<API status>`, or `<namespace>.<event>`
+    for a kind whose events are its family's own steps (JobKind.event_namespace)."""
+    spec = load_all().get(kind)
+    namespace = spec.event_namespace if spec is not None else None
     return f"{namespace}.{event}" if namespace else f"job.{api_status(event)}"
 
 
@@ -328,9 +317,9 @@ def payload(ctx: Context, job: Job, status: str) -> dict[str, Any]:
 
     Call inside the session that loaded `job` (its artifacts are read).
     """
-    if job.kind in PAYLOADS:
-        module, _, attr = PAYLOADS[job.kind].partition(":")
-        return getattr(importlib.import_module(module), attr)(ctx, job, status)
+    spec = load_all().get(job.kind)
+    if spec is not None and spec.callback_payload is not None:  # a shape of its own (tiles: MapColonies')
+        return spec.callback_payload(ctx, job, status)
     links = download_links(ctx, job) if status == "succeeded" and job.status == "succeeded" else None
     return {
         "jobId": job.id,
@@ -414,8 +403,6 @@ def _read_capped(resp: requests.Response, cap: int) -> bytes:
 
 def _post(ctx: Context, url: str, body: bytes, event: str, notification_id: int, attempt: int) -> tuple[int | None, str | None, bool]:
     """POST the body (`event` as event_name gives it); returns (status code, error or None, whether the failure is permanent)."""
-    from . import netsafety
-
     timestamp = str(int(time.time()))
     headers = {
         "Content-Type": "application/json",

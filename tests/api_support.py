@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from exporter import access, admission, submissions, visibility
+from exporter import access, submissions, visibility
 from exporter.errors import InvalidRequest
 from exporter.kinds import KINDS, JobKind
 
@@ -42,8 +42,12 @@ def _run(public: bool):
     return run
 
 
-FAKE_PUBLIC = JobKind(name="test_export_public", task="exporter.test_export_public", queue="exports", run=_run(True), normalize=_normalize("agency"))
-FAKE_PRIVATE = JobKind(name="test_export_private", task="exporter.test_export_private", queue="exports", run=_run(False), normalize=_normalize("service_point"))
+def _estimate(ctx, kind: str, params: dict[str, Any]) -> int:
+    return ESTIMATE["bytes"]
+
+
+FAKE_PUBLIC = JobKind(name="test_export_public", task="exporter.test_export_public", queue="exports", run=_run(True), normalize=_normalize("agency"), estimate=_estimate)
+FAKE_PRIVATE = JobKind(name="test_export_private", task="exporter.test_export_private", queue="exports", run=_run(False), normalize=_normalize("service_point"), estimate=_estimate)
 
 
 @pytest.fixture
@@ -56,8 +60,6 @@ def fake_exports(monkeypatch):
     before = set(visibility.PRIVATE_KINDS)
     visibility.PRIVATE_KINDS.add(FAKE_PRIVATE.name)
     ESTIMATE["bytes"] = 1000
-    for kind in (FAKE_PUBLIC.name, FAKE_PRIVATE.name):
-        monkeypatch.setitem(admission.ESTIMATORS, kind, lambda ctx, kind, params: ESTIMATE["bytes"])
     yield
     visibility.PRIVATE_KINDS.clear()
     visibility.PRIVATE_KINDS.update(before)

@@ -15,6 +15,7 @@ from exporter.config import ConfigError
 from exporter.db import utcnow
 from exporter.errors import InvalidRequest, NotFound
 from exporter.models import Job
+from exporter.raids.registry import ensure_service_point
 from exporter.ratelimit import Rate, as_rate
 
 
@@ -184,6 +185,11 @@ def test_tokens_cli_creates_lists_and_revokes(ctx, monkeypatch, tmp_path):
     monkeypatch.setenv("EXPORTER_VAR_DIR", str(tmp_path / "cli"))
     monkeypatch.setenv("EXPORTER_SECRET_KEY", "test-secret-key-0123456789")
     runner = CliRunner()
+    for unknown in ("20000001", "abc"):  # not registered yet; not a service point id at all
+        refused = runner.invoke(main, ["tokens", "create", "--role", "service_point", "--service-point", unknown])
+        assert refused.exit_code != 0 and unknown in refused.output and access.list_tokens(ctx) == []
+    with ctx.db.session() as session:
+        ensure_service_point(session, 20000001, "038sjwq14")
     r = runner.invoke(main, ["tokens", "create", "--role", "service_point", "--service-point", "20000001", "--name", "uni"])
     assert r.exit_code == 0, r.output
     raw = r.stdout.strip().splitlines()[0]

@@ -3,8 +3,11 @@
 # ruff: noqa: F811  (pytest fixtures imported from api_support are parameters here)
 from __future__ import annotations
 
+import hashlib
+import hmac
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import itsdangerous
 import pytest
 
 from exporter import access, cleanup, runner
@@ -127,6 +130,14 @@ def test_signed_links_work_without_a_token_and_refuse_tampering(api):
     old = access.signed_download_url(api.ctx, job_id, "archive", now=0)
     r = api.client.get(_path(old))
     assert r.status_code == 410 and "expired" in r.json["error"]
+    # The same fields signed by SECRET_KEY another way (plain HMAC, as links were signed before
+    # itsdangerous; or the storage links' salt) open nothing; nor does a signature that is not ASCII.
+    message = f"download\n{job_id}\n{query['artifact']}\n{query['expires']}\n{query['by']}".encode()
+    plain = hmac.new(api.ctx.settings.secret_key.encode(), message, hashlib.sha256).hexdigest()
+    other_salt = itsdangerous.Signer(api.ctx.settings.secret_key, salt="exporter.storage.download", digest_method=hashlib.sha256).get_signature(message[9:]).decode()
+    for signature in (plain, other_salt, "é" * 20):
+        r = api.client.get(urlsplit(link).path + "?" + urlencode({**query, "signature": signature}))
+        assert r.status_code == 403 and r.json["field"] == "signature", signature
 
 
 def test_download_before_it_is_ready_or_after_expiry(api):

@@ -56,12 +56,18 @@ def test_public_and_private_exports_end_to_end(ctx):
 def test_unknown_agency_or_service_point_is_a_404_naming_it(ctx):
     api = make_api(ctx)
     generate(ctx, 2, agency=AGENCY, service_points=[int(SP_A)], seed=4)
+    # The domain's checks answer with the request's field names (scope.agency, not the job's `agency`).
     r = api.post("/exports", {"kind": "public", "scope": {"agency": "https://ror.org/000000000"}})
-    assert r.status_code == 404 and "000000000" in r.json["error"]
+    assert r.status_code == 404 and "000000000" in r.json["error"] and r.json["field"] == "scope.agency"
+    r = api.post("/exports", {"kind": "public", "scope": {"agency": "not a ror"}})
+    assert r.status_code == 400 and r.json["field"] == "scope.agency"
     r = api.post("/exports", {"kind": "private", "scope": {"servicePoint": 12345}})
-    assert r.status_code == 404
+    assert r.status_code == 404 and r.json == {"error": "no service point 12345", "field": "scope.servicePoint"}
     r = api.post("/exports", {"kind": "private", "scope": {"servicePoint": "not-a-number"}})
-    assert r.status_code == 400 and r.json["field"] == "service_point"
+    assert r.status_code == 400 and r.json["field"] == "scope.servicePoint"
+    assert r.json["error"] == "scope.servicePoint must be a service point's id, a positive number such as 20000000, got 'not-a-number'"
+    r = api.post("/exports", {"kind": "tiles", "layer": "nope", "roi": {"type": "FeatureCollection", "features": []}})
+    assert r.status_code == 400 and r.json["field"] == "layer" and "no tile layer 'nope'" in r.json["error"]
     assert jobs.list_jobs(ctx) == []
 
 

@@ -256,3 +256,7 @@ def test_cli_archive_and_portals(actx, server, portal_site):
     assert result["status"] == "succeeded" and result["result"]["checked"] == 5
     report = cli.invoke(main, ["archives", "report", "--csv"])
     assert report.exit_code == 0 and report.stdout.startswith("organization,") and "/status/404" in report.output
+    by_portal = cli.invoke(main, ["archives", "report", "--portal", "cli-portal", "--csv"])
+    assert by_portal.exit_code == 0 and "ds-03" in by_portal.stdout and "(no organisation)" not in by_portal.stdout  # not the ad-hoc archive
+    unknown = cli.invoke(main, ["archives", "report", "--portal", "no-such-portal"])
+    assert unknown.exit_code != 0 and "no portal 'no-such-portal'" in unknown.output

@@ -68,3 +68,21 @@ def test_production_flower_needs_its_own_credentials(tmp_path):
     found = lines(result)
     assert found["flower"].startswith("FAIL") and "EXPORTER_FLOWER_BASIC_AUTH is not set" in found["flower"]
     assert found["secret key"].startswith("ok") and found["public URL"].startswith("ok")
+
+
+def test_every_setting_that_cannot_be_used_is_a_line_of_its_own(tmp_path):
+    result = run(
+        tmp_path, "check",
+        EXPORTER_ENV="production",
+        EXPORTER_SECRET_KEY="short",
+        EXPORTER_PUBLIC_URL="not-a-url",
+        EXPORTER_FLOWER_BASIC_AUTH="operator",
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    failed = [line for line in result.stdout.splitlines() if line.startswith("FAIL settings: ")]
+    named = ("EXPORTER_SECRET_KEY", "EXPORTER_PUBLIC_URL", "EXPORTER_FLOWER_BASIC_AUTH")
+    assert len(failed) == len(named), result.stdout
+    assert all(any(name in line for line in failed) for name in named), result.stdout
+    # Any other command still stops at the first, in one line.
+    listed = run(tmp_path, "jobs", "list", EXPORTER_PUBLIC_URL="not-a-url")
+    assert listed.returncode == 1 and listed.stderr.strip().splitlines() == ["Error: configuration error: EXPORTER_PUBLIC_URL must be an http(s) URL, got 'not-a-url'"]

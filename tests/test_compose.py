@@ -138,6 +138,13 @@ def test_flower_runs_behind_basic_auth_from_the_required_setting(project_root):
     assert "--address=0.0.0.0" in argv and "--port=5555" in argv
 
 
+def test_the_services_start_through_exporter_so_its_checks_run_first(project_root):
+    """`exporter web|worker|beat|flower` refuse production settings without a secret, or an unmigrated database, in one line."""
+    services = load(project_root)["services"]
+    for name in ("web", "worker", "beat", "flower"):
+        assert services[name]["command"][:2] == ["exporter", name], services[name]["command"]
+
+
 def test_every_long_running_service_has_a_health_check(project_root):
     services = load(project_root)["services"]
     one_shot = {"migrate", "createbucket"}

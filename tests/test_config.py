@@ -67,3 +67,13 @@ def test_cli_stops_with_the_setting_name_and_non_zero_exit(tmp_path):
 def test_readme_documents_every_setting(project_root):
     readme = (project_root / "README.md").read_text()
     assert settings_markdown() in readme, "README's settings table is stale: paste `exporter config --markdown`"
+
+
+def test_the_public_url_follows_the_web_port_unless_it_is_set(tmp_path):
+    base = {"EXPORTER_VAR_DIR": str(tmp_path)}
+    assert load_settings(base).public_url == "http://127.0.0.1:8000"
+    moved = load_settings(base | {"EXPORTER_WEB_PORT": "8123", "EXPORTER_WEB_HOST": "localhost"})
+    assert moved.public_url == "http://localhost:8123"  # download links point where `exporter up` serves
+    assert load_settings(base | {"EXPORTER_WEB_HOST": "0.0.0.0"}).public_url == "http://127.0.0.1:8000"  # not a browsable address
+    behind_a_proxy = load_settings(base | {"EXPORTER_WEB_PORT": "8123", "EXPORTER_PUBLIC_URL": "https://exporter.example.org"})
+    assert behind_a_proxy.public_url == "https://exporter.example.org"

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from cli.main import main
-from exporter.raids.models import Raid
+from exporter.raids.models import Raid, RegistrationAgency, ServicePoint
 
 
 def test_demo_seeds_once(ctx):
@@ -19,3 +19,5 @@ def test_demo_seeds_once(ctx):
     with ctx.db.session() as s:
         assert s.scalar(select(func.count()).select_from(Raid)) == 10
         assert s.scalar(select(func.count(func.distinct(Raid.service_point_id)))) == 3
+        assert s.scalars(select(RegistrationAgency.name).order_by(RegistrationAgency.name)).all() == ["Demo agency A", "Demo agency B"]
+        assert s.get(ServicePoint, 20000001).name == "Demo service point A2"

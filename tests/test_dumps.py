@@ -398,6 +398,8 @@ def test_a_public_export_submits_the_agencys_dump_publication_once(dctx):
     assert result.exit_code == 0 and "change set 1, with a full snapshot" in result.output, result.output
     result = CliRunner().invoke(_main(), ["dump", "status", "--agency", AGENCY_ID])
     assert json.loads(result.output)["seq"] == 1
+    unknown = CliRunner().invoke(_main(), ["dump", "status", "--agency", "00000nobody"])
+    assert unknown.exit_code != 0 and "no registration agency 00000nobody" in unknown.output
     dctx.settings = dctx.settings.replace(dump_after_export=False)
     jobs.cancel(dctx, pending[0].id)
     run_export(dctx, "export_public", {"agency": AGENCY_ID, "sitemaps": False})

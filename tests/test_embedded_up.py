@@ -69,7 +69,7 @@ def test_up_serves_runs_jobs_and_stops_cleanly_on_ctrl_c(tmp_path):
         kids = children_of(up.pid)
         assert len(kids) == 4
         up.send_signal(signal.SIGINT)
-        assert up.wait(40) == 0
+        assert up.wait(40) == 0, (tmp_path / "up.log").read_text()[-4000:]  # what stopped it, if it was not the SIGINT
         wait_for(lambda: not any(alive(k) for k in kids), 20, "web, worker, beat and Flower to exit")
     finally:
         if up.poll() is None:

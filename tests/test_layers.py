@@ -4,6 +4,7 @@ imports itself back through others (imports inside functions count too)."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,3 +103,15 @@ def test_each_test_module_has_a_redis_database_of_its_own():
             assert n not in seen, f"{path.name} and {seen[n]} both use Redis database {n}"
             assert 0 <= n <= 15, f"{path.name}: Redis has databases 0-15"
             seen[n] = path.name
+
+
+def test_no_module_is_named_by_a_module_function_string():
+    """Hooks and helpers are imported or registered, not looked up as "exporter.x:fn" strings, which
+    hide a dependency (and any cycle it makes) from the checks above. The lists of families'
+    modules that `kinds.load_all()` and `schema` import are the one composition point."""
+    found = []
+    for name, path in _modules("exporter").items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and re.fullmatch(r"exporter(\.\w+)+:\w+", node.value):
+                found.append(f"{name}: {node.value!r}")
+    assert found == []

@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from exporter import cleanup, jobs, parts, reaper, runner, submissions, webhooks
 from exporter.db import utcnow
+from exporter.kinds import load_all
 from exporter.models import Job
 
 from .test_webhooks import LOOPBACK, job_with_callbacks, notifications, sent_webhooks
@@ -25,6 +26,7 @@ def broken_database(ctx, session, job_id, status):
 @pytest.fixture
 def octx(ctx):
     ctx.settings = ctx.settings.replace(webhook_allow_networks=LOOPBACK)
+    load_all()  # the families append their hooks to jobs.ON_FINAL now, not to a list a test swaps in
     return ctx
 
 
@@ -44,7 +46,7 @@ def test_a_database_error_before_the_commit_loses_neither_status_nor_webhook(oct
     octx.settings = octx.settings.replace(max_attempts=1)
     job = job_with_callbacks(octx, [URL])
     token = jobs.claim(octx, job.id)
-    monkeypatch.setattr(jobs, "ON_FINAL", ["exporter.webhooks:on_final", f"{__name__}:broken_database"], raising=False)
+    monkeypatch.setattr(jobs, "ON_FINAL", [webhooks.on_final, broken_database])
     if how == "reap":
         assert reaper.reap_jobs(octx, now=utcnow() + timedelta(hours=1)).failed == []  # logged; the reaper goes on
     else:
@@ -53,7 +55,7 @@ def test_a_database_error_before_the_commit_loses_neither_status_nor_webhook(oct
     still = jobs.get(octx, job.id)
     assert (still.status, still.claim_token) == ("running", token)  # rolled back together: still ours
     assert notifications(octx, job.id) == [] and sent_webhooks(octx) == []
-    monkeypatch.setattr(jobs, "ON_FINAL", ["exporter.webhooks:on_final"])
+    monkeypatch.setattr(jobs, "ON_FINAL", [webhooks.on_final])
     end(octx, how, job.id, token)
     status = jobs.get(octx, job.id).status
     assert status == {"succeed": "succeeded", "cancel": "cancelled"}.get(how, "failed")
@@ -66,12 +68,12 @@ def test_expiry_and_its_webhook_commit_together(octx, monkeypatch):
     assert runner.run_job(octx, job.id) == "succeeded"
     keys = [a.key for a in jobs.get(octx, job.id).artifacts]
     later = utcnow() + timedelta(days=3650)
-    monkeypatch.setattr(jobs, "ON_FINAL", ["exporter.webhooks:on_final", f"{__name__}:broken_database"], raising=False)
+    monkeypatch.setattr(jobs, "ON_FINAL", [webhooks.on_final, broken_database])
     assert cleanup.run(octx, now=later)["expired_jobs"] == 0  # rolled back and logged; cleanup goes on
     assert jobs.get(octx, job.id).status == "succeeded"
     assert [n.event for n in notifications(octx, job.id)] == ["succeeded"]
     assert all(octx.storage.stat(k) is not None for k in keys)
-    monkeypatch.setattr(jobs, "ON_FINAL", ["exporter.webhooks:on_final"])
+    monkeypatch.setattr(jobs, "ON_FINAL", [webhooks.on_final])
     assert cleanup.run(octx, now=later)["expired_jobs"] == 1
     assert [n.event for n in notifications(octx, job.id)] == ["succeeded", "expired"]
 
@@ -107,7 +109,7 @@ def test_a_callback_attached_while_the_job_ends_is_told(octx, monkeypatch):
     params = {"size": 8, "steps": 1}
     first = submissions.request_job(octx, "synthetic", params, callback_urls=[URL], enqueue=False)
     token = jobs.claim(octx, first.job.id)
-    monkeypatch.setattr(jobs, "ON_FINAL", ["exporter.webhooks:on_final", f"{__name__}:pause_in_the_final_transaction"])
+    monkeypatch.setattr(jobs, "ON_FINAL", [webhooks.on_final, pause_in_the_final_transaction])
     ending = threading.Thread(target=jobs.succeed, args=(octx, first.job.id, token, {}, []))
     ending.start()
     assert ENDING.wait(30)  # the success and the first URL's outbox row are written, not committed
@@ -132,12 +134,12 @@ def test_a_fanned_out_job_ends_with_its_webhook_whether_its_last_part_or_the_rea
     with octx.db.session() as s:
         webhooks.add_callbacks(s, job_id, [URL])
     assert parts.run_part(octx, ids[0]) == "done"
-    monkeypatch.setattr(jobs, "ON_FINAL", ["exporter.webhooks:on_final", f"{__name__}:broken_database"], raising=False)
+    monkeypatch.setattr(jobs, "ON_FINAL", [webhooks.on_final, broken_database])
     with pytest.raises(Exception, match="no_such_table"):
         parts.run_part(octx, ids[1])  # the last part's finish: its success and failure both roll back
     assert jobs.get(octx, job_id).status == "running" and notifications(octx, job_id) == []
     assert reaper.reap_parts(octx).finished == []  # the same error in the reaper: logged, its pass goes on
-    monkeypatch.setattr(jobs, "ON_FINAL", ["exporter.webhooks:on_final"])
+    monkeypatch.setattr(jobs, "ON_FINAL", [webhooks.on_final])
     assert reaper.reap_parts(octx).finished == [job_id]  # every part done, the parent not: the reaper finishes it
     assert jobs.get(octx, job_id).status == "succeeded"
     assert [(n.url, n.event) for n in notifications(octx, job_id)] == [(URL, "succeeded")]
@@ -155,7 +157,7 @@ def test_a_job_whose_final_transaction_fails_stops_no_other_job_the_reaper_settl
     other = jobs.submit(octx, "synthetic", {"size": 6})
     for job in (poisoned, other):
         assert jobs.claim(octx, job.id)  # their workers die: both stale, both at MAX_ATTEMPTS
-    monkeypatch.setattr(jobs, "ON_FINAL", ["exporter.webhooks:on_final", f"{__name__}:broken_for_marked_jobs"])
+    monkeypatch.setattr(jobs, "ON_FINAL", [webhooks.on_final, broken_for_marked_jobs])
     report = reaper.reap_jobs(octx, now=utcnow() + timedelta(hours=1))
     assert report.failed == [other.id]
     assert jobs.get(octx, other.id).status == "failed"
@@ -168,6 +170,6 @@ def test_a_job_whose_expiry_fails_stops_no_other_expiry(octx, monkeypatch):
         job = jobs.submit(octx, "synthetic", {"size": 5}, description=description)
         assert runner.run_job(octx, job.id) == "succeeded"
         done.append(job.id)
-    monkeypatch.setattr(jobs, "ON_FINAL", ["exporter.webhooks:on_final", f"{__name__}:broken_for_marked_jobs"])
+    monkeypatch.setattr(jobs, "ON_FINAL", [webhooks.on_final, broken_for_marked_jobs])
     assert cleanup.run(octx, now=utcnow() + timedelta(days=3650))["expired_jobs"] == 1
     assert [jobs.get(octx, j).status for j in done] == ["succeeded", "expired"]

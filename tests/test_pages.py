@@ -9,8 +9,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import func, select
 
+from cli.main import main
 from exporter import access, jobs, runner, webhooks
 from exporter.access import AuditLog
 from exporter.archiver.portals import add_portal
@@ -274,6 +276,17 @@ def test_unknown_or_malformed_choices_are_refused_naming_the_field(operator, ctx
         assert s.scalar(select(func.count()).select_from(Job)) == 0
 
 
+def test_a_description_the_api_would_refuse_is_refused_by_the_form_too(operator, ctx):
+    register(ctx, {ARDC: "Australian Research Data Commons"}, {})
+    for description, message in (("x" * 1001, "description must be at most 1000 characters, got 1001"), ("bell\x07", "description must not hold control characters")):
+        r = submit_form(operator, "public", agency=ARDC, mode="full", format="zip", description=description)
+        html = r.get_data(as_text=True)
+        assert r.status_code == 400 and message in html
+        assert re.search(r'<input[^>]*name="description"[^>]*class="field-error"', html)
+    with ctx.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Job)) == 0
+
+
 def test_pages_show_the_agency_or_service_point_name_beside_its_id(app, operator, ctx):
     register(ctx, {ARDC: "Australian Research Data Commons"}, {20000001: (ARDC, "ARDC service desk")})
     public = jobs.submit(ctx, "export_public", {"agency": ARDC}, enqueue=False)
@@ -288,6 +301,10 @@ def test_pages_show_the_agency_or_service_point_name_beside_its_id(app, operator
     assert '<th>Registration agency</th><td id="scope">Australian Research Data Commons (038sjwq14)</td>' in page
     page = operator.get(f"/pages/jobs/{private.id}").get_data(as_text=True)
     assert '<td id="scope">ARDC service desk (20000001) of Australian Research Data Commons (038sjwq14)</td>' in page
+    listed = {line.split()[0]: line for line in CliRunner().invoke(main, ["jobs", "list"]).output.splitlines()}  # and on the command line
+    assert "Australian Research Data Commons (038sjwq14)" in listed[public.id]
+    assert "ARDC service desk (20000001) of Australian Research Data Commons (038sjwq14)" in listed[private.id]
+    assert "40000000 (not registered)" in listed[orphan.id]
 
     _row, raw = access.create_token(ctx, "service_point", service_point_id="20000001")
     client = app.test_client()

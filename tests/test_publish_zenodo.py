@@ -243,6 +243,22 @@ def test_a_spent_rate_limit_waits_for_its_reset_and_a_long_wait_gives_the_job_ba
         client.call("GET", "/user/records")
 
 
+def test_the_attempts_back_off_with_jitter_and_then_give_the_job_back(fake):
+    waits: list[float] = []
+    client = ZenodoClient(fake.api, TOKEN, requests.Session(), sleep=waits.append, attempts=3, backoff=2.0, wait_max=300)
+    fake.fail(503, "GET", "/user/records", times=3)
+    with pytest.raises(TransientError, match=r"GET /user/records failed 3 times, last: HTTP 503"):
+        client.call("GET", "/user/records")
+    assert len(waits) == 2 and 1.0 <= waits[0] <= 2.0 and 2.0 <= waits[1] <= 4.0  # 2 s, then 4 s, half of each jitter
+    waits.clear()
+    fake.fail(429, "POST", "/records", times=1)  # not processed: even a create is sent again, after the backoff
+    client.create_draft({"metadata": {"title": "t"}})
+    assert len(waits) == 1 and 1.0 <= waits[0] <= 2.0 and len(fake.drafts()) == 1
+    fake.fail(500, "POST", "/records", times=1)
+    with pytest.raises(TransientError, match="not repeated blindly"):
+        client.create_draft({"metadata": {"title": "t"}})
+
+
 def test_5xx_is_retried_with_backoff_and_a_create_is_never_repeated_blindly(zpg, fake):
     export(zpg, record(1))
     fake.fail(500, "PUT", "/content", times=2)

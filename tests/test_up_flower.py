@@ -98,3 +98,4 @@ def test_up_serves_on_gunicorn_and_flower_asks_for_the_generated_password(tmp_pa
             except subprocess.TimeoutExpired:
                 up.kill()
         log.close()
+        print((tmp_path / "up.log").read_text(errors="replace")[-6000:])  # shown by pytest when the test fails

@@ -66,6 +66,7 @@ def test_callback_urls_obey_the_address_rules(ctx):
         ("http://169.254.169.254/latest/meta-data", "metadata"),
         ("http://[::1]:9/hook", "loopback"),
         ("ftp://example.org/hook", "http or https"),
+        ("example.org/hook", "'example.org/hook' must be http or https (start with http:// or https://)"),
         ("http:///nohost", "no host"),
         ("http://example.org:99999/", "malformed"),
         (42, "string"),

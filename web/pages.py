@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import importlib
 import json
 import math
 from collections.abc import Callable, Iterable
@@ -32,6 +31,7 @@ from exporter import access, jobs, ratelimit, submissions, visibility, webhooks
 from exporter.access import ApiToken, Principal
 from exporter.admission import InsufficientStorage
 from exporter.archiver.portals import count_portals, get_portal, list_portals
+from exporter.archiver.reports import broken_links as broken_links_report
 from exporter.config import kept_secret
 from exporter.context import Context
 from exporter.crypto import same
@@ -41,12 +41,10 @@ from exporter.models import ACTIVE_STATUSES, JOB_STATUSES, Job
 from exporter.publish import client as zenodo_client
 from exporter.publish import zenodo
 from exporter.raids import registry
-from exporter.raids.models import RegistrationAgency, ServicePoint
 
 bp = Blueprint("pages", __name__, url_prefix="/pages")
 
 LOGIN_RATE = ratelimit.Rate(10, 60)  # failed-or-not login attempts per client address
-BROKEN_LINKS = "exporter.archiver.reports:broken_links"  # (ctx, organization=None) -> {"totals", "organizations": [{..., "rows"}]}
 MODES = ("full", "incremental")
 FORMATS = ("zip", "tar.gz")
 SELECT_MAX = 40  # a choice among more than this many gets a search box instead of a <select>
@@ -215,22 +213,14 @@ class Choice:
     label: str  # what a person reads
 
 
-def agency_label(agency: RegistrationAgency) -> str:
-    return f"{agency.name} ({agency.id})"
-
-
-def service_point_label(sp: ServicePoint, agency: RegistrationAgency) -> str:
-    return f"{sp.name} ({sp.id}) of {agency_label(agency)}"
-
-
 def _agency_choices(q: str | None, limit: int | None) -> list[Choice]:
     with ctx().db.session() as s:
-        return [Choice(a.id, agency_label(a)) for a in registry.list_agencies(s, q, limit)]
+        return [Choice(a.id, registry.agency_label(a)) for a in registry.list_agencies(s, q, limit)]
 
 
 def _service_point_choices(q: str | None, limit: int | None) -> list[Choice]:
     with ctx().db.session() as s:
-        return [Choice(str(sp.id), service_point_label(sp, ag)) for sp, ag in registry.list_service_points(s, q, limit)]
+        return [Choice(str(sp.id), registry.service_point_label(sp, ag)) for sp, ag in registry.list_service_points(s, q, limit)]
 
 
 def _portal_choices(q: str | None, limit: int | None) -> list[Choice]:
@@ -259,31 +249,10 @@ CHOICES: dict[str, ChoiceSource] = {
 }
 
 
-def _service_point_number(value: Any) -> int | None:
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        value = int(value)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def scope_labels(rows: Iterable[Job]) -> dict[str, tuple[str, str]]:
     """For each job that names an agency or a service point: (what it is, its name and id)."""
-    rows = list(rows)
-    agency_ids = {a for j in rows if isinstance(a := (j.params or {}).get(visibility.AGENCY_PARAM), str)}
-    sp_ids = {n for j in rows if (n := _service_point_number((j.params or {}).get(visibility.SERVICE_POINT_PARAM))) is not None}
-    if not agency_ids and not sp_ids:
-        return {}
     with ctx().db.session() as s:
-        agencies = registry.agencies_by_id(s, agency_ids)
-        points = registry.service_points_by_id(s, sp_ids)
-    labels = {}
-    for j in rows:
-        agency = (j.params or {}).get(visibility.AGENCY_PARAM)
-        number = _service_point_number((j.params or {}).get(visibility.SERVICE_POINT_PARAM))
-        if isinstance(agency, str):
-            labels[j.id] = ("Registration agency", agency_label(agencies[agency]) if agency in agencies else f"{agency} (not registered)")
-        elif number is not None:
-            labels[j.id] = ("Service point", service_point_label(*points[number]) if number in points else f"{number} (not registered)")
-    return labels
+        return registry.scope_labels(s, rows)
 
 
 @bp.get("/choices/<source>.json")
@@ -584,21 +553,12 @@ def submit(name: str):
 # --- reports ---------------------------------------------------------------------------------
 
 
-def _report_function() -> Callable | None:
-    module, _, attr = BROKEN_LINKS.partition(":")
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError):
-        return None
-
-
 @bp.get("/reports/broken-links")
 @operator_required
 def broken_links():
-    report = _report_function()
     organization = request.args.get("organization") or None
-    data = report(ctx(), organization=organization) if report else None
-    return render_template("pages/broken_links.html", report=data, available=report is not None, organization=organization)
+    data = broken_links_report(ctx(), organization=organization)
+    return render_template("pages/broken_links.html", report=data, organization=organization)
 
 
 # --- the service-point page --------------------------------------------------------------
@@ -658,12 +618,12 @@ def sp_home():
         else:
             access.audit(ctx(), principal, "pages.create", job_id=sub.job.id, target=kind, ip=request.remote_addr, detail={"outcome": sub.outcome})
             return redirect(url_for("pages.sp_home"))
-    number = _service_point_number(principal.service_point_id)
+    number = registry.service_point_number(principal.service_point_id)
     with ctx().db.session() as s:
         known = registry.service_points_by_id(s, [number] if number is not None else []).get(number)
     sp_name = f"{known[0].name} ({known[0].id})" if known else f"service point {principal.service_point_id}"
     return render_template(
-        "pages/service_point.html", principal=principal, sp_name=sp_name, sp_agency=agency_label(known[1]) if known else None,
+        "pages/service_point.html", principal=principal, sp_name=sp_name, sp_agency=registry.agency_label(known[1]) if known else None,
         jobs=service_point_jobs(principal), error=error, modes=MODES, formats=FORMATS,
     ), status, headers
 

@@ -25,6 +25,7 @@ import requests
 import tenacity
 import urllib3
 
+from ..errors import short_message
 from ..netsafety import BlockedAddress, TooManyRedirects, UnsafeURL, check_url, request_following
 from ..retrying import retry_after
 from ..storage.base import Hasher, ObjectInfo
@@ -344,9 +345,9 @@ def _request_failed(exc: Exception, options: FetchOptions, result: FetchResult) 
         timeout = options.connect_timeout if isinstance(exc, requests.exceptions.ConnectTimeout) else options.read_timeout
         raise _Retry(f"Connection timed out after {timeout:g}s", final_url=result.final_url) from None
     elif isinstance(exc, requests.exceptions.ConnectionError):
-        raise _Retry(f"Connection error: {_short(exc)}", final_url=result.final_url) from None
+        raise _Retry(f"Connection error: {short_message(exc)}", final_url=result.final_url) from None
     elif isinstance(exc, requests.exceptions.RequestException):
-        result.status_id, result.reason = 12, f"Error downloading: {_short(exc)}"
+        result.status_id, result.reason = 12, f"Error downloading: {short_message(exc)}"
     else:
         raise exc
     return result
@@ -496,7 +497,7 @@ def _download(resp: requests.Response, options: FetchOptions, sink: Sink, deadli
         result.status_id, result.reason = 23, f"System error while storing the download: {type(exc.__cause__).__name__}: {exc.__cause__}"
         return result
     except (requests.exceptions.RequestException, OSError, _urllib3_errors()) as exc:
-        result.status_id, result.reason = 12, f"Error downloading: {_short(exc)}"
+        result.status_id, result.reason = 12, f"Error downloading: {short_message(exc)}"
         return result
     result.stored = sink.info
     result.size = sink.info.size
@@ -508,13 +509,3 @@ def _urllib3_errors() -> type[Exception]:
     from urllib3.exceptions import HTTPError
 
     return HTTPError
-
-
-def _short(exc: BaseException) -> str:
-    """The useful end of requests' and urllib3's nested error messages."""
-    text = str(exc)
-    for pattern in (r"(\[Errno [^\]]+\][^'\")]*)", r"(Read timed out[^'\")]*)", r"(IncompleteRead\([^)]*\))", r"(Connection broken: [^'\")]*)"):
-        m = re.search(pattern, text)
-        if m:
-            return m.group(1).strip()
-    return text[:500]

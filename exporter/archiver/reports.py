@@ -13,6 +13,7 @@ from ..context import Context
 from ..db import utcnow
 from ..models import _iso
 from .models import Archival, Portal, Resource
+from .portals import get_portal
 
 CSV_COLUMNS = ["organization", "resource_id", "package", "name", "url", "status_id", "status", "reason", "failure_count", "first_failure", "last_success", "checked_at"]
 NO_ORG = "(no organisation)"
@@ -40,7 +41,7 @@ def broken_links(
     if organization:
         q = q.where(Resource.organization == organization)
     if portal:
-        q = q.join(Portal, Portal.id == Resource.portal_id).where((Portal.name == portal) | (Portal.id == portal))
+        q = q.join(Portal, Portal.id == Resource.portal_id).where(Portal.id == get_portal(ctx, portal).id)  # NotFound: say so, not an empty report
     orgs: dict[str, dict[str, Any]] = defaultdict(lambda: {"resources": 0, "checked": 0, "broken": 0, "unknown": 0, "rows": []})
     with ctx.db.session() as s:
         for res, arch in s.execute(q.execution_options(yield_per=batch)):

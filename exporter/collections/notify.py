@@ -177,7 +177,7 @@ def enqueue(ctx: Context, email_id: int) -> None:
 
 
 def webhook_payload(ctx: Context, job: Job, status: str) -> dict[str, Any]:
-    """What the project's callback URL receives (webhooks.PAYLOADS for the family's kinds): the event, the job it
+    """What the project's callback URL receives (the family's kinds' callback_payload): the event, the job it
     belongs to, the batch as the API shows it, and for a publication the manifest URL it published."""
     with ctx.db.session() as s:
         b = s.get(CollectionBatch, (job.params or {}).get("batch") or 0)

@@ -51,7 +51,7 @@ def pending_publication(session: Session, agency: str) -> Job | None:
 
 
 def on_final(ctx: Context, session: Session, job_id: str, status: str) -> Callable[[], None] | None:
-    """jobs.ON_FINAL: a succeeded public export submits its agency's dump publication, in the same transaction."""
+    """A jobs.ON_FINAL hook: a succeeded public export submits its agency's dump publication, in the same transaction."""
     if status != "succeeded" or not ctx.settings.dump_after_export:
         return None
     job = session.get(Job, job_id)
@@ -69,3 +69,6 @@ def on_final(ctx: Context, session: Session, job_id: str, status: str) -> Callab
             log.info("job %s: dump publication %s not enqueued (%s); the reaper sends it, or run `exporter dump publish`", job_id, dump.id, exc)
 
     return send
+
+
+jobs.ON_FINAL.append(on_final)

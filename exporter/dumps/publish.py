@@ -38,6 +38,7 @@ from ..raids.export import _columns, _record_line
 from ..raids.models import Raid
 from ..raids.public import published_in_full, published_in_full_sql
 from ..raids.reading import Watermark, _iso, keyset_pages, snapshot
+from ..raids.registry import get_agency
 from ..raids.scope import PUBLIC, Scope
 from ..storage import PreconditionFailed, Storage
 from . import layout
@@ -495,10 +496,8 @@ def named_keys(session: Session, keys: list[str]) -> set[str]:
 
 def status(ctx: Context, agency: str) -> dict[str, Any]:
     """The agency's dump as the database has it: seq, latest snapshot, kept change sets, objects."""
-    from ..raids.record import ror_id
-
-    agency = ror_id(agency)
     with ctx.db.session() as s:
+        agency = get_agency(s, agency).id  # NotFound for an agency that is not registered
         feed = s.get(DumpFeed, agency)
         kept = list(s.execute(select(DumpChangeset.seq, DumpChangeset.snapshot.is_not(None), DumpChangeset.created_at).where(DumpChangeset.agency == agency).order_by(DumpChangeset.seq)))
         objects = s.scalar(select(func.count()).select_from(DumpObject).where(DumpObject.agency == agency)) or 0

@@ -10,7 +10,7 @@ import threading
 from typing import BinaryIO, Protocol
 from urllib.parse import quote, urlsplit
 
-from ..errors import ExporterError
+from ..errors import ExporterError, short_message
 from ..netsafety import TooLarge, read_capped, refuse_cookies, request_following, same_origin
 from . import layout
 
@@ -99,7 +99,7 @@ class HttpSource:
         try:
             response = request_following(self.session, "GET", self.base + key, max_redirects=MAX_REDIRECTS, timeout=self.timeout, **kwargs).response
         except (self._errors, ExporterError) as exc:
-            raise SyncError(f"{self.base + key}: {exc}") from None
+            raise SyncError(f"{self.base + key}: {short_message(exc)}") from None
         if response.status_code == 404:
             response.close()
             raise Missing(f"{self.base + key}: not found (404)")
@@ -137,7 +137,7 @@ class HttpSource:
                         raise SyncError(f"{self.base + key}: longer than the manifest says ({limit} bytes)")
                     fh.write(chunk)
             except self._errors as exc:
-                raise SyncError(f"{self.base + key}: the download broke off: {exc}") from None
+                raise SyncError(f"{self.base + key}: the download broke off: {short_message(exc)}") from None
 
     def close(self) -> None:
         self.session.close()

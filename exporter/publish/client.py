@@ -26,6 +26,7 @@ from typing import Any, BinaryIO
 from urllib.parse import quote, urljoin, urlsplit
 
 import requests
+import tenacity
 
 from ..errors import ConfigError, ExporterError, TransientError
 from ..netsafety import BlockedAddress, safe_session
@@ -41,6 +42,14 @@ CONNECT_TIMEOUT = 10.0
 JSON = "application/json"
 REDIRECTS = (301, 302, 303, 307, 308)
 MAX_REDIRECTS = 3
+
+
+class _Again(Exception):
+    """One attempt failed in a way another may cure; `wait` seconds first (None: the backoff)."""
+
+    def __init__(self, why: str, wait: float | None = None):
+        super().__init__(why)
+        self.wait = wait
 
 
 class ZenodoError(ExporterError):
@@ -111,9 +120,10 @@ class ZenodoClient:
             headers["Content-Type"] = JSON
         elif upload is not None:
             headers["Content-Type"] = "application/octet-stream"
-        attempt = redirects = 0
-        while attempt < self.attempts:
-            attempt += 1
+        redirects = 0
+
+        def attempt() -> Any:
+            nonlocal path, redirects
             self._wait_for_quota()
             body = _Body(upload(), size) if upload is not None else None
             try:
@@ -121,8 +131,7 @@ class ZenodoClient:
             except BlockedAddress as exc:
                 raise ConfigError(f"{exc} (see EXPORTER_ZENODO_ALLOW_NETWORKS)") from None
             except requests.RequestException as exc:
-                self._retry_or_raise(method, path, attempt, repeatable, f"{type(exc).__name__}: {exc}")
-                continue
+                raise self._again(method, path, repeatable, f"{type(exc).__name__}: {exc}") from None
             finally:
                 if body is not None:
                     body.close()
@@ -130,14 +139,13 @@ class ZenodoClient:
                 self._note_quota(resp)
                 status = resp.status_code
                 if status == 429:
-                    self._wait_rate_limited(resp, method, path, attempt)
-                    continue
+                    raise self._rate_limited(resp)
                 if status >= 500:
-                    self._retry_or_raise(method, path, attempt, repeatable, f"HTTP {status}: {_message(resp)}")
-                    continue
+                    raise self._again(method, path, repeatable, f"HTTP {status}: {_message(resp)}")
                 if status in REDIRECTS and method == "GET" and redirects < MAX_REDIRECTS:
-                    path, redirects, attempt = self._redirected(resp, method, path), redirects + 1, attempt - 1
-                    continue
+                    path, redirects = self._redirected(resp, method, path), redirects + 1
+                    resp.close()
+                    return attempt()  # a redirect costs no attempt
                 if status == 404 and missing_ok:
                     return None
                 if status >= 300:
@@ -146,7 +154,21 @@ class ZenodoClient:
             finally:
                 resp.close()
             return _json(data, method, path) if data else None
-        raise TransientError(f"Zenodo: {method} {path} did not succeed in {self.attempts} attempts")
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            asked = state.outcome.exception().wait
+            return retry_delay(state.attempt_number, self.backoff, self.wait_max) if asked is None else asked
+
+        def note(state: tenacity.RetryCallState) -> None:
+            log.info("zenodo: %s %s: %s; attempt %d in %.1fs", method, path, state.outcome.exception(), state.attempt_number + 1, state.upcoming_sleep)
+
+        try:
+            return tenacity.Retrying(
+                stop=tenacity.stop_after_attempt(self.attempts), retry=tenacity.retry_if_exception_type(_Again),
+                wait=wait, sleep=self.sleep, before_sleep=note, reraise=True,
+            )(attempt)
+        except _Again as exc:
+            raise TransientError(f"Zenodo: {method} {path} failed {self.attempts} times, last: {exc}") from None
 
     def _redirected(self, resp: requests.Response, method: str, path: str) -> str:
         """The path a GET is redirected to (InvenioRDM answers /versions/latest so), on Zenodo's own origin only: the token never goes elsewhere."""
@@ -157,25 +179,20 @@ class ZenodoClient:
             raise ZenodoError(resp.status_code, method, path, f"redirected to {target}, outside {self.base_url}; not followed")
         return to.path[len(base.path):] + (f"?{to.query}" if to.query else "")
 
-    def _retry_or_raise(self, method: str, path: str, attempt: int, repeatable: bool, why: str) -> None:
+    def _again(self, method: str, path: str, repeatable: bool, why: str) -> Exception:
+        """A failure worth another attempt, if the request is safe to repeat."""
         if not repeatable:
-            raise TransientError(f"Zenodo: {method} {path} failed ({why}); not repeated blindly, the job resumes from what Zenodo holds")
-        if attempt >= self.attempts:
-            raise TransientError(f"Zenodo: {method} {path} failed {attempt} times, last: {why}")
-        wait = retry_delay(attempt, self.backoff, self.wait_max)
-        log.info("zenodo: %s %s failed (%s); retry %d in %.1fs", method, path, why, attempt + 1, wait)
-        self.sleep(wait)
+            return TransientError(f"Zenodo: {method} {path} failed ({why}); not repeated blindly, the job resumes from what Zenodo holds")
+        return _Again(why)
 
-    def _wait_rate_limited(self, resp: requests.Response, method: str, path: str, attempt: int) -> None:
+    def _rate_limited(self, resp: requests.Response) -> Exception:
+        """429: another attempt after Retry-After (or the quota's reset, or the backoff), unless that is too long."""
         wait = retry_after(resp.headers.get("Retry-After"), float("inf"))
         if wait is None:
-            wait = max(0.0, self._not_before - self.clock()) or retry_delay(attempt, self.backoff, self.wait_max)
-        if wait > self.wait_max:
-            raise TransientError(f"Zenodo's rate limit asks to wait {wait:.0f} s (more than ZENODO_RETRY_AFTER_MAX)")
-        if attempt >= self.attempts:
-            raise TransientError(f"Zenodo: {method} {path} was rate limited {attempt} times")
-        log.info("zenodo: rate limited on %s %s; waiting %.1fs", method, path, wait)
-        self.sleep(wait)
+            wait = max(0.0, self._not_before - self.clock()) or None
+        if wait is not None and wait > self.wait_max:
+            return TransientError(f"Zenodo's rate limit asks to wait {wait:.0f} s (more than ZENODO_RETRY_AFTER_MAX)")
+        return _Again("rate limited (429)", wait)
 
     def _note_quota(self, resp: requests.Response) -> None:
         """Remember X-RateLimit-Reset when X-RateLimit-Remaining says the quota is spent."""

@@ -15,6 +15,8 @@ from sqlalchemy.orm import Session
 
 from ..db import utcnow
 from ..errors import InvalidRequest, NotFound
+from ..models import Job
+from ..visibility import AGENCY_PARAM, SERVICE_POINT_PARAM
 from .models import Raid, RegistrationAgency, ServicePoint
 from .record import ROR, RaidFields, parse, ror_id
 
@@ -205,3 +207,37 @@ def delete_raid(session: Session, handle: str, now: datetime | None = None) -> R
     raid.version = raid.version + 1
     session.flush()
     return raid
+
+
+def agency_label(agency: RegistrationAgency) -> str:
+    """How a person reads an agency: its name and, beside it, its id."""
+    return f"{agency.name} ({agency.id})"
+
+
+def service_point_label(sp: ServicePoint, agency: RegistrationAgency) -> str:
+    return f"{sp.name} ({sp.id}) of {agency_label(agency)}"
+
+
+def service_point_number(value: Any) -> int | None:
+    """A service point id given as a number or a string of digits; None for anything else."""
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def scope_labels(session: Session, jobs: Iterable[Job]) -> dict[str, tuple[str, str]]:
+    """For each job that names an agency or a service point: (what it is, its name beside its id)."""
+    jobs = list(jobs)
+    agency_ids = {a for j in jobs if isinstance(a := (j.params or {}).get(AGENCY_PARAM), str)}
+    sp_ids = {n for j in jobs if (n := service_point_number((j.params or {}).get(SERVICE_POINT_PARAM))) is not None}
+    agencies = agencies_by_id(session, agency_ids)
+    points = service_points_by_id(session, sp_ids)
+    labels = {}
+    for j in jobs:
+        agency = (j.params or {}).get(AGENCY_PARAM)
+        number = service_point_number((j.params or {}).get(SERVICE_POINT_PARAM))
+        if isinstance(agency, str):
+            labels[j.id] = ("Registration agency", agency_label(agencies[agency]) if agency in agencies else f"{agency} (not registered)")
+        elif number is not None:
+            labels[j.id] = ("Service point", service_point_label(*points[number]) if number in points else f"{number} (not registered)")
+    return labels

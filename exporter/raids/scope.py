@@ -109,5 +109,6 @@ def normalize_private(params: dict[str, Any]) -> dict[str, Any]:
     if isinstance(sp, str) and sp.strip().isdigit():
         sp = int(sp)
     if not isinstance(sp, int) or isinstance(sp, bool) or sp <= 0:
-        raise InvalidRequest("service_point is required (a positive number, e.g. 20000000)", field="service_point")
+        given = "" if sp is None else f", got {sp!r}"
+        raise InvalidRequest(f"service_point must be a service point's id, a positive number such as 20000000{given}", field="service_point")
     return _common(params, {"service_point": sp})

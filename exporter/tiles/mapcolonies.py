@@ -4,8 +4,8 @@
   request answered from cache, else the in-progress one (`jobId`, `taskIds`, `status`
   In-Progress, `isDuplicated`);
 - `completed_response(ctx, job)` / `failed_response(job)`: the final shapes, which are
-  also the body of every callback of a tiles job (`callback_payload`, hooked into
-  exporter.webhooks.PAYLOADS);
+  also the body of every callback of a tiles job (`callback_payload`, the tiles kind's
+  `callback_payload`);
 - `task_status(job)`: `{"percentage", "status"}` of `GET /taskStatus/{jobId}`, the status one of
   their task statuses (Pending, In-Progress, Completed, Failed, Expired, Aborted).
 """

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-
 from flask import Response, redirect
 
 from exporter import access, jobs, submissions
+from exporter.archiver.archive import archival_record
+from exporter.archiver.portals import get_portal
+from exporter.archiver.reports import broken_links as broken_links_report
+from exporter.archiver.reports import broken_links_csv
 from exporter.errors import NotFound
 from exporter.submissions import ARCHIVE_KINDS
 
@@ -15,20 +16,6 @@ from . import bp, schemas
 from .auth import client_ip, ctx, current_principal, require, token_optional
 from .errors import ApiError
 from .exports import check_rate, created, creates_jobs, job_view
-
-# Issue 4's archiver, wired here: "module:function".
-ARCHIVAL_RECORD = "exporter.archiver.archive:archival_record"  # (ctx, resource_id) -> dict
-BROKEN_LINKS = "exporter.archiver.reports:broken_links"  # (ctx, organization=None, open_only=False) -> dict
-BROKEN_LINKS_CSV = "exporter.archiver.reports:broken_links_csv"  # (report dict) -> str
-GET_PORTAL = "exporter.archiver.portals:get_portal"  # (ctx, name or id) -> Portal; NotFound
-
-
-def archiver(name: str) -> Callable:
-    module, _, attr = name.partition(":")
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError):
-        raise ApiError(404, "the archiver is not part of this installation") from None
 
 
 @bp.post("/archives")
@@ -43,7 +30,7 @@ def create_archive(body: dict):
         kind, params, target = ARCHIVE_KINDS["urls"], {"urls": urls}, f"{len(urls)} URL(s)"
     else:
         try:
-            portal = archiver(GET_PORTAL)(ctx(), str(body["portal"]))
+            portal = get_portal(ctx(), str(body["portal"]))
         except NotFound as exc:
             raise ApiError(404, str(exc), "portal") from None
         kind, params, target = ARCHIVE_KINDS["portal"], {"portal": portal.name}, f"portal {portal.name}"
@@ -75,9 +62,8 @@ def get_archive(jobId: str):
 @require("operator", "read_only")
 def get_resource(resourceId: str):
     """A resource's archival record and stored versions (one of a private dataset, or one its portal no longer lists: operators only)."""
-    record = archiver(ARCHIVAL_RECORD)
     try:
-        found = record(ctx(), resourceId)
+        found = archival_record(ctx(), resourceId)
     except NotFound as exc:
         raise ApiError(404, str(exc)) from None
     if not found["resource"].get("open_to_all") and current_principal().role != "operator":
@@ -97,7 +83,7 @@ def download_resource(resourceId: str):
     """
     principal = current_principal()
     try:
-        record = archiver(ARCHIVAL_RECORD)(ctx(), resourceId, versions=False)
+        record = archival_record(ctx(), resourceId, versions=False)
     except NotFound:
         record = None
     if record is None or (not record["resource"].get("open_to_all") and not (principal and principal.role == "operator")):
@@ -115,12 +101,11 @@ def download_resource(resourceId: str):
 @bp.arguments(schemas.BrokenLinksQuery, location="query")
 @bp.response(200, schemas.BrokenLinks, description="The report, as JSON or CSV.")
 @bp.alt_response(200, schema={"type": "string"}, content_type="text/csv", description="The report, as JSON or CSV.", success=True)
-@bp.fails((404, "No such organization, or no archiver in this installation."))
 @require("operator", "read_only")
 def broken_links(query: dict):
     """Broken links by organization and dataset, as JSON or CSV (resources of private datasets, or no longer listed: for operators only)."""
-    report = archiver(BROKEN_LINKS)(ctx(), organization=query.get("organization"), open_only=current_principal().role != "operator")
+    report = broken_links_report(ctx(), organization=query.get("organization"), open_only=current_principal().role != "operator")
     if query["format"] == "csv":
-        text = archiver(BROKEN_LINKS_CSV)(report)
+        text = broken_links_csv(report)
         return Response(text, mimetype="text/csv", headers={"Content-Disposition": 'attachment; filename="broken-links.csv"'})
     return report

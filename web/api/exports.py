@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 from flask import redirect, request
 from sqlalchemy import func, select
@@ -10,7 +11,7 @@ from sqlalchemy.orm import selectinload
 
 from exporter import access, jobs, ratelimit, submissions, visibility
 from exporter.access import Principal
-from exporter.errors import NotFound
+from exporter.errors import InvalidRequest, NotFound
 from exporter.models import FINAL_STATUSES, Job
 from exporter.submissions import EXPORT_KINDS
 from exporter.tiles.requests import normalize_tiles_request
@@ -54,6 +55,25 @@ def job_view(job: Job, principal: Principal | None) -> dict:
         "createdAt": job.created_at,
         "finishedAt": job.finished_at,
     }
+
+
+# The domain names an export's scope by its job parameters; the API by the fields of the request.
+API_FIELDS = {visibility.AGENCY_PARAM: "scope.agency", visibility.SERVICE_POINT_PARAM: "scope.servicePoint"}
+
+
+@contextmanager
+def named_as_requested(missing: str):
+    """Errors of the domain naming the request's field: its API name, and `missing` for a NotFound."""
+    try:
+        yield
+    except InvalidRequest as exc:
+        field = API_FIELDS.get(exc.field, exc.field)
+        message = str(exc)
+        if exc.field and field != exc.field and message.startswith(exc.field):
+            message = field + message[len(exc.field):]
+        raise InvalidRequest(message, field) from None
+    except NotFound as exc:
+        raise ApiError(404, str(exc), missing) from None
 
 
 def check_rate(principal: Principal) -> None:
@@ -110,7 +130,8 @@ def create_export(body: dict):
             raise ApiError(403, f"this token belongs to service point {principal.service_point_id}; it may not export another one", "scope.servicePoint")
     check_rate(principal)
     job_kind, params = submissions.export_params(kind, scope, body["mode"], body["format"])
-    sub = submissions.request_job(ctx(), job_kind, params, requested_by=principal.actor, description=body.get("description"), callback_urls=body.get("callbackURLs") or [])
+    with named_as_requested(f"scope.{need}"):
+        sub = submissions.request_job(ctx(), job_kind, params, requested_by=principal.actor, description=body.get("description"), callback_urls=body.get("callbackURLs") or [])
     detail = {"outcome": sub.outcome, "mode": body["mode"], "format": body["format"]}
     access.audit(ctx(), principal, "export.create", job_id=sub.job.id, target=f"{kind} {need}={scope[need]}", ip=client_ip(), detail=detail)
     return created(sub, principal)
@@ -120,7 +141,8 @@ def create_tiles_export(body: dict, principal: Principal):
     """A GeoPackage of a layer's tiles in a region (operator); the region is checked by the tiles family."""
     if principal.role != "operator":
         raise ApiError(403, "a tiles export needs an operator token", "kind")
-    params = normalize_tiles_request({"layer": body["layer"], "roi": body["roi"]}, ctx())
+    with named_as_requested("layer"):
+        params = normalize_tiles_request({"layer": body["layer"], "roi": body["roi"]}, ctx())
     check_rate(principal)
     sub = submissions.request_job(ctx(), "tiles", params, requested_by=principal.actor, description=body.get("description"), callback_urls=body.get("callbackURLs") or [])
     access.audit(ctx(), principal, "export.create", job_id=sub.job.id, target=f"tiles layer={params['layer']}", ip=client_ip(), detail={"outcome": sub.outcome, "tiles": params["tileCount"]})

@@ -13,19 +13,16 @@ from urllib.parse import urlsplit
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from exporter.submissions import ARCHIVE_KINDS, EXPORT_KINDS
+from exporter.submissions import ARCHIVE_KINDS, EXPORT_KINDS, MAX_DESCRIPTION, PRINTABLE
 from exporter.visibility import JOB_STATUS
 
 # marshmallow's message for a field a schema does not declare; the parser words it with the declared ones.
 UNKNOWN = "unknown field"
-# No control characters except tab, newline and carriage return.
-PRINTABLE = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f]*$"
 
 MODES = ("full", "incremental")
 FORMATS = ("zip", "tar.gz")
 MAX_CALLBACKS = 20
 MAX_URLS = 1000
-MAX_DESCRIPTION = 1000
 # Which scope field each export kind takes (a tiles export takes a layer and a region instead).
 SCOPE_FIELD = {"public": "agency", "private": "servicePoint"}
 ROI_HELP = "a GeoJSON FeatureCollection whose features carry maxResolutionDeg (and optionally minResolutionDeg)"
