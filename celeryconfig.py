@@ -13,6 +13,7 @@ _s = load_settings()
 
 broker_url = _s.broker_url
 if _s.is_embedded_broker:
+    broker_transport = "workers.fsbroker:Transport"  # kombu's filesystem transport, each message file written whole (workers/fsbroker.py)
     _folder = _s.broker_folder
     for _sub in ("queue", "processed", "control"):
         (_folder / _sub).mkdir(parents=True, exist_ok=True)
