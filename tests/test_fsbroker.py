@@ -20,7 +20,7 @@ ITEMS = 300_000  # a message that takes a while to serialize: kombu's own _put d
 
 
 def _options(folder) -> dict:
-    return {"data_folder_in": str(folder), "data_folder_out": str(folder), "processed_folder": str(folder / "done"), "store_processed": False}
+    return {"data_folder_in": str(folder), "data_folder_out": str(folder), "processed_folder": str(folder / "done"), "control_folder": str(folder / "control"), "store_processed": False}
 
 
 def _write(folder, transport: str, n: int) -> None:
@@ -106,7 +106,7 @@ def test_a_reader_never_meets_a_half_written_message(tmp_path):
     got, errors = _drain(tmp_path, "workers.fsbroker:Transport", WRITERS * MESSAGES)
     assert errors == []
     assert got == WRITERS * MESSAGES
-    assert [p.name for p in tmp_path.iterdir() if p.name != "done"] == []  # no .part file left behind
+    assert [p.name for p in tmp_path.iterdir() if p.name not in ("done", "control")] == []  # no .part file left behind
 
 
 def test_the_embedded_broker_uses_the_whole_message_transport(tmp_path):
