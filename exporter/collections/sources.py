@@ -8,6 +8,7 @@ for per-file metadata (the data ID of each file's dataset).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -23,6 +24,9 @@ from ..errors import ExporterError, InvalidRequest, NotFound
 
 BUTLER_INDEX = "_butler_zip_index.json"
 MAX_INDEX_BYTES = 50 * 1024 * 1024
+
+
+NOT_A_FILE = (errno.ELOOP, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.ENXIO)  # a link, a folder, a file it may not read
 
 
 class SourceError(ExporterError):
@@ -155,9 +159,11 @@ class FolderSource(Source):
         except FileNotFoundError:
             os.close(fd)
             raise NotFound(f"{name} is no longer in the source folder") from None
-        except OSError as exc:  # ELOOP: a link; ENOTDIR: a folder became a file
+        except OSError as exc:
             os.close(fd)
-            raise NotFound(f"{name} is no longer a file of the source folder ({os.strerror(exc.errno or 0)})") from None
+            if exc.errno in NOT_A_FILE:
+                raise NotFound(f"{name} is no longer a file of the source folder ({os.strerror(exc.errno)})") from None
+            raise  # EIO, ESTALE and the like: collect_batch gives the job back to the queue
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
