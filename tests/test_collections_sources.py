@@ -164,3 +164,17 @@ def test_a_source_that_overlaps_exporters_own_storage_is_refused(ctx, tmp_path):
             projects.add_project(ctx, "s3-zoo", source, "pi@example.org")
     projects.add_project(ctx, "s3-zoo", "s3://exporter-store/platform/pat", "pi@example.org")  # the same bucket, another prefix
     projects.add_project(ctx, "s3-other", "s3://platform/exp", "pi@example.org")
+
+
+def test_a_folder_that_does_not_exist_is_refused_in_one_line(ctx, tmp_path):
+    _settings(ctx, tmp_path)
+    _folder(tmp_path, "zoo")
+    typo = tmp_path / "sources" / "zo"
+    result = CliRunner().invoke(main, ["collections", "add", "zoo", "--source", str(typo), "--owner", "pi@example.org"], catch_exceptions=False)
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [f"Error: source folder {typo} does not exist or is not a folder; create it (or check the path) and add the project again"]
+    (tmp_path / "sources" / "file.fits").write_text("x")
+    with pytest.raises(InvalidRequest, match="is not a folder") as exc:
+        projects.add_project(ctx, "zoo", str(tmp_path / "sources" / "file.fits"), "pi@example.org")
+    assert exc.value.field == "source"
+    assert projects.list_projects(ctx) == []

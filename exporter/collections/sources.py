@@ -65,6 +65,8 @@ def normalize_source(settings: Settings, source: str) -> str:
         allowed = ", ".join(str(r) for r in roots) or "(none)"
         raise InvalidRequest(f"source folder {path} is outside the folders collections may read ({allowed}; EXPORTER_COLLECTIONS_SOURCE_ROOTS)", field="source")
     _not_in_storage(settings, str(path), None, str(path))
+    if not path.is_dir():
+        raise InvalidRequest(f"source folder {path} does not exist or is not a folder; create it (or check the path) and add the project again", field="source")
     return str(path)
 
 
