@@ -31,7 +31,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from .. import jobs
@@ -148,11 +148,12 @@ def poll_project(ctx: Context, name: str, enqueue: bool = True) -> PollResult:
 def _take(ctx: Context, p: CollectionProject, source, result: PollResult, enqueue: bool) -> None:
     cap = cap_of(ctx, p)
     with ctx.db.session() as s:
-        waiting = list(s.scalars(select(CollectionSourceFile).where(CollectionSourceFile.project_id == p.id, CollectionSourceFile.batch_id.is_(None)).order_by(CollectionSourceFile.id)))
-        if not waiting:
+        unbatched = (CollectionSourceFile.project_id == p.id, CollectionSourceFile.batch_id.is_(None))
+        taken = list(s.scalars(select(CollectionSourceFile).where(*unbatched).order_by(CollectionSourceFile.id).limit(cap)))  # not the 20,000 that wait
+        if not taken:
             return
         meta = source.butler_index()
-        taken, left = waiting[:cap], len(waiting) - min(cap, len(waiting))
+        left = s.scalar(select(func.count()).select_from(CollectionSourceFile).where(*unbatched)) - len(taken)
         batch = CollectionBatch(project_id=p.id, state=RETRIEVING, files_total=len(taken), cap=cap, waiting=left, retrieved=0, converted=0, refused=0)
         s.add(batch)
         s.flush()
