@@ -178,3 +178,28 @@ def test_a_folder_that_does_not_exist_is_refused_in_one_line(ctx, tmp_path):
         projects.add_project(ctx, "zoo", str(tmp_path / "sources" / "file.fits"), "pi@example.org")
     assert exc.value.field == "source"
     assert projects.list_projects(ctx) == []
+
+
+def test_a_source_folder_turned_into_a_link_is_not_read(ctx, tmp_path):
+    """The owner may replace the folder itself by a link (to /etc, or to Exporter's own files): neither a poll nor a running batch follows it."""
+    _settings(ctx, tmp_path)
+    folder = _folder(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    secret = b"secret-key-of-the-server"
+    (elsewhere / "a.png").write_bytes(secret)
+    make_small_png(folder / "a.png", 1)
+    projects.add_project(ctx, "zoo", str(folder), "pi@example.org")
+    polled = batches.poll_project(ctx, "zoo")
+    os.rename(folder, tmp_path / "sources" / "zoo-was")
+    folder.symlink_to(elsewhere)  # between the poll and the copy
+    assert run_sent(ctx) == ["failed"]
+    view = views.get_batch(ctx, polled.batch_id)
+    assert view["state"] == "failed" and "is now a link" in view["error"]
+    assert _quarantined(ctx, polled.batch_id) == []
+    assert all(secret not in ctx.storage.read_bytes(o.key) for o in ctx.storage.list("quarantine/"))
+
+    (elsewhere / "b.png").write_bytes(secret)
+    again = batches.poll_project(ctx, "zoo")
+    assert again.batch_id is None and "is now a link" in again.skipped
+    assert _names(ctx, "zoo") == ["a.png"]

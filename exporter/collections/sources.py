@@ -122,7 +122,7 @@ class FolderSource(Source):
     def entries(self) -> Iterator[SourceEntry]:
         if not self.root.is_dir():
             raise NotFound(f"source folder {self.root} does not exist (or is not a folder)")
-        root = self.root.resolve()
+        root = self._checked_root()
         found = []
         for dirpath, dirnames, filenames in os.walk(self.root):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -146,12 +146,19 @@ class FolderSource(Source):
     def open(self, name: str, expect: str | None = None) -> BinaryIO:
         """The file, opened one path component at a time without following a link (a link swapped in since the
         listing is refused); when `expect` is given, the file must still be the one the poll saw."""
-        root = self.root.resolve()
+        root = self._checked_root()
         target = (root / name).resolve()
         if root not in target.parents:
             raise NotFound(f"{name} leads out of the source folder")
         parts = target.relative_to(root).parts
-        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+        fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for part in root.parts[1:]:  # the folder itself, without following a link swapped in for it or a parent since the check
+                fd, parent = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd), fd
+                os.close(parent)
+        except OSError as exc:
+            os.close(fd)
+            raise SourceError(f"source folder {root} cannot be opened: {os.strerror(exc.errno or 0)}") from None
         try:
             for part in parts[:-1]:
                 fd, parent = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd), fd
@@ -176,6 +183,15 @@ class FolderSource(Source):
             fh.close()
             raise SourceChanged(f"{name} changed after the poll saw it; the next poll takes the new version")
         return fh
+
+    def _checked_root(self) -> Path:
+        """The folder, which was stored with every link resolved: if it (or a folder above it) is a link now, the owner
+        may have pointed it at /etc or at Exporter's own files, so nothing is read."""
+        root = Path(os.path.abspath(self.root))
+        resolved = root.resolve()
+        if resolved != root:
+            raise SourceError(f"source folder {root} is now a link (to {resolved}); nothing is read from it until it is a folder again")
+        return root
 
     def check(self, fh: BinaryIO, name: str, expect: str) -> None:
         """After reading: SourceChanged if the file was written to meanwhile (its size or mtime moved)."""
