@@ -104,7 +104,7 @@ def poll_cmd(name: str | None, wait: bool) -> None:
     ctx = _ctx()
     names = [name] if name else [p.name for p in list_projects(ctx) if p.status == "active"]
     if not name and not wait:
-        results = poll_all(ctx)
+        results = poll_all(ctx, warn=False)  # each skipped project is told below, once
     else:
         results = []
         for n in names:

@@ -6,6 +6,7 @@ published files answer over HTTP."""
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 import requests
@@ -68,6 +69,8 @@ def test_an_approver_sees_the_thumbnails_and_approves_the_batch(pg_ctx, tmp_path
         thumbs = page.locator("#thumbs img")
         expect(thumbs).to_have_count(3)
         page.wait_for_function("() => [...document.querySelectorAll('#thumbs img')].every(i => i.complete && i.naturalWidth > 0)")
+        expect(page.locator("#expires")).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d UTC$"))  # not an ISO string with microseconds
+        expect(page.locator("#thumbs")).to_contain_text(re.compile(r"\d{1,3},\d{3} bytes"))
         expect(page.locator("#refused")).to_contain_text("readme.txt")
         expect(page.locator("#refused")).to_contain_text("unsupported")
         expect(page.locator("#overlap")).to_contain_text("earlier")

@@ -31,7 +31,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from .. import jobs
@@ -60,7 +60,7 @@ from .models import (
 )
 from .notify import after_all, notify
 from .projects import cap_of, get_project, require_grant
-from .sources import open_source
+from .sources import SourceChanged, open_source
 from .views import batch_row, dispatch
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ def poll_project(ctx: Context, name: str, enqueue: bool = True) -> PollResult:
     except ExporterError as exc:
         result.skipped = str(exc)
         _release(ctx, p.id, None, str(exc)[:4000])
-        log.warning("collections: poll of %s: %s", p.name, exc)
+        log.info("collections: poll of %s: %s", p.name, exc)  # the caller tells it: poll_all as a warning, the CLI in its one line
         return result
     except Exception as exc:
         _release(ctx, p.id, None, f"{type(exc).__name__}: {exc}"[:4000])
@@ -148,11 +148,12 @@ def poll_project(ctx: Context, name: str, enqueue: bool = True) -> PollResult:
 def _take(ctx: Context, p: CollectionProject, source, result: PollResult, enqueue: bool) -> None:
     cap = cap_of(ctx, p)
     with ctx.db.session() as s:
-        waiting = list(s.scalars(select(CollectionSourceFile).where(CollectionSourceFile.project_id == p.id, CollectionSourceFile.batch_id.is_(None)).order_by(CollectionSourceFile.id)))
-        if not waiting:
+        unbatched = (CollectionSourceFile.project_id == p.id, CollectionSourceFile.batch_id.is_(None))
+        taken = list(s.scalars(select(CollectionSourceFile).where(*unbatched).order_by(CollectionSourceFile.id).limit(cap)))  # not the 20,000 that wait
+        if not taken:
             return
         meta = source.butler_index()
-        taken, left = waiting[:cap], len(waiting) - min(cap, len(waiting))
+        left = s.scalar(select(func.count()).select_from(CollectionSourceFile).where(*unbatched)) - len(taken)
         batch = CollectionBatch(project_id=p.id, state=RETRIEVING, files_total=len(taken), cap=cap, waiting=left, retrieved=0, converted=0, refused=0)
         s.add(batch)
         s.flush()
@@ -170,16 +171,20 @@ def _take(ctx: Context, p: CollectionProject, source, result: PollResult, enqueu
 
 
 
-def poll_all(ctx: Context) -> list[dict[str, Any]]:
-    """Poll every active project (celery beat); a project that fails is logged and the others go on."""
+def poll_all(ctx: Context, warn: bool = True) -> list[dict[str, Any]]:
+    """Poll every active project (celery beat); a project that fails is logged (`warn`: one not polled too) and the others go on."""
     with ctx.db.session() as s:
         names = list(s.scalars(select(CollectionProject.name).where(CollectionProject.status == ACTIVE).order_by(CollectionProject.id)))
     out = []
     for name in names:
         try:
-            out.append(poll_project(ctx, name).to_dict())
+            result = poll_project(ctx, name)
         except Exception:
             log.exception("collections: poll of %s failed", name)
+            continue
+        if result.skipped and warn:
+            log.warning("collections: poll of %s: %s", name, result.skipped)
+        out.append(result.to_dict())
     return out
 
 
@@ -215,6 +220,7 @@ def run(job: JobRun) -> dict[str, Any]:
             raise NotFound(f"no collection batch {job.params['batch']}")
         p = s.get(CollectionProject, batch.project_id)
         files = list(s.scalars(select(CollectionFile).where(CollectionFile.batch_id == batch.id).order_by(CollectionFile.id)))
+        seen = dict(s.execute(select(CollectionSourceFile.id, CollectionSourceFile.signature).where(CollectionSourceFile.batch_id == batch.id)).all())
     prefix = f"{QUARANTINE}{p.id}/{batch.id}/{job.run_id}"
     total = 2 * len(files)
     done = sum(f.quarantine_key is not None or f.refused_reason is not None for f in files)
@@ -226,7 +232,7 @@ def run(job: JobRun) -> dict[str, Any]:
         with ctx.db.session() as s:  # the owner may have revoked the grant since the last file
             require_grant(s.get(CollectionProject, p.id))
         source = source or open_source(ctx.settings, p.source)
-        _retrieve(ctx, job, source, f, f"{prefix}/{f.id}")
+        _retrieve(ctx, job, source, f, f"{prefix}/{f.id}", seen.get(f.source_file_id))
         done += 1
         job.progress(done, total)
     _set(ctx, CollectionBatch, batch.id, state=CONVERTING)
@@ -240,12 +246,19 @@ def run(job: JobRun) -> dict[str, Any]:
     return {"batch": batch.id, "project": p.name, **counts}
 
 
-def _retrieve(ctx: Context, job: JobRun, source, f: CollectionFile, key: str) -> None:
+def _retrieve(ctx: Context, job: JobRun, source, f: CollectionFile, key: str, expect: str | None) -> None:
+    """Copy the file into quarantine; it must be the version the poll saw (else it is refused here and the next poll takes the new one)."""
     try:
-        with source.open(f.source_name) as fh:
+        with source.open(f.source_name, expect) as fh:
             info = ctx.storage.write(key, fh, "application/octet-stream")
+            if expect is not None:
+                source.check(fh, f.source_name, expect)
     except NotFound as exc:
         f.refused_reason = f"gone from the source before it was retrieved ({exc})"
+        _set(ctx, CollectionFile, f.id, refused_reason=f.refused_reason)
+        return
+    except SourceChanged as exc:
+        f.refused_reason = str(exc)
         _set(ctx, CollectionFile, f.id, refused_reason=f.refused_reason)
         return
     except OSError as exc:  # a folder on a network file system that hiccups: the next run goes on from this file
