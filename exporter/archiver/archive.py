@@ -10,7 +10,8 @@ import logging
 import os
 import secrets
 import threading
-from collections import defaultdict
+import time
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -156,7 +157,7 @@ def _attempt_for(r, now: datetime, force: bool, link_check_only: bool | None) ->
         return Attempt(r.id, r.url, skipped="gone")
     same_url = r.checked_url == r.url
     if not force and same_url and r.fresh_until and r.fresh_until > now and r.status_id in OK_STATUSES:
-        log.info("archiver: %s still fresh until %s; no request", r.url, r.fresh_until)
+        log.debug("archiver: %s still fresh until %s; no request", r.url, r.fresh_until)
         return Attempt(r.id, r.url, skipped="fresh")
     check_only = link_check_only if link_check_only is not None else (bool(r.link_check_only) or bool(r.portal_check_only))
     have_copy = bool(r.cache_key) or check_only
@@ -271,7 +272,7 @@ def _record(ctx: Context, attempts: list[Attempt], now: datetime, job_id: str | 
                     ts_updates.append({"id": statuses[a.resource_id], **ts})
                 else:
                     ts_new.append({"entity_type": ENTITY, "entity_id": a.resource_id, "task_type": TASK_TYPE, "key": "status", **ts})
-                log.info("archiver: %s -> %s %s%s", a.url, result.status_id, STATUSES[result.status_id], f" ({result.reason})" if result.reason else "")
+                log.log(logging.INFO if broken else logging.DEBUG, "archiver: %s -> %s %s%s", a.url, result.status_id, STATUSES[result.status_id], f" ({result.reason})" if result.reason else "")
             for rows in _by_keys(archivals):
                 s.execute(update(Archival), rows)
             if versions:
@@ -306,13 +307,28 @@ def archive_batch(
     `force`; a resource that left its portal is not fetched. Repeating a batch is harmless.
     """
     now = utcnow()
+    clock = [time.perf_counter()]
+    spent: dict[str, float] = {}
+
+    def lap(phase: str) -> None:
+        t = time.perf_counter()
+        spent[phase] = t - clock[0]
+        clock[0] = t
+
     attempts = _plan(ctx, ids, now, force, link_check_only)
+    lap("read")
     todo = [a for a in attempts if not a.skipped]
     if todo:
         _fetch_all(ctx, todo, now, threads or ctx.settings.archiver_threads, session)
+        lap("fetch")
         if any(a.result.stored is not None for a in todo):
             ctx.storage.sync()  # the copies are on disk before the rows that name them commit
+        lap("sync")
         _record(ctx, todo, now, job_id)
+        lap("write")
+    if len(ids) > 1:
+        outcomes = Counter(a.outcome for a in attempts)
+        log.info("archiver: batch of %d in %.2fs (%s): %s", len(ids), sum(spent.values()), ", ".join(f"{k} {v:.2f}s" for k, v in spent.items()), dict(outcomes))
     for a in todo:
         if a.write_back and a.result.stored is not None and not a.duplicate:
             a.written_back = write_back_archival(ctx, a.resource_id)
