@@ -11,7 +11,7 @@ import os
 import secrets
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -173,12 +173,11 @@ def _attempt_for(r, now: datetime, force: bool, link_check_only: bool | None) ->
     )
 
 
-def _fetch(ctx: Context, attempt: Attempt, now: datetime, http: requests.Session, gate: Callable[[], None] | None) -> None:
+def _fetch(ctx: Context, attempt: Attempt, now: datetime, http: requests.Session, gate: Callable[[], None] | None, options: dict[bool, FetchOptions]) -> None:
     """Fetch one resource into storage; an identical body (same sha256) is not kept twice."""
-    options = FetchOptions.from_settings(ctx.settings, link_check_only=attempt.check_only)
     sink = StorageSink(ctx.storage, attempt.resource_id, now)
     try:
-        result = fetch(http, attempt.url, options, sink, etag=attempt.etag, last_modified=attempt.last_modified, before_attempt=gate)
+        result = fetch(http, attempt.url, options[attempt.check_only], sink, etag=attempt.etag, last_modified=attempt.last_modified, before_attempt=gate)
     except Exception as exc:  # a bug or the database: recorded, never silent
         log.exception("archiver: %s: unexpected error", attempt.url)
         result = FetchResult(status_id=22, url=attempt.url, reason=f"{type(exc).__name__}: {exc}")
@@ -195,32 +194,42 @@ def _fetch(ctx: Context, attempt: Attempt, now: datetime, http: requests.Session
 
 def _fetch_all(ctx: Context, attempts: list[Attempt], now: datetime, threads: int, session: requests.Session | None) -> None:
     """Fetch on up to `threads` threads, each host through at most its concurrency of lanes;
-    a lane holds one of the host's slots (across processes) for all of its resources."""
-    by_host: dict[str, list[Attempt]] = defaultdict(list)
+    a lane holds one of the host's slots (across processes) while it takes the host's
+    resources one by one from a queue the host's lanes share (none idles while another has work)."""
+    by_host: dict[str, deque[Attempt]] = defaultdict(deque)
     for a in attempts:
         by_host[a.host].append(a)
     slots = host_slots(ctx)
-    lanes: list[tuple[str, list[Attempt]]] = []
+    options = {flag: FetchOptions.from_settings(ctx.settings, link_check_only=flag) for flag in (False, True)}
+    lanes: list[str] = []
     for host, items in by_host.items():
-        n = max(1, min(threads, slots.concurrency, len(items)))
-        lanes += [(host, items[k::n]) for k in range(n)]
+        lanes += [host] * max(1, min(threads, slots.concurrency, len(items)))
 
-    def run(host: str, items: list[Attempt]) -> None:
+    def drain(host: str, http: requests.Session, gate: Callable[[], None] | None) -> None:
+        queue = by_host[host]
+        while True:
+            try:
+                a = queue.popleft()  # atomic: each attempt is taken by one lane
+            except IndexError:
+                return
+            _fetch(ctx, a, now, http, gate, options)
+
+    def run(host: str) -> None:
         http = session or session_for(ctx)
         if not host:  # no host to be polite to: the fetch refuses the URL itself
-            for a in items:
-                _fetch(ctx, a, now, http, None)
+            drain(host, http, None)
+            return
+        if not by_host[host]:  # the host's other lanes took everything
             return
         with slots.hold(host) as gate:
-            for a in items:
-                _fetch(ctx, a, now, http, gate)
+            drain(host, http, gate)
 
     if threads <= 1 or len(lanes) == 1:
-        for host, items in lanes:
-            run(host, items)
+        for host in lanes:
+            run(host)
         return
     pool = _pool(threads)
-    for future in [pool.submit(run, host, items) for host, items in lanes]:
+    for future in [pool.submit(run, host) for host in lanes]:
         future.result()
 
 
