@@ -12,11 +12,12 @@ import secrets
 import threading
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from queue import SimpleQueue
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -192,10 +193,16 @@ def _fetch(ctx: Context, attempt: Attempt, now: datetime, http: requests.Session
     attempt.result = result
 
 
-def _fetch_all(ctx: Context, attempts: list[Attempt], now: datetime, threads: int, session: requests.Session | None) -> None:
-    """Fetch on up to `threads` threads, each host through at most its concurrency of lanes;
-    a lane holds one of the host's slots (across processes) while it takes the host's
-    resources one by one from a queue the host's lanes share (none idles while another has work)."""
+def _fetched(ctx: Context, attempts: list[Attempt], now: datetime, threads: int, session: requests.Session | None, chunk: int) -> Iterator[list[Attempt]]:
+    """Fetch on up to `threads` threads and yield the fetched attempts in chunks of about
+    `chunk` as they finish, so the caller records one chunk while the next is fetched.
+
+    Each host gets at most its concurrency of lanes; a lane holds one of the host's slots
+    (across processes) while it takes the host's resources one by one from a queue the host's
+    lanes share (none idles while another has work). A lane's error is raised once every
+    lane has stopped (the chunks yielded before stand: they are recorded, and a batch can be
+    repeated).
+    """
     by_host: dict[str, deque[Attempt]] = defaultdict(deque)
     for a in attempts:
         by_host[a.host].append(a)
@@ -204,6 +211,7 @@ def _fetch_all(ctx: Context, attempts: list[Attempt], now: datetime, threads: in
     lanes: list[str] = []
     for host, items in by_host.items():
         lanes += [host] * max(1, min(threads, slots.concurrency, len(items)))
+    finished: SimpleQueue[Attempt | None] = SimpleQueue()
 
     def drain(host: str, http: requests.Session, gate: Callable[[], None] | None) -> None:
         queue = by_host[host]
@@ -213,6 +221,7 @@ def _fetch_all(ctx: Context, attempts: list[Attempt], now: datetime, threads: in
             except IndexError:
                 return
             _fetch(ctx, a, now, http, gate, options)
+            finished.put(a)
 
     def run(host: str) -> None:
         http = session or session_for(ctx)
@@ -227,9 +236,35 @@ def _fetch_all(ctx: Context, attempts: list[Attempt], now: datetime, threads: in
     if threads <= 1 or len(lanes) == 1:
         for host in lanes:
             run(host)
+        done = [finished.get() for _ in range(finished.qsize())]
+        for i in range(0, len(done), chunk):
+            yield done[i : i + chunk]
         return
+
+    def lane(host: str) -> None:
+        try:
+            run(host)
+        finally:
+            finished.put(None)  # this lane has stopped
+
     pool = _pool(threads)
-    for future in [pool.submit(run, host) for host in lanes]:
+    futures = [pool.submit(lane, host) for host in lanes]
+    running, ready = len(lanes), []
+    try:
+        while running:
+            a = finished.get()
+            if a is None:
+                running -= 1
+            else:
+                ready.append(a)
+            if len(ready) >= chunk or (ready and not running):
+                yield ready
+                ready = []
+    finally:  # the caller stopped early (recording failed): no lane takes more, and none outlives the batch
+        for queue in by_host.values():
+            queue.clear()
+        wait(futures)
+    for future in futures:
         future.result()
 
 
@@ -300,6 +335,9 @@ def _by_keys(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return list(groups.values())
 
 
+RECORD_CHUNK = 250  # fetched resources recorded in one transaction while the batch's other fetches go on
+
+
 def archive_batch(
     ctx: Context,
     ids: Sequence[str],
@@ -308,36 +346,41 @@ def archive_batch(
     job_id: str | None = None,
     threads: int | None = None,
     session: requests.Session | None = None,
+    on_recorded: Callable[[list[Attempt]], None] | None = None,
 ) -> list[Attempt]:
     """Check/download a batch of resources and record every outcome: one read, the fetches on
-    ARCHIVER_THREADS threads (each host within its concurrency and delay), one write.
+    ARCHIVER_THREADS threads (each host within its concurrency and delay), and, while they
+    run, one write per RECORD_CHUNK fetched resources (after their copies are synced);
+    `on_recorded` gets each chunk once it is committed.
 
     No request at all while a stored copy is still fresh (Cache-Control/Expires), unless
     `force`; a resource that left its portal is not fetched. Repeating a batch is harmless.
     """
     now = utcnow()
-    clock = [time.perf_counter()]
-    spent: dict[str, float] = {}
-
-    def lap(phase: str) -> None:
-        t = time.perf_counter()
-        spent[phase] = t - clock[0]
-        clock[0] = t
-
+    started = time.perf_counter()
+    spent: Counter[str] = Counter()
     attempts = _plan(ctx, ids, now, force, link_check_only)
-    lap("read")
+    spent["read"] = time.perf_counter() - started
     todo = [a for a in attempts if not a.skipped]
     if todo:
-        _fetch_all(ctx, todo, now, threads or ctx.settings.archiver_threads, session)
-        lap("fetch")
-        if any(a.result.stored is not None for a in todo):
-            ctx.storage.sync()  # the copies are on disk before the rows that name them commit
-        lap("sync")
-        _record(ctx, todo, now, job_id)
-        lap("write")
+        for chunk in _fetched(ctx, todo, now, threads or ctx.settings.archiver_threads, session, RECORD_CHUNK):
+            t = time.perf_counter()
+            if any(a.result.stored is not None for a in chunk):
+                ctx.storage.sync()  # the copies are on disk before the rows that name them commit
+            spent["sync"] += time.perf_counter() - t
+            t = time.perf_counter()
+            _record(ctx, chunk, now, job_id)
+            spent["write"] += time.perf_counter() - t
+            if on_recorded is not None:
+                t = time.perf_counter()
+                on_recorded(chunk)
+                spent["after"] += time.perf_counter() - t
     if len(ids) > 1:
         outcomes = Counter(a.outcome for a in attempts)
-        log.info("archiver: batch of %d in %.2fs (%s): %s", len(ids), sum(spent.values()), ", ".join(f"{k} {v:.2f}s" for k, v in spent.items()), dict(outcomes))
+        log.info(
+            "archiver: batch of %d in %.2fs (read %.2fs; while fetching: sync %.2fs, write %.2fs, then %.2fs): %s",
+            len(ids), time.perf_counter() - started, spent["read"], spent["sync"], spent["write"], spent["after"], dict(outcomes),
+        )
     for a in todo:
         if a.write_back and a.result.stored is not None and not a.duplicate:
             a.written_back = write_back_archival(ctx, a.resource_id)

@@ -83,37 +83,72 @@ def _label(job: Job) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in portal) if portal else "urls"
 
 
-def write_part(ctx: Context, job: Job, seq: int, attempts: Sequence[Attempt]) -> WarcFile | None:
-    """The WARC file (and its CDXJ index) of one part's fetches; None when there is nothing to
-    record or WARC writing is off. Run after the part's outcomes are committed."""
-    if not ctx.settings.archiver_warc:
-        return None
-    wanted = [a for a in attempts if a.result is not None and (a.result.stored is not None or a.result.http_status == 304 or a.duplicate)]
-    if not wanted:
-        return None
-    now = utcnow()
-    started = time.perf_counter()
-    name = f"{job.created_at.strftime('%Y%m%dT%H%M%SZ')}-{seq:05d}-{secrets.token_hex(3)}.warc.gz"
-    key = f"warc/{_label(job)}/{name}"
-    agent = ctx.settings.archiver_user_agent
-    with tempfile.TemporaryFile() as out:
-        writer = WARCWriter(out, gzip=True, warc_version="1.1")
-        writer.write_record(writer.create_warcinfo_record(name, {"software": "Exporter archiver", "format": "WARC File Format 1.1", "job": job.id, "part": str(seq)}))
-        records = 0
-        lines: list[str] = []
-        for a in wanted:
-            records += _write(ctx, writer, a, agent, now, out, name, lines)
-        out.flush()
-        out.seek(0)
-        info = ctx.storage.write(key, out, "application/warc")
-    index = "".join(sorted(lines)).encode()
-    index_key = key.removesuffix(".warc.gz") + ".cdxj"
-    ctx.storage.write(index_key, index, "application/x-ndjson")
-    with ctx.db.session() as s:
-        row = WarcFile(job_id=job.id, key=key, index_key=index_key, records=records, size=info.size, sha256=info.sha256, created_at=now)
-        s.add(row)
-    log.info("job %s: part %d: %d WARC record(s) in %s (%.2fs)", job.id, seq, records, key, time.perf_counter() - started)
-    return row
+class PartWarc:
+    """The WARC file (and CDXJ index) of one part, written as the part's outcomes are committed:
+    `add` each committed chunk of attempts, then `close` to store it (None when there was
+    nothing to record). A failure is logged and only costs the part its WARC file: the copies
+    and their records stand. `discard` drops an unfinished file."""
+
+    def __init__(self, ctx: Context, job: Job, seq: int):
+        self.ctx, self.job, self.seq = ctx, job, seq
+        self.now = utcnow()
+        self.name = f"{job.created_at.strftime('%Y%m%dT%H%M%SZ')}-{seq:05d}-{secrets.token_hex(3)}.warc.gz"
+        self.key = f"warc/{_label(job)}/{self.name}"
+        self.records = 0
+        self.lines: list[str] = []
+        self.spent = 0.0
+        self.failed = False
+        self._out: BinaryIO | None = None
+        self._writer: WARCWriter | None = None
+
+    def add(self, attempts: Sequence[Attempt]) -> None:
+        wanted = [a for a in attempts if a.result is not None and (a.result.stored is not None or a.result.http_status == 304 or a.duplicate)]
+        if self.failed or not wanted:
+            return
+        started = time.perf_counter()
+        try:
+            if self._writer is None:
+                self._out = tempfile.TemporaryFile()
+                self._writer = WARCWriter(self._out, gzip=True, warc_version="1.1")
+                info = {"software": "Exporter archiver", "format": "WARC File Format 1.1", "job": self.job.id, "part": str(self.seq)}
+                self._writer.write_record(self._writer.create_warcinfo_record(self.name, info))
+            agent = self.ctx.settings.archiver_user_agent
+            for a in wanted:
+                self.records += _write(self.ctx, self._writer, a, agent, self.now, self._out, self.name, self.lines)
+        except Exception:
+            log.exception("job %s: part %d: writing the WARC file failed", self.job.id, self.seq)
+            self.failed = True
+            self.discard()
+        self.spent += time.perf_counter() - started
+
+    def close(self) -> WarcFile | None:
+        if self.failed or self._out is None:
+            self.discard()
+            return None
+        started = time.perf_counter()
+        try:
+            out = self._out
+            out.flush()
+            out.seek(0)
+            info = self.ctx.storage.write(self.key, out, "application/warc")
+            index_key = self.key.removesuffix(".warc.gz") + ".cdxj"
+            self.ctx.storage.write(index_key, "".join(sorted(self.lines)).encode(), "application/x-ndjson")
+            with self.ctx.db.session() as s:
+                row = WarcFile(job_id=self.job.id, key=self.key, index_key=index_key, records=self.records, size=info.size, sha256=info.sha256, created_at=self.now)
+                s.add(row)
+        except Exception:
+            log.exception("job %s: part %d: storing the WARC file failed", self.job.id, self.seq)
+            return None
+        finally:
+            self.discard()
+        self.spent += time.perf_counter() - started
+        log.info("job %s: part %d: %d WARC record(s) in %s (%.2fs)", self.job.id, self.seq, self.records, self.key, self.spent)
+        return row
+
+    def discard(self) -> None:
+        if self._out is not None:
+            self._out.close()
+        self._out = self._writer = None
 
 
 def _write(ctx: Context, writer: WARCWriter, a: Attempt, agent: str, now: datetime, out: BinaryIO, filename: str, index: list[str]) -> int:
