@@ -5,7 +5,10 @@ Prints, one figure a line:
   while streaming, temporary file + rename): the baseline
 - first sweep of a (fake, local) CKAN portal listing the files through the path users run
   at scale (`--mode celery`, the default): a prefork Celery worker on a Redis broker of the
-  benchmark's own and PostgreSQL; resources/s and the ratio to the baseline (target >= 0.5x)
+  benchmark's own and PostgreSQL; resources/s and the ratio to the baseline (target >= 0.5x).
+  Politeness is off: no per-host delay, and the per-host concurrency is every archive thread
+  of every worker process, so the host gate never binds. The workers' CPU per resource
+  (user + system, from /proc) is printed next to the plain script's.
 - the same in one process (`--mode inline`: the sweep's parts run on threads here)
 - second sweep, nothing changed (conditional requests, only 304s): resources/s and the
   speed-up over the first (target >= 5x)
@@ -14,7 +17,8 @@ Prints, one figure a line:
   child's peak RSS (target < 150 MB)
 
 Usage: .venv/bin/python bench/bench_archive.py [--files 10000] [--big-mb 2048] [--workers 8]
-           [--mode celery|inline|both] [--concurrency 2] [--database-url URL]
+           [--mode celery|inline|both] [--concurrency 2] [--threads N] [--batch-size 1000]
+           [--database-url URL] [--worker-log PATH] [--skip-big]
            (celery: a fresh PostgreSQL database on 127.0.0.1:5432 unless --database-url;
             inline: SQLite in the temp dir unless --database-url)
 Everything lives in a temp dir that is deleted afterwards.
@@ -59,6 +63,24 @@ def vm_hwm_kb(pid: int) -> int:
     return 0
 
 
+def cpu_seconds(pids: list[int]) -> tuple[float, float]:
+    """(user, system) CPU seconds the processes have used so far (/proc/PID/stat)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    user = system = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        user, system = user + int(fields[11]), system + int(fields[12])
+    return user / ticks, system / ticks
+
+
+def cpu_line(before: tuple[float, float], after: tuple[float, float], resources: int) -> str:
+    user, system = ((a - b) * 1000 / max(1, resources) for a, b in zip(after, before, strict=True))
+    return f"{user + system:.2f} ms a resource ({user:.2f} user + {system:.2f} system)"
+
+
 def worker_pids(pid: int) -> list[int]:
     """The worker's process and its children (the prefork pool)."""
     out = [pid]
@@ -82,7 +104,7 @@ def make_files(root: Path, count: int, big_mb: int) -> None:
             fh.write(block[n % 7 :] + block[: n % 7])  # every MB differs a little
 
 
-def env_for(tmp: Path, database_url: str | None, workers: int) -> dict[str, str]:
+def env_for(tmp: Path, database_url: str | None, workers: int, batch_size: int = 1000) -> dict[str, str]:
     env = {
         "EXPORTER_VAR_DIR": str(tmp / "var"),
         "EXPORTER_SECRET_KEY": "bench-secret-key-0123456789",
@@ -91,7 +113,7 @@ def env_for(tmp: Path, database_url: str | None, workers: int) -> dict[str, str]
         "EXPORTER_ARCHIVER_HOST_CONCURRENCY": str(workers),
         "EXPORTER_ARCHIVER_HOST_DELAY_MS": "0",
         "EXPORTER_ARCHIVER_MAX_BYTES": str(4 * 1024 * MB),
-        "EXPORTER_ARCHIVER_BATCH_SIZE": "1000",
+        "EXPORTER_ARCHIVER_BATCH_SIZE": str(batch_size),
         "EXPORTER_LOG_LEVEL": "WARNING",
     }
     if database_url:
@@ -196,12 +218,16 @@ def fresh_pg_database(admin_url: str) -> tuple[str, Callable[[], None]]:
     return url, drop
 
 
-def report(label: str, first: float, r1: dict, second: float, r2: dict, base_rate: float) -> None:
-    rate1, rate2 = r1["checked"] / first, r2["checked"] / second
+def report_first(label: str, first: float, r1: dict, base_rate: float) -> None:
+    rate1 = r1["checked"] / first
     print(f"{label} first sweep: {r1['checked']} resources in {first:.1f}s = {rate1:.0f} resources/s  statuses={r1['statuses']}")
-    print(f"{label} first sweep vs plain script: {rate1 / base_rate:.2f}x (target >= 0.5x)  phases={r1['phases']}")
+    print(f"{label} first sweep vs plain script: {rate1 / base_rate:.2f}x (target >= 0.5x)  phases={r1['phases']}", flush=True)
+
+
+def report_second(label: str, first: float, second: float, r2: dict) -> None:
+    rate2 = r2["checked"] / second
     print(f"{label} second sweep (nothing changed): {r2['checked']} resources in {second:.1f}s = {rate2:.0f} resources/s  statuses={r2['statuses']}, settled by a bulk 304: {r2['not_modified']}  phases={r2['phases']}")
-    print(f"{label} second vs first: {first / second:.1f}x faster (target >= 5x)")
+    print(f"{label} second vs first: {first / second:.1f}x faster (target >= 5x)", flush=True)
 
 
 def main() -> None:
@@ -212,9 +238,12 @@ def main() -> None:
     ap.add_argument("--database-url")
     ap.add_argument("--mode", choices=("celery", "inline", "both"), default="celery")
     ap.add_argument("--concurrency", type=int, default=2, help="Worker processes of the Celery worker (prefork).")
+    ap.add_argument("--threads", type=int, help="Archive threads per Celery worker process (ARCHIVER_THREADS; default: --workers).")
+    ap.add_argument("--batch-size", type=int, default=1000, help="Resources per part (ARCHIVER_BATCH_SIZE).")
     ap.add_argument("--pg-admin-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     ap.add_argument("--skip-sweeps", action="store_true", help="Only the 2 GB file.")
     ap.add_argument("--skip-big", action="store_true", help="No 2 GB file.")
+    ap.add_argument("--worker-log", type=Path, help="Keep the Celery worker's log here (each part's timings: read, fetch, sync, write, WARC).")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-archive-"))
@@ -235,12 +264,14 @@ def main() -> None:
         urls = [f"{nginx.url}/d{i // 1000:02d}/r{i:05d}.csv" for i in range(args.files)]
         if not args.skip_sweeps:
             baseline(urls[: min(500, len(urls))], args.workers, tmp / "warmup")  # nginx and the page cache warm
+            cpu = cpu_seconds([os.getpid()])
             base_s = baseline(urls, args.workers, tmp / "plain")
+            base_cpu = cpu_line(cpu, cpu_seconds([os.getpid()]), len(urls))
             base_rate = len(urls) / base_s
-            print(f"plain script (requests, {args.workers} threads, md5+sha256, temp file + rename): {len(urls)} files in {base_s:.1f}s = {base_rate:.0f} files/s")
+            print(f"plain script (requests, {args.workers} threads, md5+sha256, temp file + rename): {len(urls)} files in {base_s:.1f}s = {base_rate:.0f} files/s, CPU {base_cpu}", flush=True)
             shutil.rmtree(tmp / "plain", ignore_errors=True)
 
-        env = env_for(tmp, args.database_url, args.workers)
+        env = env_for(tmp, args.database_url, args.workers, args.batch_size)
         if not args.skip_sweeps and args.mode in ("celery", "both"):
             drop = None
             url = args.database_url
@@ -249,7 +280,13 @@ def main() -> None:
             redis_server = RedisServer(tmp).start()
             worker = None
             try:
-                cenv = {**env, "EXPORTER_DATABASE_URL": url, "EXPORTER_BROKER_URL": redis_server.url, "EXPORTER_LOG_LEVEL": "INFO"}
+                threads = args.threads or args.workers
+                # Politeness off: no delay, and a host's concurrency is every archive thread of every
+                # worker process (the inline mode's is its threads), so the host gate never binds.
+                cenv = {
+                    **env, "EXPORTER_DATABASE_URL": url, "EXPORTER_BROKER_URL": redis_server.url, "EXPORTER_LOG_LEVEL": "INFO",
+                    "EXPORTER_ARCHIVER_HOST_CONCURRENCY": str(threads * args.concurrency), "EXPORTER_ARCHIVER_THREADS": str(threads),
+                }
                 settings = load_settings(cenv)
                 migrate.upgrade(settings.database_url)
                 ctx = Context(settings)
@@ -257,15 +294,24 @@ def main() -> None:
                 ctx.enqueue = sender(redis_server.url)
                 add_portal(ctx, "bench", site.url)
                 worker = WorkerProcess({**os.environ, **cenv, "PYTHONPATH": str(ROOT)}, tmp / "worker.log", queues="engine,archive", pool="prefork", concurrency=args.concurrency)
+                pids = worker_pids(worker.proc.pid)
+                label = f"celery (prefork x{args.concurrency}, {threads} threads each, parts of {args.batch_size}, Redis, PostgreSQL)"
+                cpu0 = cpu_seconds(pids)
                 first, r1 = celery_sweep(ctx, "bench", "due")
+                cpu1 = cpu_seconds(pids)
+                report_first(label, first, r1, base_rate)
                 second, r2 = celery_sweep(ctx, "bench", "all")
-                report(f"celery (prefork x{args.concurrency}, Redis, PostgreSQL)", first, r1, second, r2, base_rate)
+                cpu2 = cpu_seconds(pids)
+                report_second(label, first, second, r2)
+                print(f"celery workers' CPU (all processes): first sweep {cpu_line(cpu0, cpu1, r1['checked'])}; second {cpu_line(cpu1, cpu2, r2['checked'])}")
                 rss = sum(vm_hwm_kb(pid) for pid in worker_pids(worker.proc.pid)) / 1024
                 print(f"celery worker processes' peak RSS (sum of {args.concurrency} + parent): {rss:.0f} MB")
                 ctx.close()
             finally:
                 if worker is not None:
                     worker.stop()
+                    if args.worker_log:
+                        shutil.copyfile(tmp / "worker.log", args.worker_log)
                 redis_server.kill()
                 if drop is not None:
                     drop()
@@ -276,9 +322,11 @@ def main() -> None:
         set_context(ctx)
         add_portal(ctx, "bench", site.url)
         if not args.skip_sweeps and args.mode in ("inline", "both"):
+            label = f"inline ({args.workers} threads, one process)"
             first, r1 = sweep(ctx, "bench", "due", args.workers)
+            report_first(label, first, r1, base_rate)
             second, r2 = sweep(ctx, "bench", "all", args.workers)
-            report(f"inline ({args.workers} threads, one process)", first, r1, second, r2, base_rate)
+            report_second(label, first, second, r2)
             print(f"inline process (bench + fake CKAN + archive threads) peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
         if args.skip_big:
             return

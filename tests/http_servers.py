@@ -256,6 +256,14 @@ class ScenarioHandler(BaseHTTPRequestHandler):
                 self._raw(200, [("Content-Length", "2"), ("Content-Type", "text/plain")], b"ok")
             except OSError:
                 pass
+        elif path == "/held":  # answers once the test sets `release` (or after ?timeout= seconds); `held` says one arrived
+            owner.held.set()
+            owner.release.wait(float(q.get("timeout", "60")))
+            body = b"held,1\n"
+            try:
+                self._raw(200, [("Content-Length", str(len(body))), ("Content-Type", "text/csv")], body)
+            except OSError:
+                pass
         elif path == "/flaky":
             fails, code = int(q.get("fails", "2")), int(q.get("code", "503"))
             if count <= fails:
@@ -327,6 +335,8 @@ class ScenarioServer(_Base):
         self.versioned_body = b"v1\n"
         self.inflight = 0
         self.max_inflight = 0
+        self.held = threading.Event()
+        self.release = threading.Event()
         super().__init__(ScenarioHandler)
 
 

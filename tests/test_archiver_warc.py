@@ -10,6 +10,7 @@ import json
 import uuid
 
 import pytest
+from cdxj_indexer.main import write_cdx_index
 from sqlalchemy import select
 from warcio.archiveiterator import ArchiveIterator
 
@@ -37,6 +38,13 @@ def portal(actx, nginx):
     add_portal(actx, f"warc-{run}", site.url)
     yield f"warc-{run}"
     site.stop()
+
+
+def indexed_by_cdxj_indexer(data: bytes, filename: str) -> list[str]:
+    """What webrecorder's cdxj-indexer writes for a WARC file (our index is made while writing)."""
+    out = io.StringIO()
+    write_cdx_index(out, [io.BytesIO(data)], {"filename": filename, "sort": True})
+    return out.getvalue().splitlines()
 
 
 def records(ctx, job_id: str) -> tuple[list, list[WarcFile]]:
@@ -72,6 +80,7 @@ def test_a_sweep_writes_warc_records_that_match_the_stored_copies(actx, portal):
         lines = actx.storage.read_bytes(f.index_key).decode().splitlines()
         assert len(lines) == f.records // 2 and lines == sorted(lines)
         data = actx.storage.read_bytes(f.key)
+        assert lines == indexed_by_cdxj_indexer(data, f.key.rsplit("/", 1)[1])
         for line in lines:
             surt, stamp, fields = line.split(" ", 2)
             entry = json.loads(fields)
@@ -87,6 +96,10 @@ def test_a_second_sweep_writes_revisits_and_cleanup_keeps_the_named_files(actx, 
     assert len(revisits) == FILES and {g[1].get_header("WARC-Profile") for g in revisits} <= {SERVER_NOT_MODIFIED, IDENTICAL_PAYLOAD}
     assert all(g[2].get_statuscode() == "304" for g in revisits if g[1].get_header("WARC-Profile") == SERVER_NOT_MODIFIED)
     assert not [g for g in got if g[0] == "response"]
+    for f in files:
+        lines = actx.storage.read_bytes(f.index_key).decode().splitlines()
+        assert len(lines) == f.records and lines == indexed_by_cdxj_indexer(actx.storage.read_bytes(f.key), f.key.rsplit("/", 1)[1])
+        assert all(json.loads(line.split(" ", 2)[2])["mime"] == "warc/revisit" for line in lines)
     cleanup.run(actx, orphan_grace_seconds=0)
     for f in files:
         assert actx.storage.stat(f.key) is not None and actx.storage.stat(f.index_key) is not None

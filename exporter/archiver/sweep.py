@@ -3,9 +3,10 @@
 A sweep never waits inside a worker: it splits the resources due into parts of
 ARCHIVER_BATCH_SIZE (exporter.parts), each an `exporter.run_part` task, and returns. Each
 part archives its resources as one batch (archive.archive_batch: one read, conditional
-requests on ARCHIVER_THREADS threads, one write), so a resource whose stored copy is still
-current costs one 304 and a share of two transactions. The last part to finish computes
-the sweep's summary and succeeds the job.
+requests on ARCHIVER_THREADS threads, and while they run one write per chunk of fetched
+resources, each chunk's WARC records written once it is committed), so a resource whose
+stored copy is still current costs one 304 and a share of two transactions. The last part
+to finish computes the sweep's summary and succeeds the job.
 """
 
 from __future__ import annotations
@@ -39,12 +40,19 @@ QUEUE = "archive"
 
 
 def archive_part(ctx: Context, job: Job, ids: list[str], seq: int) -> None:
-    """A part's work: archive its resources as one batch (repeating it is harmless), then its WARC file."""
-    attempts = archive_batch(ctx, ids, job_id=job.id)
+    """A part's work: archive its resources as one batch (repeating it is harmless), and its
+    WARC file, whose records are written for each chunk once it is committed while the
+    part's other fetches go on."""
+    if not ctx.settings.archiver_warc:
+        archive_batch(ctx, ids, job_id=job.id)
+        return
+    part = warc.PartWarc(ctx, job, seq)
     try:
-        warc.write_part(ctx, job, seq, attempts)
-    except Exception:  # the copies and their records stand; the part's WARC file is what is missing
-        log.exception("job %s: part %d: writing the WARC file failed", job.id, seq)
+        archive_batch(ctx, ids, job_id=job.id, on_recorded=part.add)
+    except BaseException:
+        part.discard()
+        raise
+    part.close()  # a failure is logged there: the copies and their records stand
 
 
 def _status_counts(ctx: Context, batches: Iterable[Sequence[str]]) -> tuple[dict[str, int], int, int]:

@@ -2,7 +2,7 @@
 
 One WARC file per archiving part (a batch of a sweep or URL list), at
 `warc/<portal>/<UTC timestamp of the job>-<part n>.warc.gz`, with a CDXJ index beside it
-(`.cdxj`, written by webrecorder's cdxj-indexer). Each stored copy gives a `request` and a
+(`.cdxj`, the lines webrecorder's cdxj-indexer writes, made while the records are written). Each stored copy gives a `request` and a
 `response` record (the response's headers as the server sent them, its body the stored
 copy); a 304 gives a `revisit` record (profile server-not-modified), and a body downloaded
 again but identical gives one with profile identical-payload-digest. Payload digests are
@@ -13,16 +13,21 @@ ARCHIVER_WARC=false switches it off.
 from __future__ import annotations
 
 import base64
+import json
 import logging
+import re
 import secrets
 import tempfile
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from http import HTTPStatus
-from io import BytesIO, StringIO
-from typing import TYPE_CHECKING
+from io import BytesIO
+from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import urlsplit
 
+import surt
+from warcio.recordloader import ArcWarcRecord
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
@@ -78,39 +83,76 @@ def _label(job: Job) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in portal) if portal else "urls"
 
 
-def write_part(ctx: Context, job: Job, seq: int, attempts: Sequence[Attempt]) -> WarcFile | None:
-    """The WARC file (and its CDXJ index) of one part's fetches; None when there is nothing to
-    record or WARC writing is off. Run after the part's outcomes are committed."""
-    if not ctx.settings.archiver_warc:
-        return None
-    wanted = [a for a in attempts if a.result is not None and (a.result.stored is not None or a.result.http_status == 304 or a.duplicate)]
-    if not wanted:
-        return None
-    now = utcnow()
-    name = f"{job.created_at.strftime('%Y%m%dT%H%M%SZ')}-{seq:05d}-{secrets.token_hex(3)}.warc.gz"
-    key = f"warc/{_label(job)}/{name}"
-    agent = ctx.settings.archiver_user_agent
-    with tempfile.TemporaryFile() as out:
-        writer = WARCWriter(out, gzip=True, warc_version="1.1")
-        writer.write_record(writer.create_warcinfo_record(name, {"software": "Exporter archiver", "format": "WARC File Format 1.1", "job": job.id, "part": str(seq)}))
-        records = 0
-        for a in wanted:
-            records += _write(ctx, writer, a, agent, now)
-        out.flush()
-        out.seek(0)
-        info = ctx.storage.write(key, out, "application/warc")
-        out.seek(0)
-        index = _cdxj(out, name)
-    index_key = key.removesuffix(".warc.gz") + ".cdxj"
-    ctx.storage.write(index_key, index, "application/x-ndjson")
-    with ctx.db.session() as s:
-        row = WarcFile(job_id=job.id, key=key, index_key=index_key, records=records, size=info.size, sha256=info.sha256, created_at=now)
-        s.add(row)
-    log.info("job %s: part %d: %d WARC record(s) in %s", job.id, seq, records, key)
-    return row
+class PartWarc:
+    """The WARC file (and CDXJ index) of one part, written as the part's outcomes are committed:
+    `add` each committed chunk of attempts, then `close` to store it (None when there was
+    nothing to record). A failure is logged and only costs the part its WARC file: the copies
+    and their records stand. `discard` drops an unfinished file."""
+
+    def __init__(self, ctx: Context, job: Job, seq: int):
+        self.ctx, self.job, self.seq = ctx, job, seq
+        self.now = utcnow()
+        self.name = f"{job.created_at.strftime('%Y%m%dT%H%M%SZ')}-{seq:05d}-{secrets.token_hex(3)}.warc.gz"
+        self.key = f"warc/{_label(job)}/{self.name}"
+        self.records = 0
+        self.lines: list[str] = []
+        self.spent = 0.0
+        self.failed = False
+        self._out: BinaryIO | None = None
+        self._writer: WARCWriter | None = None
+
+    def add(self, attempts: Sequence[Attempt]) -> None:
+        wanted = [a for a in attempts if a.result is not None and (a.result.stored is not None or a.result.http_status == 304 or a.duplicate)]
+        if self.failed or not wanted:
+            return
+        started = time.perf_counter()
+        try:
+            if self._writer is None:
+                self._out = tempfile.TemporaryFile()
+                self._writer = WARCWriter(self._out, gzip=True, warc_version="1.1")
+                info = {"software": "Exporter archiver", "format": "WARC File Format 1.1", "job": self.job.id, "part": str(self.seq)}
+                self._writer.write_record(self._writer.create_warcinfo_record(self.name, info))
+            agent = self.ctx.settings.archiver_user_agent
+            for a in wanted:
+                self.records += _write(self.ctx, self._writer, a, agent, self.now, self._out, self.name, self.lines)
+        except Exception:
+            log.exception("job %s: part %d: writing the WARC file failed", self.job.id, self.seq)
+            self.failed = True
+            self.discard()
+        self.spent += time.perf_counter() - started
+
+    def close(self) -> WarcFile | None:
+        if self.failed or self._out is None:
+            self.discard()
+            return None
+        started = time.perf_counter()
+        try:
+            out = self._out
+            out.flush()
+            out.seek(0)
+            info = self.ctx.storage.write(self.key, out, "application/warc")
+            index_key = self.key.removesuffix(".warc.gz") + ".cdxj"
+            self.ctx.storage.write(index_key, "".join(sorted(self.lines)).encode(), "application/x-ndjson")
+            with self.ctx.db.session() as s:
+                row = WarcFile(job_id=self.job.id, key=self.key, index_key=index_key, records=self.records, size=info.size, sha256=info.sha256, created_at=self.now)
+                s.add(row)
+        except Exception:
+            log.exception("job %s: part %d: storing the WARC file failed", self.job.id, self.seq)
+            return None
+        finally:
+            self.discard()
+        self.spent += time.perf_counter() - started
+        log.info("job %s: part %d: %d WARC record(s) in %s (%.2fs)", self.job.id, self.seq, self.records, self.key, self.spent)
+        return row
+
+    def discard(self) -> None:
+        if self._out is not None:
+            self._out.close()
+        self._out = self._writer = None
 
 
-def _write(ctx: Context, writer: WARCWriter, a: Attempt, agent: str, now: datetime) -> int:
+def _write(ctx: Context, writer: WARCWriter, a: Attempt, agent: str, now: datetime, out: BinaryIO, filename: str, index: list[str]) -> int:
+    """Write the attempt's records; the line of each response or revisit goes to `index`."""
     url = a.result.final_url or a.url
     result = a.result
     if result.stored is not None and not a.duplicate:
@@ -120,7 +162,9 @@ def _write(ctx: Context, writer: WARCWriter, a: Attempt, agent: str, now: dateti
                 url, "response", payload=body, length=result.stored.size, http_headers=_response_headers(a, result.stored.size),
                 warc_headers_dict={"WARC-Payload-Digest": payload_digest(result.stored.sha256), "WARC-Date": _iso(now)},
             )
+            offset = out.tell()
             writer.write_record(response)
+            index.append(cdxj_line(response, now, offset, out.tell() - offset, filename))
         request.rec_headers.replace_header("WARC-Concurrent-To", response.rec_headers.get_header("WARC-Record-ID"))
         writer.write_record(request)
         return 2
@@ -132,14 +176,36 @@ def _write(ctx: Context, writer: WARCWriter, a: Attempt, agent: str, now: dateti
         http_headers=_response_headers(a, None),
         warc_headers_dict={"WARC-Profile": profile, "WARC-Date": _iso(now)},
     )
+    offset = out.tell()
     writer.write_record(revisit)
+    index.append(cdxj_line(revisit, now, offset, out.tell() - offset, filename))
     return 1
 
 
-def _cdxj(warc, filename: str) -> bytes:
-    """The CDXJ index of a WARC file (sorted, as replay tools look it up)."""
-    from cdxj_indexer.main import write_cdx_index
+_MIME_END = re.compile(r"[;\s]")
 
-    text = StringIO()
-    write_cdx_index(text, [warc], {"filename": filename, "sort": True})
-    return text.getvalue().encode()
+
+def cdxj_line(record: ArcWarcRecord, when: datetime, offset: int, length: int, filename: str) -> str:
+    """The CDXJ line of a response or revisit record just written at `offset` (`length` bytes,
+    its gzip member): what webrecorder's cdxj-indexer writes for it, without reading the file
+    back (tests compare the two)."""
+    url = record.rec_headers.get_header("WARC-Target-URI")
+    try:
+        key = surt.surt(url)
+    except Exception:  # as cdxj-indexer: the URL itself when it has no SURT form
+        key = url
+    entry: dict[str, str] = {"url": url}
+    if record.rec_type == "revisit":
+        entry["mime"] = "warc/revisit"
+    else:
+        mime = record.http_headers.get_header("Content-Type")
+        if mime is not None:
+            entry["mime"] = _MIME_END.split(mime, 1)[0].strip() if mime else mime
+    status = record.http_headers.get_statuscode() if record.http_headers else None
+    if status is not None:
+        entry["status"] = status
+    digest = record.rec_headers.get_header("WARC-Payload-Digest")
+    if digest is not None:
+        entry["digest"] = digest
+    entry.update(length=str(length), offset=str(offset), filename=filename)
+    return f"{key} {when.strftime('%Y%m%d%H%M%S')} {json.dumps(entry)}\n"
