@@ -232,11 +232,17 @@ def _first_matches(session, ctx: Context, query: Query, columns, conds, limit: i
         rest = stmt.where(ctid >= bound)
     if len(found) < limit:
         walk = indexed_filter and tuples > 0 and _estimate(session, _matching(ctx, query, (RaidSearch.raid_id,), _listed())) * probe >= limit * tuples
-        # the rest through an index: not the pages after the probed ones (a LIMIT over them bets that matches are spread evenly)
-        session.execute(text("SELECT set_config('enable_tidscan', 'off', true), set_config('enable_bitmapscan', :bitmap, true)"), {"bitmap": "off" if walk else "on"})
+        off = (["enable_tidscan"] if rest is not stmt else []) + (["enable_bitmapscan"] if walk else [])  # the rest through an index: not the pages after the probed ones (a LIMIT over them bets that matches are spread evenly)
+        _set(session, off, "off")
         found += session.execute(rest.limit(limit - len(found))).all()
-        session.execute(text("SELECT set_config('enable_tidscan', 'on', true), set_config('enable_bitmapscan', 'on', true)"))
+        _set(session, off, "on")
     return found
+
+
+def _set(session, settings: list[str], value: str) -> None:
+    """Planner settings for the rest of this transaction, in one round trip."""
+    if settings:
+        session.execute(text("SELECT " + ", ".join(f"set_config('{name}', '{value}', true)" for name in settings)))
 
 
 def _page_by_date(session, ctx: Context, query: Query, conds, limit: int, offset: int, undated: bool) -> list:
