@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Text, column, desc, func, literal, literal_column, select, table, text
+from sqlalchemy import Text, column, desc, func, literal, literal_column, select, table, text, union_all
 from sqlalchemy.dialects.postgresql import TSQUERY
 
 from ..context import Context
@@ -196,14 +196,14 @@ def _matching(ctx: Context, query: Query, columns, conds, with_score: bool = Fal
     return select(*columns, *score).select_from(joined).where(fts.op("MATCH")(literal(query.fts5(), Text)), *conds)
 
 
-def _estimate(session, stmt) -> float:
-    """The planner's estimate of the rows a statement returns."""
-    compiled = stmt.compile(dialect=session.get_bind().dialect)
-    plan = session.connection().exec_driver_sql("EXPLAIN (FORMAT JSON) " + compiled.string, compiled.params).scalar()
-    return float(plan[0]["Plan"]["Plan Rows"])
+def _estimates(session, *stmts) -> list[float]:
+    """The planner's estimates of the rows each statement returns, in one round trip (EXPLAIN of their UNION ALL)."""
+    compiled = (union_all(*stmts) if len(stmts) > 1 else stmts[0]).compile(dialect=session.get_bind().dialect)
+    plan = session.connection().exec_driver_sql("EXPLAIN (FORMAT JSON) " + compiled.string, compiled.params).scalar()[0]["Plan"]
+    return [float(p["Plan Rows"]) for p in (plan["Plans"] if len(stmts) > 1 else [plan])]
 
 
-def _first_matches(session, ctx: Context, query: Query, columns, conds, limit: int, with_score: bool, indexed_filter: bool, table_size: tuple) -> list:
+def _first_matches(session, ctx: Context, query: Query, columns, conds, limit: int, with_score: bool, indexed_filter: bool, table_size: tuple, restore: bool) -> list:
     """The first `limit` matches the database finds.
 
     On PostgreSQL the GIN index is the way in for rare words, but it hands over every raid
@@ -218,24 +218,32 @@ def _first_matches(session, ctx: Context, query: Query, columns, conds, limit: i
       service point, start dates) makes the matches rare, that index is walked and the words
       tested row by row: no GIN scan;
     - otherwise (rare words) the GIN index finds them.
+
+    `restore`: put the planner settings back for the statements that follow.
     """
     stmt = _matching(ctx, query, columns, conds, with_score=with_score)
     if ctx.db.backend != "postgresql" or query.empty:
         return session.execute(stmt.limit(limit)).all()
     tuples, pages = table_size
+    if tuples <= 0 or pages <= 0:  # never analysed: no estimates to go by
+        return session.execute(stmt.limit(limit)).all()
     probe = PROBE_ROWS_PER_MATCH * limit
+    keys = (RaidSearch.raid_id,)
+    estimates = _estimates(session, _matching(ctx, query, keys, conds), *([_matching(ctx, query, keys, _listed())] if indexed_filter else []))
+    common = [e * probe >= limit * tuples for e in estimates]  # `limit` matches expected within `probe` rows
     found: list = []
     rest = stmt
-    if tuples > 0 and pages > 0 and _estimate(session, stmt) * probe >= limit * tuples:
+    if common[0]:
         ctid, bound = literal_column("raid_search.ctid"), literal_column(f"'({min(math.ceil(probe * pages / tuples), 2**32 - 1)},0)'::tid")
         found = session.execute(stmt.where(ctid < bound).limit(limit)).all()
         rest = stmt.where(ctid >= bound)
     if len(found) < limit:
-        walk = indexed_filter and tuples > 0 and _estimate(session, _matching(ctx, query, (RaidSearch.raid_id,), _listed())) * probe >= limit * tuples
+        walk = indexed_filter and common[-1]
         off = (["enable_tidscan"] if rest is not stmt else []) + (["enable_bitmapscan"] if walk else [])  # the rest through an index: not the pages after the probed ones (a LIMIT over them bets that matches are spread evenly)
         _set(session, off, "off")
         found += session.execute(rest.limit(limit - len(found))).all()
-        _set(session, off, "on")
+        if restore:
+            _set(session, off, "on")
     return found
 
 
@@ -320,7 +328,7 @@ def search(
         by_date = sort == "date" or query.empty
         keys = (RaidSearch.raid_id, RaidSearch.agency_id, RaidSearch.service_point_id, RaidSearch.access_type, RaidSearch.start_date.is_(None).label("undated"))
         indexed_filter = any(k in echo for k in ("agency", "servicePoint", "from", "until"))
-        found = _first_matches(s, ctx, query, keys, conds, cap + 1, not by_date, indexed_filter, table_size)
+        found = _first_matches(s, ctx, query, keys, conds, cap + 1, not by_date, indexed_filter, table_size, restore=by_date)
         exact = len(found) <= cap
         found = found[:cap]  # the cap + 1st match only tells there are more
         groups = Counter((r.agency_id, r.service_point_id, r.access_type, r.undated) for r in found)
