@@ -16,6 +16,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Text, column, desc, func, literal, literal_column, select, table, text, union_all
@@ -278,7 +279,7 @@ def _page_by_relevance(session, found: list, conds, limit: int, offset: int) -> 
     The conditions are applied again, so a raid withdrawn since the matches were read is left
     out rather than shown.
     """
-    best = [r.raid_id for r in sorted(found, key=lambda r: (r.score, r.raid_id), reverse=True)[offset : offset + limit]]
+    best = [r[0] for r in sorted(found, key=itemgetter(5, 0), reverse=True)[offset : offset + limit]]  # (score, raid_id) of _first_matches' rows
     if not best:
         return []
     rows = {r.raid_id: r for r in session.execute(select(*_HIT_COLUMNS).where(RaidSearch.raid_id.in_(best), *conds))}
@@ -331,7 +332,7 @@ def search(
         found = _first_matches(s, ctx, query, keys, conds, cap + 1, not by_date, indexed_filter, table_size, restore=by_date)
         exact = len(found) <= cap
         found = found[:cap]  # the cap + 1st match only tells there are more
-        groups = Counter((r.agency_id, r.service_point_id, r.access_type, r.undated) for r in found)
+        groups = Counter(map(itemgetter(1, 2, 3, 4), found))  # (agency_id, service_point_id, access_type, undated)
         total = len(found)
         offset = (page - 1) * per_page
         if by_date:
