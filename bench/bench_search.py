@@ -11,7 +11,7 @@ figure:
 - a full OAI-PMH ListRecords harvest (oai_dc) of the agency through resumption tokens:
   records/s, against the public export's records/s for the same agency (same process tree).
 
-    .venv/bin/python bench/bench_search.py [--raids 1000000] [--reuse] [--repeat 20] [--harvest-limit 0] [--results bench/RESULTS.md]
+    .venv/bin/python bench/bench_search.py [--raids 1000000] [--reuse] [--repeat 20] [--harvest-limit 0] [--skip-harvest | --skip-queries] [--results bench/RESULTS.md]
 """
 
 from __future__ import annotations
@@ -192,6 +192,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--harvest-limit", type=int, default=0, help="stop the harvest after this many records (0: all)")
     parser.add_argument("--skip-harvest", action="store_true")
+    parser.add_argument("--skip-queries", action="store_true", help="only the harvest and the export (the queries timed in a run of their own)")
     parser.add_argument("--count-limits", default="", help="comma-separated SEARCH_COUNT_LIMIT values to measure the queries with (default: the setting's default)")
     parser.add_argument("--oai-page-size", type=int, default=0, help="OAI_PAGE_SIZE for the harvest (default: the setting's default)")
     parser.add_argument("--work", default=str(ROOT / "bench" / "out" / "search"))
@@ -226,7 +227,7 @@ def main() -> None:
         say(f"incremental refresh: {inc['changed']} changed raids in {inc['seconds']:.1f} s ({inc['result']})")
         built_file.write_text("\n".join(lines) + "\n")
     limits = [int(n) for n in args.count_limits.split(",") if n] or [ctx.settings.search_count_limit]
-    for limit in limits:
+    for limit in [] if args.skip_queries else limits:
         ctx.settings = ctx.settings.replace(search_count_limit=limit)
         say(f"-- queries with SEARCH_COUNT_LIMIT={limit}, {args.repeat} runs each")
         for row in latency(ctx, args.repeat):

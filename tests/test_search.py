@@ -18,7 +18,7 @@ from exporter.discovery.search import search
 from exporter.errors import InvalidRequest
 from exporter.raids import registry
 from exporter.raids.generator import generate
-from tests.raids_helpers import OTHER_AGENCY, OTHER_SP, SP, SP2, future, handle, past, record, save, today
+from tests.raids_helpers import AGENCY, OTHER_AGENCY, OTHER_SP, SP, SP2, future, handle, past, record, save, today
 
 AT = bindparam("t", type_=UTCDateTime())  # raw SQL, but the time in the column's own format
 
@@ -118,6 +118,76 @@ def test_counting_stops_at_the_limit(ctx):
     with pytest.raises(InvalidRequest) as err:
         search(ctx, "", page=3, per_page=2)
     assert err.value.field == "page"
+
+
+def answer(ctx, q, **kw) -> tuple:
+    r = search(ctx, q, per_page=100, **kw)
+    return r.total, r.total_exact, [h.handle for h in r.hits], {name: {v.value: v.count for v in values} for name, values in r.facets.items()}
+
+
+@pytest.fixture
+def spread_and_clustered(ctx):
+    """60 raids of one agency, then 20 of another (at the end of the table): words in half of them, in some, in the last ones only."""
+    records = []
+    for n in range(1, 81):
+        words = ["coastal" if n % 2 else "inland", "erosion" if n % 3 else "uplift", "survey"] + (["reef"] if n > 60 else [])
+        other = n > 60
+        rec = with_fields(record(n, title=" ".join(words), agency=OTHER_AGENCY if other else AGENCY, sp=OTHER_SP if other else (SP if n % 4 else SP2)), date={"startDate": f"20{10 + n % 12}-0{1 + n % 9}-01"})
+        records.append(rec)
+    save(ctx, *records)
+    index.refresh(ctx)
+    if ctx.db.backend == "postgresql":  # the planner's estimates, which choose between the ways in (search._first_matches)
+        with ctx.db.engine.connect() as conn:
+            conn.execute(text("ANALYZE raid_search"))
+            conn.commit()
+    return ctx
+
+
+SPREAD_QUERIES = [
+    ("coastal", {}),
+    ("coastal erosion", {}),
+    ("erosion -coastal", {}),
+    ('"coastal erosion"', {}),
+    ("coastal OR reef", {"access_type": "open"}),
+    ("coastal", {"agency": OTHER_AGENCY}),  # the agency's raids sit at the end of the table
+    ("survey", {"service_point": SP2}),
+    ("erosion", {"start_from": "2014-01-01", "start_until": "2017-12-31"}),
+    ("reef", {}),  # only the last raids hold it
+    ("reef -uplift", {"agency": OTHER_AGENCY}),
+    ("zyzzyva", {}),
+]
+
+
+@pytest.mark.parametrize("sort", ["relevance", "date"])
+def test_every_way_into_the_index_finds_the_same_matches(spread_and_clustered, monkeypatch, sort):
+    """First pages probed (all of them), an index of a filter walked, the GIN index alone: the same answers."""
+    ctx = spread_and_clustered
+    from exporter.discovery import search as search_module
+
+    answers = {}
+    for probe in (0, search_module.PROBE_ROWS_PER_MATCH, 10**9):  # 0: never probe or walk; 10**9: probe the whole table, walk for the rest
+        monkeypatch.setattr(search_module, "PROBE_ROWS_PER_MATCH", probe)
+        answers[probe] = [answer(ctx, q, sort=sort, **kw) for q, kw in SPREAD_QUERIES]
+    assert answers[0] == answers[search_module.PROBE_ROWS_PER_MATCH] == answers[10**9]
+    totals = [a[0] for a in answers[0]]
+    assert totals == [40, 27, 27, 27, 50, 10, 15, 21, 20, 14, 0]  # a sanity check of the fixture: every query matches what it should
+    assert all(a[1] for a in answers[0])
+
+
+def test_a_capped_search_counts_ranks_and_facets_the_same_matches(spread_and_clustered, monkeypatch):
+    ctx = spread_and_clustered
+    from exporter.discovery import search as search_module
+
+    everything = {q + repr(kw): set(answer(ctx, q, **kw)[2]) for q, kw in SPREAD_QUERIES}
+    ctx.settings = ctx.settings.replace(search_count_limit=5)
+    for probe in (0, search_module.PROBE_ROWS_PER_MATCH, 10**9):
+        monkeypatch.setattr(search_module, "PROBE_ROWS_PER_MATCH", probe)
+        for q, kw in SPREAD_QUERIES:
+            total, exact, hits, facets = answer(ctx, q, **kw)
+            matching = everything[q + repr(kw)]
+            assert (total, exact) == ((5, False) if len(matching) > 5 else (len(matching), True)), (q, kw, probe)
+            assert len(hits) == total and set(hits) <= matching, (q, kw, probe)  # the counted matches are the ranked ones
+            assert all(sum(values.values()) == total for values in facets.values()), (q, kw, probe)
 
 
 @pytest.mark.parametrize(

@@ -337,6 +337,10 @@ def refresh(ctx: Context, full: bool = False, reconcile: bool = False) -> dict[s
         if full or reconcile:
             counts.update(_reindex(ctx, _mismatched(ctx), as_of, batch))
         with ctx.db.session() as s:
+            if ctx.db.backend == "postgresql" and any(counts.values()):
+                # GIN's pending list (fastupdate) holds what this refresh wrote until a vacuum
+                # merges it; every search through the index reads it all until then
+                s.execute(select(func.gin_clean_pending_list(sql("'ix_raid_search_tsv'::regclass"))))
             values: dict[str, Any] = {"scanned_up_to": started}
             if full or reconcile:
                 values["reconciled_at"] = started

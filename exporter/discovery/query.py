@@ -54,15 +54,24 @@ class Query:
         document's tsvector carries (text.Document.tsvector): the same matches as
         `'a' <-> 'b' <-> 'c'`, found in the GIN index rather than by rechecking rows.
         """
+        wanted, unwanted = self.tsquery_parts()
+        return wanted + (f" & !({unwanted})" if unwanted else "")
+
+    def tsquery_parts(self) -> tuple[str, str | None]:
+        """(what must match, what must not or None) as two tsquery literals.
+
+        `tsv @@ wanted AND NOT tsv @@ unwanted` matches what `tsv @@ tsquery()` does; apart,
+        the GIN index finds the rows of `wanted` and the excluded words only filter those
+        rows, instead of the index reading every row that holds an excluded word too.
+        """
         def phrase(p: Phrase) -> str:
             if len(p) == 1:
                 return f"'{p[0]}'"
             return " <-> ".join(f"'{a}_{b}'" for a, b in zip(p, p[1:], strict=False))
 
-        parts = ["(" + " | ".join(f"({phrase(p)})" for p in group) + ")" for group in self.groups]
-        if self.excluded:
-            parts.append("!(" + " | ".join(f"({phrase(p)})" for p in self.excluded) + ")")
-        return " & ".join(parts)
+        wanted = " & ".join("(" + " | ".join(f"({phrase(p)})" for p in group) + ")" for group in self.groups)
+        unwanted = " | ".join(f"({phrase(p)})" for p in self.excluded) if self.excluded else None
+        return wanted, unwanted
 
 
 def _phrase(item: str) -> Phrase:
