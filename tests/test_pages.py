@@ -527,3 +527,10 @@ def test_over_plain_http_the_cookie_is_not_marked_secure(app):
     assert r.status_code == 302
     cookie = r.headers["Set-Cookie"]
     assert "Secure" not in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_a_post_without_this_sites_csrf_token_is_refused_on_the_operator_and_approver_pages(operator):
+    for path in ("/pages/new/export_public", "/pages/collections/batches/1/approve", "/pages/collections/batches/1/decline"):
+        r = operator.post(path, data={"reason": "no token"})
+        assert r.status_code == 400, path
+        assert "the form expired or did not come from this site" in r.get_data(as_text=True), path

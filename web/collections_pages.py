@@ -8,14 +8,13 @@ from functools import wraps
 
 from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request, url_for
 from flask_login import current_user
-from flask_wtf.csrf import CSRFError
 
 from exporter import access
 from exporter.collections import batches, projects, views
 from exporter.context import Context
 from exporter.errors import InvalidRequest, NotFound
 
-from .pages import csrf
+from .pages import check_csrf
 
 bp = Blueprint("collections_pages", __name__, url_prefix="/pages/collections")
 ROLES = ("operator", "approver")
@@ -25,12 +24,7 @@ def ctx() -> Context:
     return current_app.config["EXPORTER"]
 
 
-@bp.before_request
-def _check_csrf():
-    try:
-        csrf.protect()  # POSTs only
-    except CSRFError:
-        abort(400, description="the form expired or did not come from this site; reload the page and try again")
+bp.before_request(check_csrf)
 
 
 def approver_required(view):

@@ -69,7 +69,7 @@ def _sessions_and_csrf(state) -> None:
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SECURE=app.config["EXPORTER"].settings.public_url.startswith("https://"),
-        # Only these pages' forms carry a CSRF token (checked in _check_csrf); the JSON API
+        # Only these pages' forms carry a CSRF token (checked in check_csrf); the JSON API
         # authenticates every request with its token and has no cookie to ride on.
         WTF_CSRF_CHECK_DEFAULT=False,
         WTF_CSRF_TIME_LIMIT=None,  # a form stays good for as long as its session
@@ -125,7 +125,8 @@ def _template_globals() -> dict[str, Any]:
 
 
 @bp.before_request
-def _check_csrf():
+def check_csrf():
+    """Every form POST carries this site's CSRF token (the collections pages use this check too)."""
     try:
         csrf.protect()  # POSTs only
     except CSRFError:
